@@ -1,0 +1,128 @@
+"""The one place for input checks at the public boundary, and their messages.
+
+Every public entry point of ``bounds``, ``sims`` and ``verify`` validates its
+parameters here *before* any computation, so a bad value fails fast with a
+message that names the parameter and the allowed range. Checks run on concrete
+Python/NumPy values only: inside ``jit`` the arguments are tracers and the
+checks are skipped (they already ran at the boundary).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "check_positive_int",
+    "check_nonnegative_int",
+    "check_positive",
+    "check_nonnegative",
+    "check_proportion",
+    "check_in_range",
+    "check_ols_rows",
+    "check_choice",
+    "is_concrete",
+]
+
+
+def is_concrete(value: Any) -> bool:
+    """True when ``value`` can be inspected eagerly (not a jax tracer)."""
+    try:
+        np.asarray(value)
+    except Exception:  # jax raises TracerArrayConversionError; be generic.
+        return False
+    return True
+
+
+def _values(name: str, value: Any) -> np.ndarray | None:
+    if not is_concrete(value):
+        return None
+    arr = np.asarray(value)
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+        raise TypeError(f"{name} must be numeric, got {value!r}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return arr
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """Raise unless ``value`` is an integer ``>= 1``; return it as ``int``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer >= 1, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value}")
+    return int(value)
+
+
+def check_nonnegative_int(name: str, value: Any) -> int:
+    """Raise unless ``value`` is an integer ``>= 0``; return it as ``int``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer >= 0, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value}")
+    return int(value)
+
+
+def check_positive(name: str, value: Any) -> Any:
+    """Raise unless every entry of ``value`` is finite and ``> 0``."""
+    arr = _values(name, value)
+    if arr is not None and np.any(arr <= 0):
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return value
+
+
+def check_nonnegative(name: str, value: Any) -> Any:
+    """Raise unless every entry of ``value`` is finite and ``>= 0``."""
+    arr = _values(name, value)
+    if arr is not None and np.any(arr < 0):
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return value
+
+
+def check_in_range(name: str, value: Any, low: float, high: float, *,
+                   low_open: bool = False, high_open: bool = False) -> Any:
+    """Raise unless every entry of ``value`` lies in the stated interval."""
+    arr = _values(name, value)
+    if arr is None:
+        return value
+    below = arr <= low if low_open else arr < low
+    above = arr >= high if high_open else arr > high
+    if np.any(below) or np.any(above):
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
+    return value
+
+
+def check_proportion(name: str, value: Any, *, allow_zero: bool = True,
+                     allow_one: bool = True) -> Any:
+    """Raise unless ``value`` (e.g. the real proportion ``lam``) is in [0, 1].
+
+    ``allow_zero=False`` is for bounds that divide by ``lam`` (they need
+    ``lam > 0``); the message then says so.
+    """
+    return check_in_range(name, value, 0.0, 1.0, low_open=not allow_zero,
+                          high_open=not allow_one)
+
+
+def check_ols_rows(T: Any, d: Any, *, name_rows: str = "T", extra: int = 2) -> None:
+    """Raise unless ``T >= d + extra`` (``extra=2``: the Gaussian-design formulas).
+
+    ``E tr((X^T X)^{-1}) = d / (T - d - 1)`` for Gaussian ``X`` is finite only for
+    ``T >= d + 2``; a fixed design needs ``T >= d`` (``extra=0``) to be invertible.
+    """
+    check_positive_int(name_rows, T)
+    check_positive_int("d", d)
+    if T < d + extra:
+        raise ValueError(
+            f"{name_rows} must be >= d + {extra} (= {d + extra}) for this OLS formula, "
+            f"got {name_rows}={T}, d={d}")
+
+
+def check_choice(name: str, value: Any, choices) -> Any:
+    """Raise unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+    return value
+
+
