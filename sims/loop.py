@@ -1,0 +1,323 @@
+"""The loop engine: generations in ``lax.scan``, replicas in ``vmap``, devices by sharding.
+
+One replica is a pure function of its key: ``trajectory(key, ...)`` fits ``G_0``
+on real data, then scans over generations ``1 .. G-1``. A replica's key is
+``fold_in(base_key, replica_index)``, so results do not depend on how replicas
+are batched or how many devices share them.
+
+``run`` evaluates replicas in chunks of ``batch_size`` per device. The chunk is a
+compiled function of ``(base_key, replica_indices, truth)``: a new seed, a new
+replica count or new truth *values* reuse it, with no recompilation. The replica
+axis of a chunk is sharded over all devices with ``shard_map``. Only one chunk
+lives on the devices at a time; with ``reduce=True`` only running moments live on
+the host too, so memory is flat in the replica count.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from bounds import validate
+from sims.model import GenerativeModel
+from sims.schemes import LoopPlan, initial_training_set, next_training_set
+
+Metric = Callable[[jax.Array, "Generation", Any], Any]
+
+
+class Generation(NamedTuple):
+    """What a metric sees of generation ``i``.
+
+    Attributes:
+      index: generation index ``i`` (``G_0`` is fit on real data).
+      params: parameters of ``G_i``.
+      previous: parameters of ``G_{i-1}`` (``G_0`` itself when ``i = 0``).
+      data, weights: the training buffer ``G_i`` was fit on (weight 0 = empty slot).
+    """
+
+    index: jax.Array
+    params: Any
+    previous: Any
+    data: Any
+    weights: jax.Array
+
+
+class GenerationKeys(NamedTuple):
+    """The four independent streams of one generation of one replica."""
+
+    real: jax.Array
+    synthetic: jax.Array
+    fit: jax.Array
+    metric: jax.Array
+
+
+class LoopState(NamedTuple):
+    """The scan carry: the current model and the buffer it was fit on."""
+
+    params: Any
+    data: Any
+    weights: jax.Array
+
+
+class Moments(NamedTuple):
+    """Running replica moments per generation (float64, merged chunk by chunk).
+
+    ``mean`` and ``m2`` (sum of squared deviations) have the shape of one
+    replica's trajectory; ``se`` is the Monte Carlo standard error of ``mean``.
+    """
+
+    count: int
+    mean: Any
+    m2: Any
+
+    @property
+    def variance(self) -> Any:
+        return jax.tree.map(lambda m2: m2 / max(self.count - 1, 1), self.m2)
+
+    @property
+    def se(self) -> Any:
+        return jax.tree.map(lambda v: np.sqrt(v / self.count), self.variance)
+
+
+class NonFiniteError(FloatingPointError):
+    """A NaN or Inf appeared in a simulation; says where."""
+
+    def __init__(self, quantity: str, generation: int, replica: int):
+        self.quantity, self.generation, self.replica = quantity, generation, replica
+        super().__init__(f"non-finite value in {quantity!r} at generation {generation} "
+                         f"(first at replica {replica})")
+
+
+def generation_keys(replica_key: jax.Array, i: Any) -> GenerationKeys:
+    """Keys of generation ``i``: a pure function of the replica key and ``i``."""
+    return GenerationKeys(*jax.random.split(jax.random.fold_in(replica_key, i), 4))
+
+
+def first_generation(model: GenerativeModel, plan: LoopPlan, keys: GenerationKeys,
+                     real: Any) -> LoopState:
+    """Fit ``G_0`` on the ``n`` real samples ``real`` (``S0``)."""
+    data, weights = initial_training_set(plan, real)
+    return LoopState(model.fit(keys.fit, data, weights), data, weights)
+
+
+def next_generation(model: GenerativeModel, plan: LoopPlan, real_sampler: Callable, truth: Any,
+                    keys: GenerationKeys, state: LoopState, i: Any) -> LoopState:
+    """Form generation ``i``'s training set from ``G_{i-1}`` and fit ``G_i``."""
+    synthetic = model.sample(keys.synthetic, state.params, plan.block)
+    fresh = real_sampler(keys.real, truth, plan.n) if plan.scheme == "fresh" else None
+    data, weights = next_training_set(plan, state.data, state.weights, i, fresh, synthetic)
+    return LoopState(model.fit(keys.fit, data, weights), data, weights)
+
+
+def trajectory(key: jax.Array, model: GenerativeModel, truth: Any, plan: LoopPlan,
+               metric: Metric, real_sampler: Callable | None = None) -> Any:
+    """One replica: ``metric`` at every generation, stacked on a leading axis.
+
+    Args:
+      key: the replica's key.
+      model: the generator refitted in the loop.
+      truth: parameters of the real distribution ``p0``, in the form
+        ``real_sampler`` (default ``model.sample``) accepts.
+      plan: the loop (scheme, sizes, generations).
+      metric: ``(key, Generation, truth) -> pytree`` of per-generation measurements.
+      real_sampler: ``(key, truth, n) -> data``; defaults to ``model.sample``.
+
+    Returns:
+      The metric pytree with a leading generation axis of length ``plan.generations``.
+    """
+    real_sampler = real_sampler or model.sample
+    keys0 = generation_keys(key, 0)
+    state = first_generation(model, plan, keys0, real_sampler(keys0.real, truth, plan.n))
+    first = metric(keys0.metric, Generation(jnp.asarray(0), state.params, state.params,
+                                            state.data, state.weights), truth)
+    if plan.generations == 1:
+        return jax.tree.map(lambda a: a[None], first)
+
+    def step(state, i):
+        keys = generation_keys(key, i)
+        new = next_generation(model, plan, real_sampler, truth, keys, state, i)
+        out = metric(keys.metric, Generation(i, new.params, state.params, new.data, new.weights),
+                     truth)
+        return new, out
+
+    _, rest = jax.lax.scan(step, state, jnp.arange(1, plan.generations))
+    return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
+
+
+# ---------------------------------------------------------------------------------------
+# Driver: chunks of replicas, sharded over devices, compiled once per shape.
+
+_COMPILED: dict = {}
+
+
+def _available_host_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def _available_device_bytes(device) -> int:
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    return _available_host_bytes()
+
+
+def compile_count() -> int:
+    """Number of distinct compiled chunk functions so far (for tests and reports)."""
+    return len(_COMPILED)
+
+
+def _compiled_chunk(model, plan, metric, real_sampler, batch_size, devices, base_key, truth):
+    """Compile (once per static configuration and truth shape) the chunk function."""
+    truth_shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)),
+                                truth)
+    cache_key = (model, plan, metric, real_sampler, batch_size, devices,
+                 jax.tree.structure(truth_shapes), tuple(jax.tree.leaves(truth_shapes)))
+    if cache_key in _COMPILED:
+        return _COMPILED[cache_key]
+    mesh = Mesh(np.asarray(devices), ("replicas",))
+    sharding = NamedSharding(mesh, P("replicas"))
+
+    def per_device(base, indices, truth):
+        keys = jax.vmap(jax.random.fold_in, (None, 0))(base, indices)
+        return jax.vmap(lambda k: trajectory(k, model, truth, plan, metric, real_sampler))(keys)
+
+    chunk_fn = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("replicas"), P()),
+                                     out_specs=P("replicas")))
+    indices = jax.ShapeDtypeStruct((batch_size * len(devices),), jnp.uint32, sharding=sharding)
+    compiled = chunk_fn.lower(base_key, indices, truth_shapes).compile()
+    need = _compiled_bytes(compiled)
+    have = _available_device_bytes(devices[0])
+    if need is not None and need > 0.8 * have:
+        suggestion = max(1, int(batch_size * 0.4 * have / need))
+        raise MemoryError(
+            f"one chunk of {batch_size} replicas per device needs about {need / 2**30:.2f} GiB "
+            f"but only {have / 2**30:.2f} GiB is available; try batch_size={suggestion}")
+    _COMPILED[cache_key] = (compiled, sharding)
+    return compiled, sharding
+
+
+def _compiled_bytes(compiled) -> int | None:
+    try:
+        stats = compiled.memory_analysis()
+    except Exception:  # not every backend implements it
+        return None
+    if stats is None:
+        return None
+    return int(stats.temp_size_in_bytes + stats.argument_size_in_bytes
+               + stats.output_size_in_bytes)
+
+
+def _first_nonfinite(tree: Any, offset: int) -> None:
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        leaf = np.asarray(leaf)
+        if np.issubdtype(leaf.dtype, np.floating) and not np.all(np.isfinite(leaf)):
+            bad = ~np.isfinite(leaf.reshape(leaf.shape[0], leaf.shape[1], -1)).all(axis=2)
+            replica, generation = np.argwhere(bad)[np.argmin(np.argwhere(bad)[:, 1])]
+            raise NonFiniteError(jax.tree_util.keystr(path) or "metric", int(generation),
+                                 int(replica) + offset)
+
+
+def _merge(moments: Moments | None, chunk: Any) -> Moments:
+    """Chan et al.'s pairwise merge of running moments with one chunk's replicas."""
+    count = jax.tree.leaves(chunk)[0].shape[0]
+    mean = jax.tree.map(lambda a: a.astype(np.float64).mean(axis=0), chunk)
+    m2 = jax.tree.map(lambda a, mu: ((a.astype(np.float64) - mu) ** 2).sum(axis=0), chunk, mean)
+    if moments is None:
+        return Moments(count, mean, m2)
+    total = moments.count + count
+    delta = jax.tree.map(lambda b, a: b - a, mean, moments.mean)
+    new_mean = jax.tree.map(lambda a, d: a + d * count / total, moments.mean, delta)
+    new_m2 = jax.tree.map(lambda a, b, d: a + b + d ** 2 * moments.count * count / total,
+                          moments.m2, m2, delta)
+    return Moments(total, new_mean, new_m2)
+
+
+def run(key: jax.Array, model: GenerativeModel, truth: Any, plan: LoopPlan, metric: Metric, *,
+        replicas: int, batch_size: int = 256, real_sampler: Callable | None = None,
+        reduce: bool = False, progress: bool = False, devices=None) -> Any:
+    """Run ``replicas`` independent self-consuming loops and measure every generation.
+
+    Args:
+      key: base PRNG key; replica ``r`` uses ``fold_in(key, r)``.
+      model: the generative model (build it with a cached factory to reuse compilations).
+      truth: parameters of ``p0`` (see ``trajectory``). Its values are traced: changing
+        them does not recompile.
+      plan: from ``sims.make_plan``.
+      metric: ``(key, Generation, truth) -> pytree``; pass the same function object
+        across calls to reuse the compiled loop.
+      replicas: number of independent loops, ``>= 1``.
+      batch_size: replicas per device per chunk (the unit of peak memory). Replicas
+        are padded up to a whole chunk; padded replicas are computed and discarded,
+        never counted.
+      real_sampler: ``(key, truth, n) -> data`` for real data (default ``model.sample``).
+      reduce: if True, return running ``Moments`` (memory flat in ``replicas``);
+        otherwise the full trajectories.
+      progress: show a progress bar over chunks.
+      devices: devices to shard replicas over (default: all of ``jax.devices()``).
+
+    Returns:
+      The metric pytree with leading axes ``(replicas, generations)``, or ``Moments``.
+
+    Raises:
+      ValueError: invalid sizes. NonFiniteError: a NaN/Inf appeared (names the
+      quantity, generation and replica). MemoryError: a chunk or the requested
+      trajectories would not fit; the message suggests a batch size.
+    """
+    replicas = validate.check_positive_int("replicas", replicas)
+    batch_size = validate.check_positive_int("batch_size", batch_size)
+    devices = tuple(devices or jax.devices())
+    chunk = batch_size * len(devices)
+    compiled, sharding = _compiled_chunk(model, plan, metric, real_sampler, batch_size, devices,
+                                         key, truth)
+    if not reduce:
+        per_replica = sum(np.prod(s.shape[1:]) * s.dtype.itemsize
+                          for s in jax.tree.leaves(compiled.out_info))
+        need, have = per_replica * replicas, _available_host_bytes()
+        if need > 0.5 * have:
+            raise MemoryError(
+                f"{replicas} trajectories need {need / 2**30:.2f} GiB on the host, "
+                f"{have / 2**30:.2f} GiB available: use reduce=True (running moments)")
+    n_chunks = math.ceil(replicas / chunk)
+    starts = range(0, n_chunks * chunk, chunk)
+    if progress and n_chunks > 1:
+        from tqdm.auto import tqdm
+        starts = tqdm(starts, total=n_chunks, desc=f"{model.name}/{plan.scheme}", unit="chunk",
+                      leave=False)
+
+    def launch(start):
+        indices = jax.device_put(np.arange(start, start + chunk, dtype=np.uint32), sharding)
+        return start, compiled(key, indices, truth)
+
+    moments, pieces, pending = None, [], None
+    for start in starts:  # dispatch chunk c+1 before reading chunk c back: overlap
+        launched = launch(start)
+        if pending is not None:
+            moments = _collect(pending, replicas, moments, pieces, reduce)
+        pending = launched
+    moments = _collect(pending, replicas, moments, pieces, reduce)
+    if reduce:
+        return moments
+    return jax.tree.map(lambda *parts: np.concatenate(parts), *pieces)
+
+
+def _collect(pending, replicas, moments, pieces, reduce):
+    start, out = pending
+    keep = min(replicas - start, jax.tree.leaves(out)[0].shape[0])
+    host = jax.tree.map(lambda a: np.asarray(a)[:keep], out)
+    _first_nonfinite(host, start)
+    if reduce:
+        return _merge(moments, host)
+    pieces.append(host)
+    return moments

@@ -1,0 +1,8 @@
+"""Concrete generative models for the loop engine (each a cached factory)."""
+from sims.models.gaussian import GaussianParams, gaussian
+from sims.models.categorical import categorical
+from sims.models.ols import OLSData, ols_fixed_design, ols_fresh_design
+from sims.models.kde import Mixture, kde, gaussian_mixture_sampler
+
+__all__ = ["GaussianParams", "gaussian", "categorical", "OLSData", "ols_fixed_design",
+           "ols_fresh_design", "Mixture", "kde", "gaussian_mixture_sampler"]

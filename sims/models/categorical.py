@@ -1,0 +1,37 @@
+"""Categorical on ``K`` symbols: the (optionally add-``alpha`` smoothed) empirical law (P7)."""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from bounds import validate
+from sims.model import GenerativeModel
+
+
+@functools.lru_cache(maxsize=None)
+def categorical(num_symbols: int, smoothing: float = 0.0) -> GenerativeModel:
+    """Empirical distribution of integer samples in ``[0, num_symbols)``.
+
+    Params are the probability vector ``(K,)``; data are int32 symbols ``(N,)``.
+
+    Args:
+      num_symbols: ``K >= 2``.
+      smoothing: add-``alpha`` pseudo-count per symbol, ``>= 0``.
+    """
+    num_symbols = validate.check_positive_int("num_symbols", num_symbols)
+    if num_symbols < 2:
+        raise ValueError(f"num_symbols must be >= 2, got {num_symbols}")
+    validate.check_nonnegative("smoothing", smoothing)
+
+    def fit(key, data, weights):
+        del key
+        counts = jnp.zeros(num_symbols, weights.dtype).at[data].add(weights)
+        return (counts + smoothing) / (weights.sum() + num_symbols * smoothing)
+
+    def sample(key, probs, m):
+        # Inverse-CDF sampling: one uniform per draw, not K Gumbels.
+        return jax.random.choice(key, num_symbols, (m,), p=probs).astype(jnp.int32)
+
+    return GenerativeModel(f"categorical{num_symbols}", fit, sample)

@@ -1,0 +1,48 @@
+"""Gaussian in ``d`` dimensions, refitted by MLE or by the unbiased covariance (P1-P3)."""
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from bounds import validate
+from sims.model import GenerativeModel
+
+
+class GaussianParams(NamedTuple):
+    """``N(mean, cov)``; ``mean`` has shape ``(d,)``, ``cov`` ``(d, d)``."""
+
+    mean: jax.Array
+    cov: jax.Array
+
+
+@functools.lru_cache(maxsize=None)
+def gaussian(dim: int = 1, unbiased: bool = False) -> GenerativeModel:
+    """A Gaussian fitted to weighted samples of shape ``(N, dim)``.
+
+    Args:
+      dim: dimension ``d >= 1``.
+      unbiased: divide the scatter by ``sum(w) - 1`` (unbiased, P2/P3) instead
+        of ``sum(w)`` (MLE, P1). Weights must be 0/1 for the unbiased form.
+    """
+    dim = validate.check_positive_int("dim", dim)
+    ddof = 1.0 if unbiased else 0.0
+
+    def fit(key, data, weights):
+        del key  # deterministic estimator
+        total = weights.sum()
+        mean = weights @ data / total
+        centred = data - mean
+        cov = (centred * weights[:, None]).T @ centred / (total - ddof)
+        return GaussianParams(mean, cov)
+
+    def sample(key, params, m):
+        noise = jax.random.normal(key, (m, dim), params.mean.dtype)
+        if dim == 1:  # a square root is much cheaper than a batched Cholesky
+            return params.mean + noise * jnp.sqrt(params.cov[0, 0])
+        return params.mean + noise @ jnp.linalg.cholesky(params.cov).T
+
+    name = f"gaussian{dim}d-{'unbiased' if unbiased else 'mle'}"
+    return GenerativeModel(name, fit, sample)

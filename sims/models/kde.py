@@ -1,0 +1,60 @@
+"""Gaussian kernel density estimation, and the Gaussian mixtures it produces (P8, B3, B4).
+
+A KDE *is* a Gaussian mixture (one component per training point), so one
+parameter type serves both the model and the real distribution ``p0``, and one
+sampler draws from either: pick a component, add its Gaussian noise.
+"""
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from bounds import validate
+from sims.model import GenerativeModel
+
+
+class Mixture(NamedTuple):
+    """``sum_k weight_k N(loc_k, scale_k^2 I)``; ``loc`` is ``(K,)`` in 1-D or ``(K, dim)``."""
+
+    loc: jax.Array
+    weight: jax.Array
+    scale: jax.Array
+
+
+def sample_mixture(key, mixture: Mixture, m: int) -> jax.Array:
+    """``m`` exact draws from a Gaussian mixture (``(m,)`` or ``(m, dim)``)."""
+    key_pick, key_noise = jax.random.split(key)
+    pick = jax.random.choice(key_pick, mixture.weight.shape[0], (m,), p=mixture.weight)
+    noise = jax.random.normal(key_noise, (m,) + mixture.loc.shape[1:], mixture.loc.dtype)
+    scale = mixture.scale[pick].reshape((m,) + (1,) * (mixture.loc.ndim - 1))
+    return mixture.loc[pick] + scale * noise
+
+
+def gaussian_mixture_sampler(key, truth: Mixture, n: int) -> jax.Array:
+    """Real data from a Gaussian-mixture ``p0`` (the ``real_sampler`` for KDE loops)."""
+    return sample_mixture(key, truth, n)
+
+
+@functools.lru_cache(maxsize=None)
+def kde(bandwidth: float, rule: str = "fixed") -> GenerativeModel:
+    """Gaussian KDE on weighted samples.
+
+    Args:
+      bandwidth: ``h > 0`` for ``rule="fixed"``; the constant ``c`` in
+        ``h = c * N^(-1/5)`` for ``rule="shrinking"``, with ``N = sum(weights)``
+        the training-set size of that generation.
+      rule: ``"fixed"`` or ``"shrinking"``.
+    """
+    validate.check_positive("bandwidth", bandwidth)
+    validate.check_choice("rule", rule, ("fixed", "shrinking"))
+
+    def fit(key, data, weights):
+        del key
+        total = weights.sum()
+        h = bandwidth if rule == "fixed" else bandwidth * total ** (-0.2)
+        return Mixture(data, weights / total, jnp.full(weights.shape, h, data.dtype))
+
+    return GenerativeModel(f"kde-{rule}{bandwidth:g}", fit, sample_mixture)

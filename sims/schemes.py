@@ -1,0 +1,155 @@
+"""Mixing schemes: how generation ``i``'s training set is formed (THEORY §1).
+
+Every generation trains on a fixed-size *buffer* of samples plus a weight per
+slot (1 = present, 0 = absent), so that ``lax.scan`` sees static shapes:
+
+* ``reuse``      ``[S0 (n) | synthetic_i (m)]``: the same real set every generation.
+* ``fresh``      ``[real_i (n) | synthetic_i (m)]``: new real samples every generation.
+* ``synthetic``  ``[synthetic_i (m)]`` (``lam = 0``); generation 0 holds ``S0``.
+* ``accumulate`` ``[S0 | synthetic_1 | ... | synthetic_i | (empty slots)]``.
+
+Generation 0 (``G_0``) is always fit on ``n`` real samples only. ``m`` may vary
+by generation (``m_i`` for ``i >= 1``); slots beyond ``m_i`` get weight 0.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bounds import validate
+
+SCHEMES = ("reuse", "fresh", "synthetic", "accumulate")
+
+
+class LoopPlan(NamedTuple):
+    """Static description of one self-consuming loop (hashable, used as a jit key).
+
+    Attributes:
+      scheme: one of ``SCHEMES``.
+      n: real samples per generation (``S0`` size).
+      m: synthetic samples for generations ``1 .. generations-1`` (a tuple).
+      generations: number of fitted generations ``G_0 .. G_{generations-1}``.
+    """
+
+    scheme: str
+    n: int
+    m: tuple
+    generations: int
+
+    @property
+    def block(self) -> int:
+        """Slots reserved for one synthetic set (the largest ``m_i``)."""
+        return max(self.m) if self.m else 0
+
+    @property
+    def buffer_size(self) -> int:
+        if self.scheme == "synthetic":
+            return max(self.n, self.block)
+        if self.scheme == "accumulate":
+            return self.n + self.block * (self.generations - 1)
+        return self.n + self.block
+
+    def real_proportion(self) -> np.ndarray:
+        """``lam_i`` for every generation ``i`` (``lam_0 = 1``: ``G_0`` sees only real data)."""
+        lam = [1.0]
+        synthetic_so_far = 0
+        for m_i in self.m:
+            synthetic_so_far += m_i
+            if self.scheme == "synthetic":
+                lam.append(0.0)
+            elif self.scheme == "accumulate":
+                lam.append(self.n / (self.n + synthetic_so_far))
+            else:
+                lam.append(self.n / (self.n + m_i))
+        return np.asarray(lam)
+
+
+def make_plan(scheme: str, *, n: int, generations: int, m: int | Sequence[int] | None = None,
+              lam: float | None = None) -> LoopPlan:
+    """Validate loop parameters and build a ``LoopPlan``.
+
+    Args:
+      scheme: ``reuse``, ``fresh``, ``synthetic`` or ``accumulate``.
+      n: real sample size, ``>= 1``.
+      generations: number of generations, ``>= 1`` (generation 0 is the real fit).
+      m: synthetic samples per generation: an int, or one int per generation
+        ``1 .. generations-1``. Give ``m`` or ``lam``, not both.
+      lam: real proportion ``n / (n + m)`` in ``(0, 1]`` (``reuse``/``fresh``/
+        ``accumulate``); ``m`` is then ``round(n (1 - lam) / lam)``.
+        For ``synthetic`` omit both (``m = n``) or give ``m``.
+
+    Raises:
+      ValueError: on any invalid parameter, naming it and its allowed range.
+    """
+    validate.check_choice("scheme", scheme, SCHEMES)
+    n = validate.check_positive_int("n", n)
+    generations = validate.check_positive_int("generations", generations)
+    if m is not None and lam is not None:
+        raise ValueError("give either m or lam, not both")
+    if lam is not None:
+        validate.check_proportion("lam", lam)
+        if scheme == "synthetic":
+            if lam != 0:
+                raise ValueError(f"scheme 'synthetic' has lam = 0 by definition, got lam={lam}")
+            m = n
+        else:
+            validate.check_proportion("lam", lam, allow_zero=False)
+            m = int(round(n * (1.0 - lam) / lam))
+    if m is None:
+        if scheme != "synthetic":
+            raise ValueError(f"scheme {scheme!r} needs m (synthetic samples) or lam")
+        m = n
+    sizes = (m,) * (generations - 1) if np.ndim(m) == 0 else tuple(m)
+    if len(sizes) != generations - 1:
+        raise ValueError(f"m must give one size per generation 1..{generations - 1} "
+                         f"({generations - 1} values), got {len(sizes)}")
+    sizes = tuple(validate.check_nonnegative_int("m", s) for s in sizes)
+    if scheme == "synthetic" and any(s < 1 for s in sizes):
+        raise ValueError("scheme 'synthetic' needs m >= 1 in every generation")
+    return LoopPlan(scheme, n, sizes, generations)
+
+
+def _zeros_like_rows(tree: Any, rows: int) -> Any:
+    return jax.tree.map(lambda a: jnp.zeros((rows,) + a.shape[1:], a.dtype), tree)
+
+
+def _write(tree: Any, rows: Any, offset: Any) -> Any:
+    """Write ``rows`` into ``tree`` starting at sample ``offset`` (may be traced)."""
+    return jax.tree.map(
+        lambda a, r: jax.lax.dynamic_update_slice_in_dim(a, r.astype(a.dtype), offset, axis=0),
+        tree, rows)
+
+
+def initial_training_set(plan: LoopPlan, real: Any) -> tuple[Any, jax.Array]:
+    """Buffer and weights for ``G_0``: the ``n`` real samples, every other slot empty."""
+    data = _write(_zeros_like_rows(real, plan.buffer_size), real, 0)
+    weights = (jnp.arange(plan.buffer_size) < plan.n).astype(jnp.float64)
+    return data, weights
+
+
+def next_training_set(plan: LoopPlan, data: Any, weights: jax.Array, i: jax.Array,
+                      fresh_real: Any, synthetic: Any) -> tuple[Any, jax.Array]:
+    """Buffer and weights for generation ``i >= 1`` (``i`` may be traced).
+
+    Args:
+      plan: the loop.
+      data, weights: generation ``i-1``'s buffer.
+      i: generation index.
+      fresh_real: ``n`` new real samples (used by ``fresh`` only).
+      synthetic: ``plan.block`` samples from ``G_{i-1}``; only the first ``m_i`` count.
+    """
+    sizes = jnp.asarray((0,) + plan.m)
+    present = (jnp.arange(plan.block) < sizes[i]).astype(weights.dtype)
+    if plan.scheme == "synthetic":
+        data = _write(data, synthetic, 0)
+        weights = jnp.zeros_like(weights).at[: plan.block].set(present)
+        return data, weights
+    offset = plan.n + (i - 1) * plan.block if plan.scheme == "accumulate" else plan.n
+    if plan.scheme == "fresh":
+        data = _write(data, fresh_real, 0)
+    data = _write(data, synthetic, offset)
+    weights = jax.lax.dynamic_update_slice_in_dim(weights, present, offset, axis=0)
+    return data, weights
