@@ -1,0 +1,112 @@
+"""Honest comparison of Monte Carlo measurements with theory (THEORY §5).
+
+* exact predictions: ``z = (mean - prediction) / se`` with ``se`` from the replicas,
+  two-sided p-values, Holm's step-down over the whole grid of a claim;
+* upper (lower) bounds: the tightness ratio ``mean / bound`` with its MC interval,
+  the raw exceedance count, and a one-sided test of "the true mean exceeds the
+  bound" under the same Holm control;
+* rates: least-squares slopes on log-log grids with confidence intervals.
+
+Holm controls the family-wise error under any dependence between rows, which
+matters here: the generations of one replica are strongly correlated.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["normal_sf", "z_scores", "holm", "tightness", "Slope", "fit_slope",
+           "DEFAULT_ALPHA"]
+
+DEFAULT_ALPHA = 1e-3  # family-wise error per claim; with fixed seeds a run is deterministic
+
+
+def normal_sf(z):
+    """Upper tail ``P(Z > z)`` of the standard normal (vectorised, accurate far out)."""
+    z = np.asarray(z, dtype=np.float64)
+    return 0.5 * np.vectorize(math.erfc)(z / math.sqrt(2.0))
+
+
+def z_scores(mean, se, prediction, *, rtol_if_exact: float = 1e-9):
+    """``(mean - prediction) / se``; a zero ``se`` (a deterministic quantity) gives
+    0 when ``mean`` matches to ``rtol_if_exact`` and ``±inf`` otherwise."""
+    mean, se, prediction = (np.asarray(a, np.float64) for a in (mean, se, prediction))
+    diff = mean - prediction
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = diff / se
+    tiny = rtol_if_exact * np.maximum(np.abs(prediction), 1e-300)
+    return np.where(se > 0, z, np.where(np.abs(diff) <= tiny, 0.0, np.sign(diff) * np.inf))
+
+
+def holm(p_values, alpha: float = DEFAULT_ALPHA):
+    """Holm's step-down procedure: which hypotheses to reject at family-wise level ``alpha``.
+
+    Returns a boolean array (True = rejected). Valid under arbitrary dependence.
+    """
+    p = np.asarray(p_values, np.float64).ravel()
+    order = np.argsort(p, kind="stable")
+    thresholds = alpha / (len(p) - np.arange(len(p)))
+    passed = p[order] <= thresholds
+    # Reject the first k sorted hypotheses, where k is the first failure.
+    k = len(p) if passed.all() else int(np.argmin(passed))
+    reject = np.zeros(len(p), bool)
+    reject[order[:k]] = True
+    return reject.reshape(np.shape(p_values))
+
+
+class Tightness(NamedTuple):
+    ratio: np.ndarray     # mean / bound
+    low: np.ndarray       # 95% MC interval of the ratio
+    high: np.ndarray
+    p_violation: np.ndarray  # one-sided p-value of H0: true mean <= bound
+
+
+def tightness(mean, se, bound, *, upper: bool = True) -> Tightness:
+    """Tightness ratio of an upper (or lower) bound, with its MC interval and the
+    one-sided p-value against "the bound holds"."""
+    mean, se, bound = (np.asarray(a, np.float64) for a in (mean, se, bound))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = mean / bound
+        half = 1.959963984540054 * se / np.abs(bound)
+    excess = z_scores(mean, se, bound) * (1 if upper else -1)
+    return Tightness(ratio, ratio - half, ratio + half, normal_sf(excess))
+
+
+class Slope(NamedTuple):
+    slope: float
+    intercept: float
+    slope_se: float
+    low: float   # 95% interval
+    high: float
+
+
+def fit_slope(x, y, y_se=None) -> Slope:
+    """Weighted least-squares fit of ``log y = a + b log x`` (a rate), with a 95% CI on ``b``.
+
+    ``y_se`` (MC standard errors of ``y``) weights the points by ``1/var(log y)``
+    via the delta method; without it the residual scatter sets the error.
+    """
+    lx, ly = np.log(np.asarray(x, np.float64)), np.log(np.asarray(y, np.float64))
+    if len(lx) < 3:
+        raise ValueError(f"a rate fit needs at least 3 points, got {len(lx)}")
+    w = np.ones_like(lx) if y_se is None else (np.asarray(y, np.float64) / np.asarray(y_se)) ** 2
+    design = np.stack([np.ones_like(lx), lx], axis=1)
+    cov = np.linalg.inv(design.T @ (w[:, None] * design))
+    coef = cov @ design.T @ (w * ly)
+    resid = ly - design @ coef
+    dof = len(lx) - 2
+    scale = max(float(w @ resid ** 2) / dof, 1.0) if y_se is not None else float(w @ resid ** 2) / dof
+    se = math.sqrt(cov[1, 1] * scale)
+    t = _t_quantile_975(dof)
+    return Slope(float(coef[1]), float(coef[0]), se, float(coef[1] - t * se), float(coef[1] + t * se))
+
+
+def _t_quantile_975(dof: int) -> float:
+    """97.5% quantile of Student's t (Cornish-Fisher; exact enough for a CI)."""
+    z = 1.959963984540054
+    g1 = (z ** 3 + z) / 4
+    g2 = (5 * z ** 5 + 16 * z ** 3 + 3 * z) / 96
+    g3 = (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / 384
+    return z + g1 / dof + g2 / dof ** 2 + g3 / dof ** 3
