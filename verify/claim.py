@@ -67,7 +67,8 @@ class Claim:
       theory: ``point -> {quantity: Theory}``; quantities missing here are only reported.
       notes: optional ``(point, measured, theory) -> list[str]`` of findings to report
         verbatim (e.g. "the bound's minimiser and the empirical argmin differ").
-      figure: optional name of a plotting function in ``verify.figures``.
+      figure: optional ``(record) -> matplotlib Figure`` drawing the claim from its saved
+        result record only (never recomputing); default ``verify.figures.default_figure``.
       alpha: family-wise error level of the claim's tests (Holm over all its rows).
     """
 
@@ -77,7 +78,7 @@ class Claim:
     measure: Callable[[jax.Array, Mapping[str, Any]], Mapping[str, Measured]]
     theory: Callable[[Mapping[str, Any]], Mapping[str, Theory]]
     notes: Callable | None = None
-    figure: str | None = None
+    figure: Callable | None = None
     alpha: float = stats.DEFAULT_ALPHA
 
 

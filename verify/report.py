@@ -1,0 +1,165 @@
+"""Reports: provenance, atomic writes, ``report.json`` and a readable ``report.md``.
+
+Every file is written to a temporary sibling and renamed into place, so a file
+is either whole or absent; an interrupted sweep can resume from the per-claim
+files in ``DIR/claims/``.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import jax
+import numpy as np
+
+__all__ = ["provenance", "atomic_write_text", "atomic_write_json", "config_hash",
+           "write_report", "render_markdown"]
+
+
+def provenance(seed: int, mode: str, argv: Iterable[str] | None = None) -> dict:
+    """What made these numbers: seed, mode, versions, PRNG, devices, code revision."""
+    import jaxlib
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {
+        "seed": seed,
+        "mode": mode,
+        "command": " ".join(argv if argv is not None else sys.argv),
+        "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": {"python": platform.python_version(), "jax": jax.__version__,
+                     "jaxlib": jaxlib.__version__, "numpy": np.__version__},
+        "prng_impl": str(jax.config.jax_default_prng_impl),
+        "x64": bool(jax.config.jax_enable_x64),
+        "devices": [str(d) for d in jax.devices()],
+        "backend": jax.default_backend(),
+        "machine": platform.machine(),
+        "git_commit": commit,
+    }
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN/Inf: write them as strings so that files stay standard JSON."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
+    atomic_write_text(path, json.dumps(_clean(data), indent=1, sort_keys=False) + "\n")
+
+
+def config_hash(*parts: Any) -> str:
+    """A short stable hash of JSON-serialisable configuration (used to decide resumption)."""
+    text = json.dumps(_clean(parts), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, str):
+        return x
+    if isinstance(x, float):
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+def _point_text(point: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in point.items())
+
+
+def render_markdown(report: dict, max_rows_per_point: int = 12) -> str:
+    """A readable summary: the claims table, then each claim's grid with its key rows."""
+    prov = report["provenance"]
+    lines = ["# Verification report", "",
+             f"Mode `{prov['mode']}`, seed {prov['seed']}, jax {prov['versions']['jax']}, "
+             f"numpy {prov['versions']['numpy']}, PRNG `{prov['prng_impl']}`, "
+             f"backend {prov['backend']} ({len(prov['devices'])} device(s)), "
+             f"commit `{(prov['git_commit'] or 'unknown')[:10]}`, {prov['time_utc']}.", "",
+             f"**Overall: {report['status'].upper()}** "
+             f"({sum(c['status'] == 'pass' for c in report['claims'])}/{len(report['claims'])} "
+             f"claims pass; wall time {report.get('wall_seconds', 0):.1f} s)", "",
+             "| claim | status | tested rows | max abs z (exact) | tightness ratio range (bounds) "
+             "| significant violations | seconds |",
+             "|---|---|---|---|---|---|---|"]
+    for c in report["claims"]:
+        s = c.get("summary", {})
+        ratio = (f"{_fmt(s['min_ratio'], 3)} – {_fmt(s['max_ratio'], 3)}"
+                 if "max_ratio" in s else "—")
+        lines.append(f"| {c['id']} | {c['status']} | {s.get('tested', '—')} | "
+                     f"{_fmt(s.get('max_abs_z'), 3)} | {ratio} | {s.get('violations', '—')} | "
+                     f"{_fmt(c.get('seconds'), 3)} |")
+    lines.append("")
+    lines.append("Exact rows: z = (MC mean − prediction)/SE, Holm over each claim's rows at "
+                 "family-wise α. Bound rows: ratio = MC mean / bound with its 95% MC interval; a "
+                 "violation is a Holm-significant one-sided exceedance.")
+    for c in report["claims"]:
+        lines += ["", f"## {c['id']}: {c['title']}", "", f"Status: **{c['status']}**"
+                  + (f": {c['message']}" if c["message"] else "")]
+        for note in c.get("notes", []):
+            lines.append(f"- {note}")
+        for index, point in enumerate(c["points"]):
+            rows = [r for r in c["rows"] if r["point"] == index]
+            if not rows:
+                continue
+            lines += ["", f"Point {index}: {_point_text(point)} ({rows[0]['replicas']} replicas)",
+                      "", "| quantity | x | measured ± SE | theory | kind | z or ratio [95% CI] |",
+                      "|---|---|---|---|---|---|"]
+            step = max(1, math.ceil(len(rows) / max_rows_per_point))
+            shown = [r for j, r in enumerate(rows) if j % step == 0 or r.get("reject")]
+            for r in shown:
+                if r["kind"] == "exact":
+                    stat = f"z = {_fmt(r['z'], 3)}"
+                elif r["kind"] in ("upper", "lower"):
+                    stat = (f"{_fmt(r['ratio'], 4)} [{_fmt(r['ratio_low'], 3)}, "
+                            f"{_fmt(r['ratio_high'], 3)}]")
+                else:
+                    stat = "—"
+                flag = " **rejected**" if r.get("reject") else ""
+                lines.append(f"| {r['quantity']} | {_fmt(r['x'])} | {_fmt(r['measured'], 5)} ± "
+                             f"{_fmt(r['se'], 2)} | {_fmt(r['theory'], 5)} | {r['kind']} | "
+                             f"{stat}{flag} |")
+            if step > 1:
+                lines.append(f"\n(every {step}th row shown; all {len(rows)} are in report.json)")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(out_dir: str | os.PathLike, report: dict) -> None:
+    """Write ``report.json`` and ``report.md`` atomically."""
+    out_dir = Path(out_dir)
+    atomic_write_json(out_dir / "report.json", report)
+    atomic_write_text(out_dir / "report.md", render_markdown(report))
