@@ -1,0 +1,178 @@
+"""The loop engine: schemes, determinism, batching, sharding, compilation, errors."""
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sims
+from sims import loop, schemes
+from sims.models import GaussianParams, gaussian
+
+from conftest import ROOT
+
+TRUTH = GaussianParams(jnp.zeros(1), jnp.eye(1))
+
+
+def mean_var_metric(key, gen, truth):
+    return {"mean": gen.params.mean[0], "var": gen.params.cov[0, 0]}
+
+
+def _run(key=0, replicas=37, batch_size=16, scheme="accumulate", reduce=False, **kw):
+    plan = sims.make_plan(scheme, n=10, m=7, generations=5) if scheme != "synthetic" else \
+        sims.make_plan("synthetic", n=10, generations=5)
+    return sims.run(jax.random.key(key), gaussian(1, True), TRUTH, plan, mean_var_metric,
+                    replicas=replicas, batch_size=batch_size, reduce=reduce, **kw)
+
+
+# --- schemes --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scheme, size, weights_after_2", [
+    ("reuse", 5, [1, 1, 1, 1, 1]),
+    ("fresh", 5, [1, 1, 1, 1, 1]),
+    ("synthetic", 3, [1, 1, 1]),
+    ("accumulate", 2 + 3 * 3, [1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0]),
+])
+def test_training_buffers(scheme, size, weights_after_2):
+    plan = schemes.make_plan(scheme, n=2, m=3, generations=4)
+    assert plan.buffer_size == size
+    real = jnp.array([10.0, 11.0])
+    data, w = schemes.initial_training_set(plan, real)
+    np.testing.assert_array_equal(w, [1, 1] + [0] * (size - 2))
+    np.testing.assert_array_equal(data[:2], real)
+    fresh = jnp.array([20.0, 21.0])
+    for i, synth in ((1, jnp.array([1.0, 2, 3])), (2, jnp.array([4.0, 5, 6]))):
+        data, w = schemes.next_training_set(plan, data, w, jnp.asarray(i), fresh, synth)
+    np.testing.assert_array_equal(w, weights_after_2)
+    if scheme == "reuse":
+        np.testing.assert_array_equal(data, [10, 11, 4, 5, 6])
+    if scheme == "fresh":
+        np.testing.assert_array_equal(data, [20, 21, 4, 5, 6])
+    if scheme == "synthetic":
+        np.testing.assert_array_equal(data, [4, 5, 6])
+    if scheme == "accumulate":
+        np.testing.assert_array_equal(data[:8], [10, 11, 1, 2, 3, 4, 5, 6])
+
+
+def test_per_generation_sizes_mask_the_unused_slots():
+    plan = schemes.make_plan("synthetic", n=4, m=[2, 4], generations=3)
+    data, w = schemes.initial_training_set(plan, jnp.arange(4.0))
+    data, w = schemes.next_training_set(plan, data, w, jnp.asarray(1), None, jnp.ones(4))
+    np.testing.assert_array_equal(w, [1, 1, 0, 0])
+
+
+def test_real_proportion_per_scheme():
+    np.testing.assert_allclose(schemes.make_plan("reuse", n=10, m=30, generations=3)
+                               .real_proportion(), [1, 0.25, 0.25])
+    np.testing.assert_allclose(schemes.make_plan("accumulate", n=10, m=10, generations=3)
+                               .real_proportion(), [1, 0.5, 1 / 3])
+    np.testing.assert_allclose(schemes.make_plan("synthetic", n=10, generations=3)
+                               .real_proportion(), [1, 0, 0])
+    assert schemes.make_plan("reuse", n=10, lam=0.2, generations=2).m == (40,)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(scheme="reuse", n=10, lam=1.5, generations=3), "lam must lie in \\[0"),
+    (dict(scheme="reuse", n=10, lam=-0.5, generations=3), "lam must lie in \\[0"),
+    (dict(scheme="reuse", n=10, lam=0.0, generations=3), "lam must lie in \\(0"),
+    (dict(scheme="reuse", n=0, m=3, generations=3), "n must be an integer >= 1"),
+    (dict(scheme="reuse", n=5, m=3, generations=0), "generations must be an integer >= 1"),
+    (dict(scheme="reuse", n=5, m=-3, generations=3), "m must be an integer >= 0"),
+    (dict(scheme="reuse", n=5, m=[1, 2, 3], generations=3), "one size per generation"),
+    (dict(scheme="reuse", n=5, generations=3), "needs m"),
+    (dict(scheme="bogus", n=5, m=1, generations=3), "scheme must be one of"),
+    (dict(scheme="reuse", n=5, m=1, lam=0.5, generations=3), "not both"),
+])
+def test_make_plan_rejects_bad_input(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        schemes.make_plan(**kwargs)
+
+
+# --- the driver -----------------------------------------------------------------------
+
+def test_same_seed_same_numbers_and_batch_size_does_not_matter():
+    a = _run(replicas=37, batch_size=16)
+    b = _run(replicas=37, batch_size=16)
+    c = _run(replicas=37, batch_size=5)
+    assert a["var"].shape == (37, 5)
+    np.testing.assert_array_equal(a["var"], b["var"])
+    np.testing.assert_allclose(a["var"], c["var"], rtol=1e-12)
+    assert not np.allclose(a["var"], _run(key=1)["var"])
+
+
+def test_padding_never_drops_or_adds_replicas():
+    small = _run(replicas=37, batch_size=16)
+    large = _run(replicas=64, batch_size=16)
+    np.testing.assert_array_equal(small["mean"], large["mean"][:37])
+
+
+def test_running_moments_match_the_trajectories():
+    traj = _run(replicas=100, batch_size=16)
+    moments = _run(replicas=100, batch_size=16, reduce=True)
+    assert moments.count == 100
+    np.testing.assert_allclose(moments.mean["var"], traj["var"].mean(0), rtol=1e-12)
+    np.testing.assert_allclose(moments.se["var"], traj["var"].std(0, ddof=1) / 10, rtol=1e-10)
+
+
+def test_no_recompilation_for_a_new_seed_or_replica_count():
+    compiles = []
+    _run(key=0, replicas=20, batch_size=8)  # warm: compiles once
+    key = jax.random.key(5)
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, duration, **kw: compiles.append(event)
+        if event == "/jax/core/compile/backend_compile_duration" else None)
+    before = loop.compile_count()
+    plan = sims.make_plan("accumulate", n=10, m=7, generations=5)
+    for replicas in (3, 20, 41):
+        sims.run(key, gaussian(1, True), TRUTH, plan, mean_var_metric, replicas=replicas,
+                 batch_size=8)
+    assert compiles == [] and loop.compile_count() == before
+
+
+def test_one_device_and_four_devices_give_identical_results(tmp_path):
+    script = textwrap.dedent("""
+        import sys, jax, jax.numpy as jnp, numpy as np
+        import sims
+        from sims.models import GaussianParams, gaussian
+        def metric(key, gen, truth):
+            return {"var": gen.params.cov[0, 0], "mean": gen.params.mean[0]}
+        plan = sims.make_plan("fresh", n=10, m=7, generations=6)
+        out = sims.run(jax.random.key(3), gaussian(1, True), GaussianParams(jnp.zeros(1),
+                       jnp.eye(1)), plan, metric, replicas=37, batch_size=8)
+        assert len(jax.devices()) == int(sys.argv[2]), jax.devices()
+        np.save(sys.argv[1], np.stack([out["var"], out["mean"]]))
+    """)
+    results = []
+    for devices in (1, 4):
+        path = tmp_path / f"d{devices}.npy"
+        env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+               "PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"}
+        subprocess.run([sys.executable, "-c", script, str(path), str(devices)], check=True,
+                       cwd=ROOT, env=env, timeout=300)
+        results.append(np.load(path))
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_nonfinite_values_name_the_generation():
+    def exploding(key, gen, truth):
+        return {"x": jnp.where(gen.index >= 3, jnp.nan, 1.0)}
+    plan = sims.make_plan("synthetic", n=10, generations=5)
+    with pytest.raises(sims.NonFiniteError, match="generation 3"):
+        sims.run(jax.random.key(0), gaussian(1), TRUTH, plan, exploding, replicas=4, batch_size=4)
+
+
+def test_impossible_memory_requests_fail_early_with_a_suggestion():
+    plan = sims.make_plan("synthetic", n=10, generations=5)
+    with pytest.raises(MemoryError, match="reduce=True"):
+        sims.run(jax.random.key(0), gaussian(1), TRUTH, plan, mean_var_metric,
+                 replicas=10 ** 12, batch_size=4)
+
+
+def test_bad_driver_arguments():
+    with pytest.raises(ValueError, match="replicas must be an integer >= 1"):
+        _run(replicas=0)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+        _run(batch_size=-2)
