@@ -44,7 +44,8 @@ def _selected(only: str):
     ids = [s.strip() for s in only.split(",") if s.strip()]
     unknown = [i for i in ids if i not in REGISTRY]
     if unknown:
-        raise SystemExit(f"error: unknown claim ID(s) {unknown}; known: {sorted(REGISTRY)}")
+        print(f"error: unknown claim ID(s) {unknown}; known: {sorted(REGISTRY)}", file=sys.stderr)
+        raise SystemExit(2)
     return [REGISTRY[i] for i in ids]
 
 

@@ -34,10 +34,10 @@ def z_scores(mean, se, prediction, *, rtol_if_exact: float = 1e-9):
     0 when ``mean`` matches to ``rtol_if_exact`` and ``±inf`` otherwise."""
     mean, se, prediction = (np.asarray(a, np.float64) for a in (mean, se, prediction))
     diff = mean - prediction
+    tiny = rtol_if_exact * np.maximum(np.abs(prediction), 1e-300)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = diff / se
-    tiny = rtol_if_exact * np.maximum(np.abs(prediction), 1e-300)
-    return np.where(se > 0, z, np.where(np.abs(diff) <= tiny, 0.0, np.sign(diff) * np.inf))
+        return np.where(se > 0, z, np.where(np.abs(diff) <= tiny, 0.0, np.copysign(np.inf, diff)))
 
 
 def holm(p_values, alpha: float = DEFAULT_ALPHA):

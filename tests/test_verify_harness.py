@@ -1,0 +1,145 @@
+"""The harness end to end: negative controls, error reporting, atomic reports, CLI, baseline."""
+import dataclasses
+import functools
+import json
+import os
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sims
+from sims.models import GaussianParams, gaussian
+from verify import all as verify_all, baseline, report
+from verify.claim import REGISTRY, Claim, Measured, Theory, evaluate
+from verify.claims import peers as peer_claims
+
+from conftest import ROOT
+
+
+@functools.lru_cache(maxsize=None)
+def quick(claim_id, **overrides):
+    claim = REGISTRY[claim_id]
+    if overrides:
+        claim = dataclasses.replace(claim, **dict(overrides))
+    return evaluate(claim, "quick", seed=0)
+
+
+NEGATIVE_CONTROLS = {
+    "P1 exponent off by one (g+1)": ("P1", "theory", functools.partial(peer_claims.p1_theory,
+                                                                       exponent_offset=1)),
+    "P1 exponent off by one (g-1)": ("P1", "theory", functools.partial(peer_claims.p1_theory,
+                                                                       exponent_offset=-1)),
+    "P5 with 1.5 in place of pi^2/6": ("P5", "theory", functools.partial(peer_claims.p5_theory,
+                                                                         constant=1.5)),
+    "P5 with mean-biased synthetic noise": ("P5", "measure", functools.partial(
+        peer_claims.p5_measure, noise_bias=0.5)),
+    "P8 with a dropped (1-lam) factor": ("P8", "theory", functools.partial(peer_claims.p8_theory,
+                                                                           drop_factor=True)),
+}
+
+
+@pytest.mark.parametrize("name", NEGATIVE_CONTROLS)
+def test_negative_controls_are_flagged(name):
+    claim_id, field, replacement = NEGATIVE_CONTROLS[name]
+    record = evaluate(dataclasses.replace(REGISTRY[claim_id], **{field: replacement}), "quick", 0)
+    assert record["status"] == "fail", record["summary"]
+    assert record["summary"]["rejected"] >= 1
+
+
+def test_p5_bound_control_is_a_violation_not_just_a_mismatch():
+    record = evaluate(dataclasses.replace(REGISTRY["P5"], theory=functools.partial(
+        peer_claims.p5_theory, constant=1.5)), "quick", 0)
+    assert record["summary"]["violations"] >= 1
+    assert record["summary"]["max_ratio"] > 1
+
+
+@pytest.mark.parametrize("claim_id", ["P1", "P5", "P8"])
+def test_correct_predictions_pass_deterministically(claim_id):
+    first = evaluate(REGISTRY[claim_id], "quick", 0)
+    assert first["status"] == "pass", first["message"]
+    again = evaluate(REGISTRY[claim_id], "quick", 0)
+    assert [r["measured"] for r in first["rows"]] == [r["measured"] for r in again["rows"]]
+
+
+def _nan_metric(key, gen, truth):
+    return {"v": jnp.where(gen.index == 2, jnp.inf, gen.params.cov[0, 0])}
+
+
+def _nan_measure(key, point):
+    plan = sims.make_plan("synthetic", n=5, generations=4)
+    scale = point["scale"]
+    m = sims.run(key, gaussian(1), GaussianParams(jnp.zeros(1), scale * jnp.eye(1)), plan,
+                 _nan_metric if scale > 1 else _finite_metric, replicas=8, batch_size=8,
+                 reduce=True)
+    return {"v": Measured(np.arange(4), m.mean["v"], m.se["v"], m.count)}
+
+
+def _finite_metric(key, gen, truth):
+    return {"v": gen.params.cov[0, 0]}
+
+
+def test_nonfinite_values_are_reported_with_claim_grid_point_and_generation():
+    toy = Claim("TOY", "toy", lambda mode: [{"scale": 1.0}, {"scale": 2.0}], _nan_measure,
+                lambda p: {})
+    record = evaluate(toy, "quick", 0)
+    assert record["status"] == "error"
+    assert "TOY at grid point 1 (scale=2.0)" in record["message"]
+    assert "generation 2" in record["message"]
+
+
+def test_atomic_write_leaves_the_old_file_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "r.json"
+    report.atomic_write_json(path, {"a": 1})
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        report.atomic_write_json(path, {"a": 2})
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temp file left behind
+
+
+def test_cli_writes_report_with_provenance_figures_and_resumes(tmp_path, capsys):
+    out, fig = tmp_path / "out", tmp_path / "fig"
+    args = ["--quick", "--only", "P7", "--out", str(out), "--figures-dir", str(fig), "--seed", "3"]
+    assert verify_all.main(args) == 0
+    data = json.loads((out / "report.json").read_text())
+    prov = data["provenance"]
+    assert prov["seed"] == 3 and prov["mode"] == "quick"
+    assert {"jax", "jaxlib", "numpy"} <= set(prov["versions"]) and prov["prng_impl"]
+    row = data["claims"][0]["rows"][0]
+    assert {"measured", "se", "theory", "z", "kind"} <= set(row)
+    assert (out / "report.md").read_text().startswith("# Verification report")
+    assert (fig / "P7.png").stat().st_size > 10_000
+    capsys.readouterr()
+    assert verify_all.main(args + ["--resume"]) == 0
+    assert "resumed" in capsys.readouterr().out
+
+
+def test_cli_rejects_unknown_claims():
+    with pytest.raises(SystemExit) as err:
+        verify_all.main(["--only", "P99"])
+    assert err.value.code == 2
+
+
+def test_baseline_catches_a_changed_constant():
+    good = evaluate(REGISTRY["P5"], "quick", 0)
+    snap = baseline.snapshot([good], "quick", 0)
+    assert baseline.check([good], snap, "quick", 0) == []
+    bad = evaluate(dataclasses.replace(REGISTRY["P5"], theory=functools.partial(
+        peer_claims.p5_theory, constant=1.6)), "quick", 0)
+    problems = baseline.check([bad], snap, "quick", 0)
+    assert any("value changed" in p for p in problems)
+
+
+def test_quick_run_passes_every_claim_and_matches_the_committed_baseline(tmp_path):
+    """The README's main command on the quick grid, with the tightness regression check."""
+    result = subprocess.run(
+        [sys.executable, "-m", "verify.all", "--quick", "--check-baseline", "--out",
+         str(tmp_path / "out"), "--figures-dir", str(tmp_path / "fig")],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    report_data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert {c["id"] for c in report_data["claims"]} == set(REGISTRY)
+    assert all(c["status"] == "pass" for c in report_data["claims"])

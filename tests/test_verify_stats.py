@@ -1,0 +1,44 @@
+"""Statistics: z-scores, Holm, tightness and slope fits."""
+import numpy as np
+import pytest
+
+from verify import stats
+
+
+def test_z_scores_and_deterministic_rows():
+    np.testing.assert_allclose(stats.z_scores([1.2, 0.9], [0.1, 0.05], [1.0, 1.0]), [2.0, -2.0])
+    assert stats.z_scores(1.0, 0.0, 1.0) == 0.0           # exact agreement, no noise
+    assert stats.z_scores(1.1, 0.0, 1.0) == np.inf        # any disagreement without noise
+
+
+def test_holm_is_step_down():
+    # thresholds for 4 hypotheses at alpha=0.04: 0.01, 0.0133, 0.02, 0.04
+    reject = stats.holm([0.005, 0.012, 0.03, 0.019], alpha=0.04)
+    np.testing.assert_array_equal(reject, [True, True, True, True])
+    reject = stats.holm([0.005, 0.014, 0.03, 0.019], alpha=0.04)
+    np.testing.assert_array_equal(reject, [True, False, False, False])
+
+
+def test_holm_controls_family_wise_error_under_the_null():
+    rng = np.random.default_rng(0)
+    false_alarms = sum(stats.holm(rng.uniform(size=50), alpha=0.05).any() for _ in range(2000))
+    assert false_alarms / 2000 < 0.07
+
+
+def test_tightness_and_violation_test():
+    t = stats.tightness(0.5, 0.01, 1.0)
+    assert t.ratio == pytest.approx(0.5) and t.low < 0.5 < t.high and t.p_violation > 1 - 1e-6
+    t = stats.tightness(1.1, 0.01, 1.0)
+    assert t.p_violation < 1e-6  # a clear violation
+    assert stats.tightness(1.5, 0.01, 1.0, upper=False).p_violation > 1 - 1e-6  # above: fine
+    assert stats.tightness(0.5, 0.01, 1.0, upper=False).p_violation < 1e-6  # below: violated
+
+
+def test_fit_slope_recovers_a_rate_with_a_ci():
+    rng = np.random.default_rng(1)
+    x = np.geomspace(10, 10_000, 12)
+    y = 3.0 * x ** -0.4 * np.exp(0.02 * rng.standard_normal(12))
+    fit = stats.fit_slope(x, y)
+    assert fit.low < -0.4 < fit.high and fit.high - fit.low < 0.05
+    with pytest.raises(ValueError, match="at least 3 points"):
+        stats.fit_slope([1, 2], [1, 2])
