@@ -178,11 +178,16 @@ def compile_count() -> int:
     return len(_COMPILED)
 
 
-def _compiled_chunk(model, plan, metric, real_sampler, batch_size, devices, base_key, truth):
-    """Compile (once per static configuration and truth shape) the chunk function."""
+def _compiled_chunk(replica_fn, static_key, batch_size, devices, base_key, truth):
+    """Compile (once per static configuration and truth shape) the chunk function.
+
+    ``replica_fn(key, truth) -> pytree`` is one replica; ``static_key`` is a hashable
+    tuple that identifies it (two calls with equal ``static_key`` must mean the same
+    ``replica_fn``: it is the compilation cache key).
+    """
     truth_shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)),
                                 truth)
-    cache_key = (model, plan, metric, real_sampler, batch_size, devices,
+    cache_key = (*static_key, batch_size, devices,
                  jax.tree.structure(truth_shapes), tuple(jax.tree.leaves(truth_shapes)))
     if cache_key in _COMPILED:
         return _COMPILED[cache_key]
@@ -191,7 +196,7 @@ def _compiled_chunk(model, plan, metric, real_sampler, batch_size, devices, base
 
     def per_device(base, indices, truth):
         keys = jax.vmap(jax.random.fold_in, (None, 0))(base, indices)
-        return jax.vmap(lambda k: trajectory(k, model, truth, plan, metric, real_sampler))(keys)
+        return jax.vmap(lambda k: replica_fn(k, truth))(keys)
 
     chunk_fn = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("replicas"), P()),
                                      out_specs=P("replicas")))
@@ -275,12 +280,33 @@ def run(key: jax.Array, model: GenerativeModel, truth: Any, plan: LoopPlan, metr
       quantity, generation and replica). MemoryError: a chunk or the requested
       trajectories would not fit; the message suggests a batch size.
     """
+    return run_replicas(
+        key, lambda k, t: trajectory(k, model, t, plan, metric, real_sampler),
+        ("trajectory", model, plan, metric, real_sampler), truth, replicas=replicas,
+        batch_size=batch_size, reduce=reduce, progress=progress, devices=devices,
+        description=f"{model.name}/{plan.scheme}")
+
+
+def run_replicas(key: jax.Array, replica_fn: Callable[[jax.Array, Any], Any], static_key: tuple,
+                 truth: Any, *, replicas: int, batch_size: int = 256, reduce: bool = False,
+                 progress: bool = False, devices=None, description: str = "replicas") -> Any:
+    """The driver behind ``run``: any per-replica function, chunked, sharded, compiled once.
+
+    Args:
+      key: base PRNG key; replica ``r`` gets ``fold_in(key, r)``.
+      replica_fn: ``(replica_key, truth) -> pytree`` with a leading generation axis.
+      static_key: hashable tuple identifying ``replica_fn`` (its compilation cache key).
+      truth, replicas, batch_size, reduce, progress, devices: as in ``run``.
+      description: progress-bar label.
+
+    Returns:
+      As ``run``: stacked trajectories, or ``Moments`` when ``reduce``.
+    """
     replicas = validate.check_positive_int("replicas", replicas)
     batch_size = validate.check_positive_int("batch_size", batch_size)
     devices = tuple(devices or jax.devices())
     chunk = batch_size * len(devices)
-    compiled, sharding = _compiled_chunk(model, plan, metric, real_sampler, batch_size, devices,
-                                         key, truth)
+    compiled, sharding = _compiled_chunk(replica_fn, static_key, batch_size, devices, key, truth)
     if not reduce:
         per_replica = sum(np.prod(s.shape[1:]) * s.dtype.itemsize
                           for s in jax.tree.leaves(compiled.out_info))
@@ -293,8 +319,7 @@ def run(key: jax.Array, model: GenerativeModel, truth: Any, plan: LoopPlan, metr
     starts = range(0, n_chunks * chunk, chunk)
     if progress and n_chunks > 1:
         from tqdm.auto import tqdm
-        starts = tqdm(starts, total=n_chunks, desc=f"{model.name}/{plan.scheme}", unit="chunk",
-                      leave=False)
+        starts = tqdm(starts, total=n_chunks, desc=description, unit="chunk", leave=False)
 
     def launch(start):
         indices = jax.device_put(np.arange(start, start + chunk, dtype=np.uint32), sharding)
