@@ -91,3 +91,12 @@ def test_two_dimensional_mixture_sampling():
     draws = np.asarray(kde(1.0).sample(KEY, truth, 100_000))
     assert draws.shape == (100_000, 2)
     np.testing.assert_allclose(draws.mean(0), [2.0, 2.0], atol=0.05)
+
+
+def test_weighted_indices_follow_the_weights_and_skip_empty_slots():
+    from sims.sampling import weighted_indices
+    weights = jnp.array([0.0, 2.0, 0.0, 1.0, 1.0, 0.0])
+    draws = np.asarray(weighted_indices(KEY, weights, 200_000))
+    freq = np.bincount(draws, minlength=6) / draws.size
+    np.testing.assert_allclose(freq, [0, 0.5, 0, 0.25, 0.25, 0], atol=0.005)
+    assert set(np.unique(draws)) == {1, 3, 4}

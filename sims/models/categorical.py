@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 from bounds import validate
 from sims.model import GenerativeModel
+from sims.sampling import weighted_indices
 
 
 @functools.lru_cache(maxsize=None)
@@ -32,6 +33,6 @@ def categorical(num_symbols: int, smoothing: float = 0.0) -> GenerativeModel:
 
     def sample(key, probs, m):
         # Inverse-CDF sampling: one uniform per draw, not K Gumbels.
-        return jax.random.choice(key, num_symbols, (m,), p=probs).astype(jnp.int32)
+        return weighted_indices(key, probs, m).astype(jnp.int32)
 
     return GenerativeModel(f"categorical{num_symbols}", fit, sample)

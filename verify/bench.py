@@ -1,0 +1,303 @@
+"""``python -m verify.bench``: throughput of the JAX loops against NumPy, and against randomness.
+
+For each loop (Gaussian, OLS, KDE) it times, in the same process and run:
+
+* the JAX engine (``sims.run``: scan over generations, vmap over replicas, compiled once;
+  compile time is reported separately and excluded);
+* NumPy looping over replicas (each replica a Python loop over generations);
+* NumPy vectorised over replicas (a Python loop over generations only);
+* the *random-draw floor*: the same scan/vmap structure drawing the same random
+  numbers and reducing them to a checksum. No implementation can beat it.
+
+Machines are noisy, so only ratios measured in one run are reported: JAX speed-up
+over each NumPy version, and JAX time as a multiple of the floor. ``--memory``
+also measures peak RSS of the Gaussian loop at 1e4, 1e5, 1e6 replicas (running
+moments, so memory should stay flat). Results go to ``OUT/bench.json``. This is
+never part of the test suite.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+import sims
+from sims.loop import generation_keys
+from sims.models import GaussianParams, Mixture, gaussian, kde, ols_fixed_design
+from verify import report
+
+
+class Timing(NamedTuple):
+    seconds: float
+    replicas: int
+    generations: int
+
+    @property
+    def per_replica_generation(self) -> float:
+        return self.seconds / (self.replicas * self.generations)
+
+
+def best_of(fn: Callable[[], object], repeats: int) -> float:
+    """Minimum wall time over ``repeats`` calls (the least noisy estimate)."""
+    times = []
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - tic)
+    return min(times)
+
+
+# --- the loops under test -------------------------------------------------------------
+
+def var_metric(key, gen, truth):
+    return gen.params.cov[0, 0]
+
+
+def ols_metric(key, gen, truth):
+    return jnp.sum((gen.params - truth) ** 2)
+
+
+def kde_metric(key, gen, truth):
+    return jnp.sum(gen.params.weight * gen.params.loc ** 2)
+
+
+class Case(NamedTuple):
+    name: str
+    jax_run: Callable[[int, int], object]       # (replicas, seed) -> result
+    floor: Callable[[int, int], object]         # same draws, checksum only
+    numpy_loop: Callable[[int, int], object]    # (replicas, seed)
+    numpy_vectorised: Callable[[int, int], object]
+
+
+def _floor(draw: Callable, generations: int, batch: int):
+    """Scan/vmap structure of the engine, drawing the loop's randomness and summing it."""
+
+    def replica(key):
+        def step(total, i):
+            return total + jnp.sum(draw(generation_keys(key, i))), None
+        return jax.lax.scan(step, 0.0, jnp.arange(generations))[0]
+
+    mesh = Mesh(np.asarray(jax.devices()), ("replicas",))
+    sharding = NamedSharding(mesh, P("replicas"))
+
+    def per_device(base, indices):
+        keys = jax.vmap(jax.random.fold_in, (None, 0))(base, indices)
+        return jax.vmap(replica)(keys)
+
+    chunk = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("replicas")),
+                                  out_specs=P("replicas"), check_vma=False))
+    size = batch * len(jax.devices())
+
+    def run(replicas, seed):
+        base = jax.random.key(seed)
+        return [chunk(base, jax.device_put(np.arange(s, s + size, dtype=np.uint32), sharding))
+                for s in range(0, replicas, size)]
+
+    return run
+
+
+def gaussian_case(M: int, generations: int, batch: int) -> Case:
+    model, truth = gaussian(1), GaussianParams(jnp.zeros(1), jnp.eye(1))
+    plan = sims.make_plan("synthetic", n=M, generations=generations)
+
+    def jax_run(replicas, seed):
+        return sims.run(jax.random.key(seed), model, truth, plan, var_metric,
+                        replicas=replicas, batch_size=batch)
+
+    def draw(keys):  # the loop draws M normals per generation (real at i=0, synthetic after)
+        return jax.random.normal(keys.synthetic, (M,))
+
+    def numpy_loop(replicas, seed):
+        rng, out = np.random.default_rng(seed), np.empty((replicas, generations))
+        for r in range(replicas):
+            mean, sd = 0.0, 1.0
+            for g in range(generations):
+                x = mean + sd * rng.standard_normal(M)
+                mean, var = x.mean(), x.var()
+                sd, out[r, g] = np.sqrt(var), var
+        return out
+
+    def numpy_vectorised(replicas, seed):
+        rng, out = np.random.default_rng(seed), np.empty((replicas, generations))
+        mean, sd = np.zeros((replicas, 1)), np.ones((replicas, 1))
+        for g in range(generations):
+            x = mean + sd * rng.standard_normal((replicas, M))
+            mean = x.mean(axis=1, keepdims=True)
+            var = ((x - mean) ** 2).mean(axis=1, keepdims=True)
+            sd, out[:, g] = np.sqrt(var), var[:, 0]
+        return out
+
+    return Case(f"gaussian (M={M})", jax_run, _floor(draw, generations, batch), numpy_loop,
+                numpy_vectorised)
+
+
+def ols_case(T: int, d: int, generations: int, batch: int) -> Case:
+    X = np.random.default_rng(0).standard_normal((T, d))
+    model, w_star = ols_fixed_design(X, 1.0), jnp.linspace(-1, 1, d)
+    plan = sims.make_plan("synthetic", n=T, generations=generations)
+    pinv = np.linalg.pinv(X)
+
+    def jax_run(replicas, seed):
+        return sims.run(jax.random.key(seed), model, w_star, plan, ols_metric,
+                        replicas=replicas, batch_size=batch)
+
+    def draw(keys):
+        return jax.random.normal(keys.synthetic, (T,))
+
+    def numpy_loop(replicas, seed):
+        rng, out, w0 = np.random.default_rng(seed), np.empty((replicas, generations)), np.asarray(w_star)
+        for r in range(replicas):
+            w = w0
+            for g in range(generations):
+                y = X @ w + rng.standard_normal(T)
+                w = np.linalg.lstsq(X, y, rcond=None)[0]
+                out[r, g] = np.sum((w - w0) ** 2)
+        return out
+
+    def numpy_vectorised(replicas, seed):
+        rng, out, w0 = np.random.default_rng(seed), np.empty((replicas, generations)), np.asarray(w_star)
+        w = np.tile(w0, (replicas, 1))
+        for g in range(generations):
+            y = w @ X.T + rng.standard_normal((replicas, T))
+            w = y @ pinv.T  # the same least-squares solution, batched
+            out[:, g] = np.sum((w - w0) ** 2, axis=1)
+        return out
+
+    return Case(f"ols (T={T}, d={d})", jax_run, _floor(draw, generations, batch), numpy_loop,
+                numpy_vectorised)
+
+
+def kde_case(n: int, m: int, generations: int, batch: int, h: float = 0.5) -> Case:
+    model = kde(h)
+    truth = Mixture(jnp.array([-2.0, 2.0]), jnp.array([0.5, 0.5]), jnp.array([1.0, 1.0]))
+    plan = sims.make_plan("reuse", n=n, m=m, generations=generations)
+    N = n + m
+
+    def jax_run(replicas, seed):
+        return sims.run(jax.random.key(seed), model, truth, plan, kde_metric, replicas=replicas,
+                        batch_size=batch)
+
+    def draw(keys):
+        k1, k2 = jax.random.split(keys.synthetic)
+        return jax.random.randint(k1, (m,), 0, N) + jax.random.normal(k2, (m,))
+
+    def _real(rng, shape):
+        return np.where(rng.random(shape) < 0.5, -2.0, 2.0) + rng.standard_normal(shape)
+
+    def numpy_loop(replicas, seed):
+        rng, out = np.random.default_rng(seed), np.empty((replicas, generations))
+        for r in range(replicas):
+            real = _real(rng, n)
+            data = real
+            out[r, 0] = np.mean(data ** 2)
+            for g in range(1, generations):
+                synth = data[rng.integers(0, len(data), m)] + h * rng.standard_normal(m)
+                data = np.concatenate([real, synth])
+                out[r, g] = np.mean(data ** 2)
+        return out
+
+    def numpy_vectorised(replicas, seed):
+        rng, out = np.random.default_rng(seed), np.empty((replicas, generations))
+        real = _real(rng, (replicas, n))
+        data = real
+        out[:, 0] = np.mean(data ** 2, axis=1)
+        rows = np.arange(replicas)[:, None]
+        for g in range(1, generations):
+            pick = rng.integers(0, data.shape[1], (replicas, m))
+            synth = data[rows, pick] + h * rng.standard_normal((replicas, m))
+            data = np.concatenate([real, synth], axis=1)
+            out[:, g] = np.mean(data ** 2, axis=1)
+        return out
+
+    return Case(f"kde (n={n}, m={m})", jax_run, _floor(draw, generations, batch), numpy_loop,
+                numpy_vectorised)
+
+
+def measure(case: Case, replicas: int, generations: int, loop_replicas: int, repeats: int) -> dict:
+    tic = time.perf_counter()
+    jax.block_until_ready(case.jax_run(replicas, 0))  # compiles
+    compile_and_first = time.perf_counter() - tic
+    jax.block_until_ready(case.floor(replicas, 0))
+    engine = best_of(lambda: case.jax_run(replicas, 1), repeats)
+    floor = best_of(lambda: case.floor(replicas, 1), repeats)
+    vectorised = best_of(lambda: case.numpy_vectorised(replicas, 1), repeats)
+    # The looping version is timed on fewer replicas (it is linear in them) and scaled.
+    looping = best_of(lambda: case.numpy_loop(loop_replicas, 1), 1) * replicas / loop_replicas
+    return {"case": case.name, "replicas": replicas, "generations": generations,
+            "jax_seconds": engine, "jax_compile_plus_first_run_seconds": compile_and_first,
+            "floor_seconds": floor, "numpy_vectorised_seconds": vectorised,
+            "numpy_loop_seconds_scaled": looping, "numpy_loop_replicas_timed": loop_replicas,
+            "replica_generations_per_second": replicas * generations / engine,
+            "speedup_vs_numpy_loop": looping / engine,
+            "speedup_vs_numpy_vectorised": vectorised / engine,
+            "multiple_of_floor": engine / floor}
+
+
+def peak_rss_child(replicas: int) -> float:
+    """Peak RSS (MiB) of a fresh process running the Gaussian loop with running moments."""
+    code = (
+        "import resource, jax, jax.numpy as jnp, sims\n"
+        "from sims.models import gaussian, GaussianParams\n"
+        "from verify.bench import var_metric\n"
+        f"plan = sims.make_plan('synthetic', n=10, generations=20)\n"
+        f"sims.run(jax.random.key(0), gaussian(1), GaussianParams(jnp.zeros(1), jnp.eye(1)), plan,"
+        f" var_metric, replicas={replicas}, batch_size=8192, reduce=True)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m verify.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--replicas", type=int, default=4096)
+    parser.add_argument("--generations", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=10, help="samples per generation M (Gaussian)")
+    parser.add_argument("--loop-replicas", type=int, default=256,
+                        help="replicas timed for the NumPy loop (scaled linearly)")
+    parser.add_argument("--only", default="gaussian,ols,kde")
+    parser.add_argument("--memory", action="store_true",
+                        help="also measure peak RSS at 1e4, 1e5, 1e6 replicas")
+    parser.add_argument("--out", default="results")
+    args = parser.parse_args(argv)
+    R, G = args.replicas, args.generations
+    cases = {"gaussian": lambda: gaussian_case(args.samples, G, R),
+             "ols": lambda: ols_case(20, 5, G, R),
+             "kde": lambda: kde_case(100, 100, G, min(R, 1024))}
+    results = []
+    print(f"{'loop':22s} {'rep*gen/s':>11s} {'vs NumPy loop':>14s} {'vs NumPy vec':>13s} "
+          f"{'x floor':>8s} {'compile+1st s':>14s}")
+    for name in args.only.split(","):
+        row = measure(cases[name](), R, G, args.loop_replicas, args.repeats)
+        results.append(row)
+        print(f"{row['case']:22s} {row['replica_generations_per_second']:11.3g} "
+              f"{row['speedup_vs_numpy_loop']:13.1f}x {row['speedup_vs_numpy_vectorised']:12.2f}x "
+              f"{row['multiple_of_floor']:8.2f} {row['jax_compile_plus_first_run_seconds']:14.2f}",
+              flush=True)
+    memory = {}
+    if args.memory:
+        for replicas in (10 ** 4, 10 ** 5, 10 ** 6):
+            memory[replicas] = peak_rss_child(replicas)
+            print(f"peak RSS, gaussian loop with running moments, {replicas:>8d} replicas: "
+                  f"{memory[replicas]:.0f} MiB", flush=True)
+    info = {"provenance": report.provenance(0, "bench"), "processor": platform.processor(),
+            "cpu_count": __import__("os").cpu_count(), "results": results,
+            "peak_rss_mib": memory}
+    report.atomic_write_json(Path(args.out) / "bench.json", info)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
