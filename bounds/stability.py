@@ -48,6 +48,10 @@ __all__ = [
     "ridge_prediction_lipschitz",
     "ridge_uniform_stability",
     "ridge_generator_constant",
+    "categorical_loop_mse",
+    "categorical_expected_tv_bound",
+    "categorical_gap_bound",
+    "ridge_gap_bound",
 ]
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
@@ -527,12 +531,13 @@ def mean_estimation_uniform_constants(half_width: Any, n: Any, m: Any) -> MeanEs
         beta_N=2.0 * width ** 2 / N, loss_bound=width ** 2)
 
 
-def mean_estimation_gap_bound(half_width: Any, n: int, m: Any, generation: int) -> GapBound:
+def mean_estimation_gap_bound(half_width: Any, n: int, m: Any, generation: Any) -> GapBound:
     """R3 instantiated for the uniform-noise mean loop at generation ``i >= 1``.
 
     Claim A1/A5, result R3. Kind: upper. Uses the constants of
     ``mean_estimation_uniform_constants``, ``gamma_{i-1}`` from the R2
-    recursion with base ``gamma_0 = 1/n``, and
+    recursion with base ``gamma_0 = 1/n``, capped at 1 (it bounds a TV, so
+    ``min(1, R2)`` is a bound too; docs/paper_a.md section 5.6), and
     ``E TV(p0, G_{i-1}) <= min(1, sqrt(E (theta_{i-1} - mu)^2) / (2a))``
     (exact TV of shifted uniforms, Jensen, exact variance with ``s^2 = a^2/3``).
     Proof: docs/paper_a.md section 5.6.
@@ -541,19 +546,20 @@ def mean_estimation_gap_bound(half_width: Any, n: int, m: Any, generation: int) 
       half_width: ``a > 0``.
       n: real samples, integer ``>= 1``.
       m: synthetic samples, integer ``>= 0`` (array ok: a grid over m).
-      generation: ``i``, integer ``>= 1``.
+      generation: ``i``, integer ``>= 1`` (array ok, broadcast against ``m``).
 
     Returns:
-      ``GapBound`` broadcast over ``m``.
+      ``GapBound`` broadcast over ``m`` and ``generation``.
     """
     check_positive("half_width", half_width)
     n = check_positive_int("n", n)
     _check_sizes("m", m, 0)
-    generation = check_positive_int("generation", generation)
+    _check_sizes("generation", generation, 1)
+    generation = np.asarray(generation)
     const = mean_estimation_uniform_constants(half_width, n, m)
     m_f = jnp.asarray(m, jnp.float64)
-    gamma_prev = recursive_stability_closed_form(
-        const.eps_N, m_f, generation - 1, gamma_0=const.gamma_0)
+    gamma_prev = jnp.minimum(1.0, recursive_stability_closed_form(
+        const.eps_N, m_f, generation - 1, gamma_0=const.gamma_0))
     a = jnp.asarray(half_width, jnp.float64)
     # The variance formula needs m >= 1; at m = 0 theta_{i-1} = mean(S0).
     m_safe = np.maximum(np.asarray(m), 1)
@@ -766,3 +772,140 @@ def ridge_generator_constant(feature_bound: Any, label_bound: Any, rho: Any,
     sigma = ridge_prediction_lipschitz(feature_bound, label_bound, rho)
     kappa, rho, tau = (jnp.asarray(v, jnp.float64) for v in (feature_bound, rho, noise_scale))
     return sigma * kappa ** 2 / (rho * tau * _SQRT_2PI)
+
+
+# --------------------------------------------------------------------------- #
+# Added for the A1/A3/A5 checks (docs/paper_a.md sections 6.1-6.3 and 7.5).
+# --------------------------------------------------------------------------- #
+def _lam_for_sizes(n, m, lam):
+    if lam is None:
+        return float(n) / float(n + m)
+    check_proportion("lam", lam)
+    return float(lam)
+
+
+def categorical_loop_mse(probs: Any, n: int, m: int, generation: Any, lam: Any = None) -> jax.Array:
+    """Per-symbol ``E (p_hat_i(k) - p0(k))^2`` of the empirical categorical loop.
+
+    Claim A1/A3/A5, categorical (``alpha = 0``). Kind: exact. With
+    ``q = p0 (1 - p0)``, ``rho = (1-lam)^2 (1 - 1/m)`` and
+    ``beta = (1 - (1-lam)^2) q/n + (1-lam)^2 q/m``:
+    ``v_i = rho^i q/n + beta (1 - rho^i)/(1 - rho)`` (``v_0 = q/n``).
+    ``p_hat_0`` is the empirical law of the ``n`` real points; for ``i >= 1``
+    ``p_hat_i = lam p_hat(S0) + (1-lam) p_hat(Z_i)``, ``Z_i`` = ``m`` draws from
+    ``p_hat_{i-1}`` (``lam = n/N`` is the ``reuse`` loop; ``lam = 0`` the fully
+    synthetic one, whose limit is ``q``: collapse to a point mass).
+    Proof: docs/paper_a.md section 6.1.
+
+    Args:
+      probs: ``p0``, shape ``(K,)``, a probability vector.
+      n: real samples, integer ``>= 1``.
+      m: synthetic samples per generation, integer ``>= 1`` (``>= 0`` if ``lam = 1``).
+      generation: ``i >= 0`` (int or integer array).
+      lam: optional weight in ``[0, 1]`` (default ``n / (n + m)``).
+
+    Returns:
+      float64 array of shape ``generation.shape + (K,)``.
+    """
+    probs = np.asarray(probs, np.float64)
+    if probs.ndim != 1 or np.any(probs < 0) or abs(probs.sum() - 1.0) > 1e-9:
+        raise ValueError(f"probs must be a probability vector, got {probs!r}")
+    n = check_positive_int("n", n)
+    m = validate.check_nonnegative_int("m", m)
+    _check_sizes("generation", generation, 0)
+    lam = _lam_for_sizes(n, m, lam)
+    if m == 0 and lam != 1.0:
+        raise ValueError(f"m must be >= 1 when lam < 1, got m=0, lam={lam}")
+    q = jnp.asarray(probs * (1.0 - probs))
+    i = jnp.asarray(generation, jnp.float64)[..., None]
+    keep = (1.0 - lam) ** 2
+    rho = keep * (1.0 - 1.0 / m) if m > 0 else 0.0
+    beta = (1.0 - keep) * q / n + (keep * q / m if m > 0 else 0.0)
+    powered = rho ** i
+    return powered * q / n + beta * (1.0 - powered) / (1.0 - rho)
+
+
+def categorical_expected_tv_bound(probs: Any, n: int, m: int, generation: Any,
+                                  lam: Any = None) -> jax.Array:
+    """``E TV(p0, p_hat_i) <= min(1, (1/2) sum_k sqrt(v_i(k)))``.
+
+    Claim A1 (distribution-shift term), categorical. Kind: upper (Jensen per
+    symbol on the exact ``categorical_loop_mse``). Proof: docs/paper_a.md section 6.2.
+
+    Args:
+      probs, n, m, generation, lam: as ``categorical_loop_mse``.
+
+    Returns:
+      float64 array of shape ``generation.shape``.
+    """
+    mse = categorical_loop_mse(probs, n, m, generation, lam)
+    return jnp.minimum(1.0, 0.5 * jnp.sqrt(mse).sum(axis=-1))
+
+
+def categorical_gap_bound(probs: Any, n: int, m: int, generation: Any) -> GapBound:
+    """R3 for the empirical categorical loop under the loss ``l(p, x) = 1 - p(x)``.
+
+    Claim A1/A5, result R3. Kind: upper, generation ``i >= 1`` of the ``reuse``
+    loop (``alpha = 0``, ``lam = n/N``). Constants: loss in ``[0, 1]`` (``M = 1``);
+    replace-one learner stability ``beta_N = 1/N`` (one point moves ``p_hat(x)``
+    by at most ``1/N``); ``gamma_{i-1} <= 1/n`` (R2, section 6); and
+    ``E TV(p0, G_{i-1})`` from ``categorical_expected_tv_bound``.
+    Proof: docs/paper_a.md section 6.3.
+
+    Args:
+      probs: ``p0``, shape ``(K,)``.
+      n: real samples, integer ``>= 1``.
+      m: synthetic samples, integer ``>= 0``.
+      generation: ``i >= 1`` (int or integer array).
+
+    Returns:
+      ``GapBound`` broadcast over ``generation``.
+    """
+    n = check_positive_int("n", n)
+    m = validate.check_nonnegative_int("m", m)
+    _check_sizes("generation", generation, 1)
+    num_symbols = len(np.asarray(probs))
+    N = n + m
+    lam = n / N
+    gamma_prev = categorical_recursive_stability_sup(n, m, num_symbols)
+    previous = np.asarray(generation) - 1
+    tv_prev = categorical_expected_tv_bound(probs, n, m, previous) if m > 0 else 0.0 * previous
+    return expected_gap_bound(1.0 / N, m, gamma_prev, lam, 1.0, tv_prev)
+
+
+def ridge_gap_bound(feature_bound: Any, label_bound: Any, rho: Any, noise_scale: Any,
+                    n: int, m: int, generation: Any, tv_prev: Any) -> GapBound:
+    """R3 for ridge regression trained in its own loop (``reuse``), generation ``i >= 1``.
+
+    Claim A1, result R3. Kind: upper, given ``tv_prev >= E TV(p0, G_{i-1})``.
+    Constants: ``beta_N`` from ``ridge_uniform_stability`` on ``N`` points,
+    ``M`` from ``ridge_loss_bound``, and ``gamma_{i-1} <= min(1, R2)`` with
+    ``eps_N = c/N`` (``ridge_generator_constant``) and base case
+    ``gamma_0 <= c/n`` (``G_0`` fit on ``n`` points). Needs clipped labels
+    (finite ``label_bound``) and ``p0`` inside the generator family's domain.
+    Proof: docs/paper_a.md section 7.5.
+
+    Args:
+      feature_bound: ``kappa``, finite ``> 0``.
+      label_bound: ``B``, finite ``> 0``: labels clipped to ``[-B, B]``.
+      rho: penalty ``> 0``.
+      noise_scale: generator label noise ``tau > 0``.
+      n: real samples, integer ``>= 1``.
+      m: synthetic samples, integer ``>= 0``.
+      generation: ``i >= 1`` (int or integer array).
+      tv_prev: ``E TV(p0, G_{i-1})`` or an upper bound, in ``[0, 1]``, broadcast
+        against ``generation``.
+
+    Returns:
+      ``GapBound``.
+    """
+    c = ridge_generator_constant(feature_bound, label_bound, rho, noise_scale)
+    n = check_positive_int("n", n)
+    m = validate.check_nonnegative_int("m", m)
+    _check_sizes("generation", generation, 1)
+    N = n + m
+    gamma_prev = jnp.minimum(1.0, recursive_stability_closed_form(
+        c / N, m, np.asarray(generation) - 1, gamma_0=jnp.minimum(1.0, c / n)))
+    return expected_gap_bound(ridge_uniform_stability(feature_bound, label_bound, rho, N), m,
+                              gamma_prev, n / N, ridge_loss_bound(feature_bound, label_bound, rho),
+                              tv_prev)

@@ -6,3 +6,8 @@ from sims.models.kde import Mixture, kde, gaussian_mixture_sampler
 
 __all__ = ["GaussianParams", "gaussian", "categorical", "OLSData", "ols_fixed_design",
            "ols_fresh_design", "Mixture", "kde", "gaussian_mixture_sampler"]
+from sims.models.mean_estimation import mean_estimation, mean_estimation_coupler  # noqa: E402
+from sims.models.ridge import RidgeData, ridge, ridge_pool, ridge_spec  # noqa: E402
+
+__all__ += ["mean_estimation", "mean_estimation_coupler", "RidgeData", "ridge", "ridge_pool",
+            "ridge_spec"]
