@@ -205,7 +205,8 @@ def _compiled_chunk(replica_fn, static_key, batch_size, devices, base_key, truth
     indices = jax.ShapeDtypeStruct((batch_size * len(devices),), jnp.uint32, sharding=sharding)
     compiled = chunk_fn.lower(base_key, indices, truth_shapes).compile()
     need = _compiled_bytes(compiled)
-    have = _available_device_bytes(devices[0])
+    local = [d for d in devices if d.process_index == jax.process_index()]
+    have = _available_device_bytes(local[0] if local else jax.local_devices()[0])
     if need is not None and need > 0.8 * have:
         suggestion = max(1, int(batch_size * 0.4 * have / need))
         raise MemoryError(
@@ -324,7 +325,10 @@ def run_replicas(key: jax.Array, replica_fn: Callable[[jax.Array, Any], Any], st
         starts = tqdm(starts, total=n_chunks, desc=description, unit="chunk", leave=False)
 
     def launch(start):
-        indices = jax.device_put(np.arange(start, start + chunk, dtype=np.uint32), sharding)
+        # Built from a callback so that, on several hosts, each process supplies only
+        # the index shards of its own devices.
+        indices = jax.make_array_from_callback(
+            (chunk,), sharding, lambda where: np.arange(start, start + chunk, dtype=np.uint32)[where])
         return start, compiled(key, indices, truth)
 
     moments, pieces, pending = None, [], None
@@ -342,6 +346,9 @@ def run_replicas(key: jax.Array, replica_fn: Callable[[jax.Array, Any], Any], st
 def _collect(pending, replicas, moments, pieces, reduce):
     start, out = pending
     keep = min(replicas - start, jax.tree.leaves(out)[0].shape[0])
+    if jax.process_count() > 1:  # every process gets the whole chunk, in replica order
+        from jax.experimental import multihost_utils
+        out = multihost_utils.process_allgather(out, tiled=True)
     host = jax.tree.map(lambda a: np.asarray(a)[:keep], out)
     _first_nonfinite(host, start)
     if reduce:

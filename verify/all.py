@@ -34,6 +34,9 @@ def parse_args(argv):
                         help="fail if a bound is violated or a statistic moved past the baseline")
     parser.add_argument("--write-baseline", action="store_true",
                         help="record this run as verify/baseline.json (all claims must pass)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="multi-host: call jax.distributed.initialize() first (cluster "
+                             "settings from the environment, e.g. SLURM or JAX_COORDINATOR_*)")
     parser.add_argument("--list", action="store_true", help="list the registered claims and exit")
     return parser.parse_args(argv)
 
@@ -49,8 +52,16 @@ def _selected(only: str):
     return [REGISTRY[i] for i in ids]
 
 
+def _is_writer() -> bool:
+    import jax
+    return jax.process_index() == 0
+
+
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.distributed:
+        import jax
+        jax.distributed.initialize()  # before any computation; every host runs this same CLI
     if args.list:
         for claim in REGISTRY.values():
             print(f"{claim.id:6s} {claim.title}")
@@ -73,7 +84,8 @@ def main(argv=None) -> int:
         record = evaluate(claim, mode, args.seed, progress=sys.stderr.isatty())
         record["seconds"] = time.perf_counter() - tic
         record["config_hash"] = config
-        report.atomic_write_json(path, record)
+        if _is_writer():
+            report.atomic_write_json(path, record)
         records.append(record)
         summary = record.get("summary", {})
         detail = (f"max|z|={summary['max_abs_z']:.2f} " if "max_abs_z" in summary else "") + (
@@ -89,9 +101,13 @@ def main(argv=None) -> int:
             print(f"baseline: {problem}")
         if problems:
             status = "fail"
+    from sims.loop import compile_count
     full = {"status": status, "provenance": report.provenance(args.seed, mode),
+            "compiled_loops": compile_count(),
             "config": vars(args), "wall_seconds": time.perf_counter() - started,
             "baseline_problems": problems, "claims": records}
+    if not _is_writer():  # on several hosts only process 0 writes; all compute
+        return 0 if status == "pass" else 1
     report.write_report(out, full)
     if not args.no_figures:
         from verify import figures
