@@ -65,12 +65,20 @@ def _p1_grid(mode):
     return points
 
 
-def _p1_measure(key, point):
-    moments = _gaussian_chain(key, point, unbiased=False)
+def _measure_chain(key, point, unbiased, with_sd):
+    """``E sigma^2`` up to the tameness horizon; ``E log sigma^2`` (and ``E sigma``) throughout."""
+    moments = _gaussian_chain(key, point, unbiased=unbiased)
     g = _fits(point["generations"])
     tame = g <= peers.moment_ratio_horizon(point["M"])
-    return {"E[sigma^2]": measured(moments, "var", g, x_label=FITS, select=tame),
-            "E[log sigma^2]": measured(moments, "log_var", g, x_label=FITS)}
+    out = {"E[sigma^2]": measured(moments, "var", g, x_label=FITS, select=tame)}
+    if with_sd:
+        out["E[sigma]"] = measured(moments, "sd", g, x_label=FITS)
+    out["E[log sigma^2]"] = measured(moments, "log_var", g, x_label=FITS)
+    return out
+
+
+def _p1_measure(key, point):
+    return _measure_chain(key, point, unbiased=False, with_sd=False)
 
 
 def p1_theory(point, *, exponent_offset=0):
@@ -100,12 +108,7 @@ def _p2_grid(mode):
 
 
 def _p2_measure(key, point):
-    moments = _gaussian_chain(key, point, unbiased=True)
-    g = _fits(point["generations"])
-    tame = g <= peers.moment_ratio_horizon(point["M"])
-    return {"E[sigma^2]": measured(moments, "var", g, x_label=FITS, select=tame),
-            "E[sigma]": measured(moments, "sd", g, x_label=FITS),
-            "E[log sigma^2]": measured(moments, "log_var", g, x_label=FITS)}
+    return _measure_chain(key, point, unbiased=True, with_sd=True)
 
 
 def _p2_theory(point):
