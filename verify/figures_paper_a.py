@@ -40,14 +40,18 @@ def stacked_terms_figure(record):
             ax.set_visible(False)
             continue
         x = np.array([r["x"] for r in gap], float)
-        lower = np.zeros_like(x)
-        for k, term in enumerate(terms):
-            value = np.array([r["theory"] for r in _rows(record, index, term)], float)
+        values = [np.array([r["theory"] for r in _rows(record, index, term)], float)
+                  for term in terms]
+        positive = [v[v > 0] for v in values] + [np.array([r["measured"] for r in gap
+                                                           if r["measured"] > 0])]
+        floor = 0.3 * min(float(v.min()) for v in positive if v.size)
+        lower = np.full_like(x, floor)
+        for k, (term, value) in enumerate(zip(terms, values)):
             upper = lower + value
-            if np.any(value > 0):
-                ax.fill_between(x, np.maximum(lower, 1e-300), upper, step=None, alpha=0.45,
-                                color=colours[k], lw=0, label=term[len(TERM_PREFIX):])
+            ax.fill_between(x, lower, upper, alpha=0.45, color=colours[k], lw=0,
+                            label=term[len(TERM_PREFIX):])
             lower = upper
+        ax.set_ylim(bottom=floor)
         mean = np.array([r["measured"] for r in gap])
         se = np.array([r["se"] for r in gap])
         ax.errorbar(x, mean, yerr=2 * se, fmt="ko", ms=3, lw=1, label="measured gap ± 2 SE")
