@@ -194,8 +194,8 @@ def _a1_grid(mode):
     gens = _mode(mode, 11, 51, 51)
     lams = _mode(mode, (1.0, 0.05), (1.0, 0.8, 0.5, 0.2, 0.05), (1.0, 0.8, 0.5, 0.2, 0.1, 0.05))
     ns = _mode(mode, (20,), (20,), (10, 20, 50))
-    reps = dict(mean=_mode(mode, 4096, 16384, 65536), categorical=_mode(mode, 4096, 16384, 65536),
-                ridge=_mode(mode, 4096, 8192, 32768))
+    reps = dict(mean=_mode(mode, 4096, 16384, 65536), categorical=_mode(mode, 4096, 8192, 65536),
+                ridge=_mode(mode, 4096, 4096, 32768))
     ridge_lams = _mode(mode, (0.5,), (1.0, 0.5, 0.05), lams)
     points = []
     for model in ("mean", "categorical", "ridge"):
@@ -295,7 +295,8 @@ def _a3_grid_for(model):
                      (0.0, 0.8, 0.5, 0.2, 0.05))
         if model == "ridge":
             lams = _mode(mode, (0.0, 0.5), (0.0, 1.0, 0.5, 0.05), (0.0, 1.0, 0.5, 0.2, 0.05))
-        reps = _mode(mode, 4096, 8192 if model == "ridge" else 16384, 65536)
+        reps = _mode(mode, 4096, {"mean": 16384, "categorical": 8192, "ridge": 4096}[model],
+                     65536)
         if mode == "default" and model != "ridge":
             gens = 51
         return [dict(model=model, n=20, lam=lam, generations=gens, replicas=reps) for lam in lams]
@@ -414,7 +415,7 @@ def _coupler(model_name, coupling):
 
 def _a2_grid(mode):
     gens = _mode(mode, 11, 51, 101)
-    reps = _mode(mode, 4096, 8192, 32768)
+    reps = _mode(mode, 4096, 4096, 32768)
     base = dict(n=20, generations=gens, replicas=reps)
     points = [dict(base, model="mean", coupling="maximal", lam=0.5),
               dict(base, model="categorical", coupling="maximal", lam=0.5)]
@@ -518,8 +519,8 @@ def _a5_grid(mode):
     gens = _mode(mode, 11, 51, 51)
     ratios = _mode(mode, (0.0, 19.0), (0.0, 0.25, 1.0, 4.0, 19.0),
                    (0.0, 0.25, 1.0, 4.0, 19.0))
-    reps = dict(mean=_mode(mode, 4096, 16384, 65536), categorical=_mode(mode, 4096, 16384, 65536),
-                ridge=_mode(mode, 4096, 8192, 32768))
+    reps = dict(mean=_mode(mode, 4096, 8192, 65536), categorical=_mode(mode, 4096, 8192, 65536),
+                ridge=_mode(mode, 4096, 4096, 32768))
     models = _mode(mode, ("mean", "categorical"), ("mean", "categorical", "ridge"),
                    ("mean", "categorical", "ridge"))
     return [dict(model=model, n=20, m_over_n=list(ratios), generations=gens,
