@@ -517,7 +517,7 @@ A2_GAMMA = register(Claim(
 
 def _a5_grid(mode):
     gens = _mode(mode, 11, 51, 51)
-    ratios = _mode(mode, (0.0, 19.0), (0.0, 0.25, 1.0, 4.0, 19.0),
+    ratios = _mode(mode, (0.0, 19.0), (0.0, 1.0, 4.0, 19.0),
                    (0.0, 0.25, 1.0, 4.0, 19.0))
     reps = dict(mean=_mode(mode, 4096, 8192, 65536), categorical=_mode(mode, 4096, 8192, 65536),
                 ridge=_mode(mode, 4096, 4096, 32768))
