@@ -250,9 +250,9 @@ B3_GENERATIONS = (1, 2, 5)
 
 
 def _b3_grid(mode):
-    ratios = _mode(mode, (0, 0.25, 0.5, 1, 2, 4, 16, 64), (0, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64),
+    ratios = _mode(mode, (0, 0.5, 1, 4, 64), (0, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64),
                    (0, 0.125, 0.25, 0.5, 1, 2, 3, 4, 6, 8, 16, 32, 64, 128))
-    replicas = _mode(mode, 200, 800, 3000)
+    replicas = _mode(mode, 96, 800, 3000)
     base = dict(n=100, m_over_n=list(ratios), replicas=replicas)
     return [dict(base, rule="shrinking", c=1.0), dict(base, rule="fixed", c=0.4)]
 
@@ -267,8 +267,9 @@ def b3_measure(key, point):
                                      generations=generations, bandwidth=point["c"],
                                      rule=point["rule"], grid=GRID_1D, replicas=point["replicas"],
                                      wanted=wanted, tail_mass=TAIL_MASS)
-    rate = fit_rate(key_rate, _rate_sizes("default"), point["c"], point["rule"],
-                    min(point["replicas"], 400))
+    small = point["replicas"] < 128
+    rate = fit_rate(key_rate, _rate_sizes("quick" if small else "default"), point["c"],
+                    point["rule"], 128 if small else 400)
     MEASURED_INPUTS[_point_key("B3", point)] = dict(rate=rate, tv=run.tv, tv_error=run.tv_error)
     x = np.asarray(point["m_over_n"], float)
     out = {}
@@ -403,10 +404,11 @@ def _b4_plan(point):
 def _b4_density_grid(mode):
     r = _mode(mode, 512, 2048, 8192)
     base = dict(n=40, h=0.5, rule="fixed", dim=1, generations=8, replicas=r)
-    points = [dict(base, scheme="reuse", lam=0.5), dict(base, scheme="synthetic", lam=0.0),
-              dict(base, scheme="fresh", lam=0.25, dim=2, generations=5)]
+    points = [dict(base, scheme="reuse", lam=0.5), dict(base, scheme="fresh", lam=0.25, dim=2,
+                                                         generations=5)]
     if mode != "quick":
-        points += [dict(base, scheme="reuse", lam=0.25, rule="shrinking", h=1.0),
+        points += [dict(base, scheme="synthetic", lam=0.0),
+                   dict(base, scheme="reuse", lam=0.25, rule="shrinking", h=1.0),
                    dict(base, scheme="synthetic", lam=0.0, dim=2, generations=5)]
     return points
 
@@ -485,12 +487,12 @@ B4_DENSITY = register(Claim(
 
 
 def _b4_prop_grid(mode):
-    r = _mode(mode, 256, 1024, 4096)
-    gens = _mode(mode, 12, 25, 40)
+    r = _mode(mode, 192, 1024, 4096)
+    gens = _mode(mode, 10, 25, 40)
     base = dict(n=50, h=0.4, rule="fixed", dim=1, generations=gens, replicas=r)
-    points = [dict(base, scheme="synthetic", lam=0.0), dict(base, scheme="reuse", lam=0.5),
-              dict(base, scheme="reuse", lam=0.2)]
+    points = [dict(base, scheme="synthetic", lam=0.0), dict(base, scheme="reuse", lam=0.2)]
     if mode != "quick":
+        points += [dict(base, scheme="reuse", lam=0.5)]
         points += [dict(base, scheme="synthetic", lam=0.0, dim=2, generations=10, replicas=r // 4,
                         grid_size=256)]
     return points
