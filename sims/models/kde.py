@@ -15,6 +15,7 @@ import numpy as np
 
 from bounds import validate
 from sims.model import GenerativeModel
+from sims.sampling import weighted_indices
 
 
 class Mixture(NamedTuple):
@@ -28,7 +29,7 @@ class Mixture(NamedTuple):
 def sample_mixture(key, mixture: Mixture, m: int) -> jax.Array:
     """``m`` exact draws from a Gaussian mixture (``(m,)`` or ``(m, dim)``)."""
     key_pick, key_noise = jax.random.split(key)
-    pick = jax.random.choice(key_pick, mixture.weight.shape[0], (m,), p=mixture.weight)
+    pick = weighted_indices(key_pick, mixture.weight, m)
     noise = jax.random.normal(key_noise, (m,) + mixture.loc.shape[1:], mixture.loc.dtype)
     scale = mixture.scale[pick].reshape((m,) + (1,) * (mixture.loc.ndim - 1))
     return mixture.loc[pick] + scale * noise
