@@ -143,3 +143,8 @@ def test_quick_run_passes_every_claim_and_matches_the_committed_baseline(tmp_pat
     report_data = json.loads((tmp_path / "out" / "report.json").read_text())
     assert {c["id"] for c in report_data["claims"]} == set(REGISTRY)
     assert all(c["status"] == "pass" for c in report_data["claims"])
+
+
+def test_write_baseline_refuses_a_subset_of_claims():
+    assert verify_all.main(["--quick", "--only", "P7", "--write-baseline", "--no-figures",
+                            "--out", "/tmp/never-written"]) == 2

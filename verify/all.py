@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import jax
+
 from verify import baseline, report
 from verify.claim import MODES, REGISTRY, evaluate
 import verify.claims  # noqa: F401  (registers the claims)
@@ -53,27 +55,31 @@ def _selected(only: str):
 
 
 def _is_writer() -> bool:
-    import jax
     return jax.process_index() == 0
 
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.distributed:
-        import jax
         jax.distributed.initialize()  # before any computation; every host runs this same CLI
     if args.list:
         for claim in REGISTRY.values():
             print(f"{claim.id:6s} {claim.title}")
         return 0
     mode = "quick" if args.quick else "full" if args.full else "default"
+    if args.write_baseline and args.only:
+        print("error: --write-baseline records every claim; drop --only", file=sys.stderr)
+        return 2
     claims = _selected(args.only)
+    revision = report.provenance(args.seed, mode)["git_commit"]
     out = Path(args.out)
     started = time.perf_counter()
     records = []
     for claim in claims:
         path = out / "claims" / f"{claim.id}.json"
-        config = report.config_hash(claim.id, mode, args.seed, list(map(dict, claim.grid(mode))))
+        # Resume only what the same code made with the same claim, mode, seed and grid.
+        config = report.config_hash(claim.id, mode, args.seed, revision,
+                                    list(map(dict, claim.grid(mode))))
         if args.resume and path.exists():
             saved = json.loads(path.read_text())
             if saved.get("config_hash") == config:
