@@ -42,6 +42,18 @@ class Measured(NamedTuple):
     x_label: str = "generation i"
 
 
+class Measurement(NamedTuple):
+    """What ``measure`` returns when its theory needs measured inputs as well.
+
+    Example: B1's bound is R1 evaluated at the ``eps_i`` measured in the same
+    replicas. ``context`` is handed to ``theory(point, context)`` and
+    ``notes(point, measured, theory, context)``: explicit data flow, no hidden state.
+    """
+
+    quantities: Mapping[str, Measured]
+    context: Any
+
+
 class Theory(NamedTuple):
     """What theory says along the same axis.
 
@@ -63,10 +75,12 @@ class Claim:
       title: one line saying what is checked.
       grid: ``mode -> list of points`` (``mode`` in ``quick``/``default``/``full``);
         a point is a flat dict of JSON-friendly parameters.
-      measure: ``(key, point) -> {quantity: Measured}``.
-      theory: ``point -> {quantity: Theory}``; quantities missing here are only reported.
-      notes: optional ``(point, measured, theory) -> list[str]`` of findings to report
-        verbatim (e.g. "the bound's minimiser and the empirical argmin differ").
+      measure: ``(key, point) -> {quantity: Measured}``, or a ``Measurement`` whose
+        ``context`` the theory needs (measured inputs of a bound, fitted rates).
+      theory: ``point -> {quantity: Theory}`` (``(point, context)`` when ``measure``
+        returns a ``Measurement``); quantities missing here are only reported.
+      notes: optional ``(point, measured, theory[, context]) -> list[str]`` of findings
+        to report verbatim (e.g. "the bound's minimiser and the empirical argmin differ").
       figure: optional ``(record) -> matplotlib Figure`` drawing the claim from its saved
         result record only (never recomputing); default ``verify.figures.default_figure``.
       alpha: family-wise error level of the claim's tests (Holm over all its rows).
@@ -201,7 +215,10 @@ def evaluate(claim: Claim, mode: str = "default", seed: int = 0, *, progress: bo
     for index, point in iterator:
         try:
             measured = claim.measure(claim_key(seed, claim.id, index), point)
-            theory = claim.theory(point)
+            extra = ()
+            if isinstance(measured, Measurement):
+                measured, extra = measured.quantities, (measured.context,)
+            theory = claim.theory(point, *extra)
         except NonFiniteError as err:
             record.update(status="error", message=f"{claim.id} at grid point {index} "
                           f"({point_label(point)}): {err}")
@@ -213,7 +230,7 @@ def evaluate(claim: Claim, mode: str = "default", seed: int = 0, *, progress: bo
             return record
         record["rows"].extend(rows_for_point(index, point, measured, theory))
         if claim.notes is not None:
-            record["notes"].extend(claim.notes(point, measured, theory))
+            record["notes"].extend(claim.notes(point, measured, theory, *extra))
     record["summary"] = compare(record["rows"], claim.alpha)
     if record["summary"]["rejected"]:
         record["status"] = "fail"

@@ -7,15 +7,15 @@ measured ``eps_i`` *down*, before any bound is checked, so a coarse grid makes a
 check fail rather than pass. Proofs: docs/paper_b.md.
 
 B1's bound is R1 *evaluated at the measured* ``eps_i = TV(G_i, q_i)`` of the
-same replicas. A theory function only sees the grid point, so ``measure``
-records the measured ``eps_i`` (and the fitted rate) per point in
-``MEASURED_INPUTS``, and ``b1_theory`` reads them; swapping the theory for a
-wrong recursion (``b1_theory(point, recursion=...)``) is the negative control.
+same replicas, and B3/B4 theories use rates fitted from simulations. So their
+``measure`` returns a ``Measurement(quantities, context)``, and the harness hands
+``context`` (measured eps_i, fitted rates) to ``theory(point, context)`` and to
+the notes; swapping the theory for a wrong recursion
+(``b1_theory(claim_id, recursion=...)``) is the negative control.
 """
 from __future__ import annotations
 
 import functools
-import json
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +27,7 @@ from bounds import tv as tv_bounds
 from sims import metrics
 from sims.models.kde import Mixture, bandwidth_schedule, gaussian_mixture_sampler, kde
 from verify import figures_paper_b, stats
-from verify.claim import Claim, Measured, Theory, register
+from verify.claim import Claim, Measured, Measurement, Theory, register
 
 TWO_MODES = dict(loc=(-2.0, 2.0), weight=(0.5, 0.5), scale=(1.0, 1.0))
 # Well separated in 2-D: modes 6 sigma apart.
@@ -40,15 +40,9 @@ TAIL_MASS = 1e-6
 GRID_TOLERANCE = 2e-3   # grid error budget allowed in a TV (tested: 'upper' rows)
 GEN = "generation i"
 
-MEASURED_INPUTS: dict = {}  # (claim id, point) -> measured inputs of that point's theory
-
 
 def _mixture(spec) -> Mixture:
     return Mixture(*(jnp.asarray(spec[k], jnp.float64) for k in ("loc", "weight", "scale")))
-
-
-def _point_key(claim_id, point):
-    return claim_id, json.dumps({k: v for k, v in point.items()}, sort_keys=True, default=str)
 
 
 def _mode(mode, quick, default, full):
@@ -174,10 +168,9 @@ def b1_measure(claim_id):
         ratio_se = (tv_high - ratio * per_replica_bound).std(0, ddof=1) / (
             bound * np.sqrt(tv_high.shape[0]))
         err_mean, err_se = _mean_se(np.maximum(traj["tv_error"], traj["eps_error"]))
-        MEASURED_INPUTS[_point_key(claim_id, point)] = dict(eps=eps_mean, eps_se=eps_se, rate=rate,
-                                                            eps_fitted=eps_fitted)
         R = tv_high.shape[0]
-        return {
+        inputs = dict(eps=eps_mean, eps_se=eps_se, rate=rate, eps_fitted=eps_fitted)
+        return Measurement({
             # R1 at i = 0 is the identity TV(G_0,p0) = eps_0, not a bound: the conservative
             # shifts (TV up, eps down) would make it exceed by construction. Test i >= 1.
             "E TV(G_i,p0) [+grid error]": Measured(i[1:], tv_mean[1:], tv_se[1:], R, GEN),
@@ -185,7 +178,7 @@ def b1_measure(claim_id):
             "E TV(G_i,p0) vs R1(fitted rate)": Measured(i, tv_mean, tv_se, R, GEN),
             "E eps_i = TV(G_i,q_i) [-grid error]": Measured(i, eps_mean, eps_se, R, GEN),
             "grid error budget": Measured(i, err_mean, err_se, R, GEN),
-        }
+        }, inputs)
     return measure
 
 
@@ -194,12 +187,8 @@ def b1_theory(claim_id, *, recursion=r1_recursion):
 
     ``recursion`` swaps the R1 recursion (negative controls).
     """
-    def theory(point):
+    def theory(point, inputs):
         plan = _b1_plan(point)
-        inputs = MEASURED_INPUTS.get(_point_key(claim_id, point))
-        if inputs is None:
-            raise RuntimeError(f"{claim_id}: theory needs the eps_i measured at this point; "
-                               "call measure(key, point) first")
         bound = recursion(inputs["eps"], plan)
         fitted = r1_recursion(inputs["eps_fitted"], plan)
         rate = inputs["rate"]
@@ -218,8 +207,7 @@ def b1_theory(claim_id, *, recursion=r1_recursion):
 
 
 def b1_notes(claim_id):
-    def notes(point, measured, theory):
-        inputs = MEASURED_INPUTS[_point_key(claim_id, point)]
+    def notes(point, measured, theory, inputs):
         rate = inputs["rate"]
         tv = measured["E TV(G_i,p0) vs R1(fitted rate)"]
         fitted = theory["E TV(G_i,p0) vs R1(fitted rate)"].value
@@ -276,7 +264,6 @@ def b3_measure(key, point):
     small = point["replicas"] < 128
     rate = fit_rate(key_rate, _rate_sizes("quick" if small else "default"), point["c"],
                     point["rule"], 128 if small else 400)
-    MEASURED_INPUTS[_point_key("B3", point)] = dict(rate=rate, tv=run.tv, tv_error=run.tv_error)
     x = np.asarray(point["m_over_n"], float)
     out = {}
     for i in B3_GENERATIONS:
@@ -285,7 +272,7 @@ def b3_measure(key, point):
     err_mean, err_se = _mean_se(run.tv_error[:, :, list(B3_GENERATIONS)].max(axis=2))
     out["grid error budget"] = Measured(x, err_mean, err_se, run.tv.shape[0], "m/n")
     out["R4 template peak (fitted alpha)"] = _template_peak_measured(rate, n)
-    return out
+    return Measurement(out, dict(rate=rate, tv=run.tv, tv_error=run.tv_error))
 
 
 def _template_peak_measured(rate, n):
@@ -311,11 +298,8 @@ def wrong_exponent_threshold(n, alpha, i):
 
 
 def b3_theory_with(threshold=b3_threshold):
-    def theory(point):
+    def theory(point, inputs):
         n = point["n"]
-        inputs = MEASURED_INPUTS.get(_point_key("B3", point))
-        if inputs is None:
-            raise RuntimeError("B3: theory needs the fitted rate; call measure first")
         rate = inputs["rate"]
         x = np.asarray(point["m_over_n"], float)
         out = {f"E TV(G_{i},p0)": Theory("report", np.asarray(tv_bounds.phase_transition_bound(
@@ -350,8 +334,7 @@ def _peak_finding(tv, tv_error, x):
     return k, resolved, margins
 
 
-def b3_notes(point, measured, theory):
-    inputs = MEASURED_INPUTS[_point_key("B3", point)]
+def b3_notes(point, measured, theory, inputs):
     rate, n = inputs["rate"], point["n"]
     x = np.asarray(point["m_over_n"], float)
     text = [f"B3 ({point['rule']} h, c={point['c']}, n={n}, reuse, {point['replicas']} replicas): "
@@ -527,19 +510,13 @@ def b4_prop_measure(key, point):
     # Least-squares scale a in excess_i ~ a (F(lam, i) - 1), weighted by 1/SE^2.
     w = 1.0 / np.maximum(ex_se[1:], 1e-12) ** 2
     scale = float(np.sum(w * factor[1:] * ex_mean[1:]) / np.sum(w * factor[1:] ** 2))
-    MEASURED_INPUTS[_point_key("B4-propagation", point)] = dict(scale=scale, excess=ex_mean,
-                                                                 excess_se=ex_se)
-    return {"E TV(G_i,p0) - E TV(G_0,p0)": Measured(i, ex_mean, ex_se, R, GEN),
-            # R1 at i = 0 is the identity TV(G_0,p0) = eps_0, not a bound: the conservative
-            # shifts (TV up, eps down) would make it exceed by construction. Test i >= 1.
-            "E TV(G_i,p0) [+grid error]": Measured(i[1:], tv_mean[1:], tv_se[1:], R, GEN),
-            "grid error budget": Measured(i, err_mean, err_se, R, GEN)}
+    inputs = dict(scale=scale, excess=ex_mean, excess_se=ex_se)
+    return Measurement({"E TV(G_i,p0) - E TV(G_0,p0)": Measured(i, ex_mean, ex_se, R, GEN),
+                        "E TV(G_i,p0) [+grid error]": Measured(i, tv_mean, tv_se, R, GEN),
+                        "grid error budget": Measured(i, err_mean, err_se, R, GEN)}, inputs)
 
 
-def b4_prop_theory(point):
-    inputs = MEASURED_INPUTS.get(_point_key("B4-propagation", point))
-    if inputs is None:
-        raise RuntimeError("B4-propagation: theory needs the fitted scale; call measure first")
+def b4_prop_theory(point, inputs):
     i = np.arange(point["generations"])
     factor = np.asarray(kde_bounds.bias_amplification_factor(point["lam"], i)) - 1.0
     return {"E TV(G_i,p0) - E TV(G_0,p0)": Theory(
@@ -548,7 +525,7 @@ def b4_prop_theory(point):
             "grid error budget": Theory("upper", np.full(len(i), GRID_TOLERANCE), "tolerance")}
 
 
-def b4_prop_notes(point, measured, theory):
+def b4_prop_notes(point, measured, theory, inputs):
     ex = measured["E TV(G_i,p0) - E TV(G_0,p0)"]
     fitted = theory["E TV(G_i,p0) - E TV(G_0,p0)"].value
     i = ex.x
@@ -569,12 +546,8 @@ def b4_prop_notes(point, measured, theory):
         se_late = np.hypot(ex.se[-1], ex.se[half])
         text.append(f"  lam={point['lam']}: excess grows {late:.4f} ± {se_late:.4f} from "
                     f"i={i[half]} to i={i[-1]} (saturation at factor 1/lam = {1/point['lam']:.2f}; "
-                    f"the factor itself is at {1 + fitted[-1] / max(inputs_scale(point), 1e-300):.3f})")
+                    f"the factor itself is at {1 + fitted[-1] / max(inputs['scale'], 1e-300):.3f})")
     return text
-
-
-def inputs_scale(point):
-    return MEASURED_INPUTS[_point_key("B4-propagation", point)]["scale"]
 
 
 B4_PROPAGATION = register(Claim(
