@@ -218,7 +218,7 @@ def kde_bandwidth(N: Any, c: Any = 1.0, dim: int = 1) -> jax.Array:
 def kde_tv_exponent(dim: int = 1) -> float:
     """Heuristic TV-rate exponent ``2 / (4 + d)`` of a KDE with ``h ~ N^(-1/(4+d))``: 2/5 in 1-D, 1/3 in 2-D.
 
-    Kind: rate (exponent of a heuristic; verify by fitting). docs/paper_b.md §5.
+    Claims B1/B3. Kind: rate (exponent of a heuristic; verify by fitting). docs/paper_b.md §5.
     """
     d = validate.check_positive_int("dim", dim)
     return 2.0 / (4.0 + d)

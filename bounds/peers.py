@@ -41,7 +41,7 @@ def fits_after_generation(i):
 def c4(M):
     """``c4(M) = sqrt(2/(M-1)) Gamma(M/2) / Gamma((M-1)/2)`` = ``E[S] / sigma`` for ``M`` samples.
 
-    Computed through ``gammaln`` so that large ``M`` does not overflow. Needs ``M >= 2``.
+    The exact constant of P2 and P3 (docs/peers.md §0). Computed through ``gammaln`` so that large ``M`` does not overflow. Needs ``M >= 2``.
     """
     validate.check_in_range("M", M, 2, math.inf)
     M = jnp.asarray(M, jnp.float64)
@@ -80,7 +80,7 @@ def mle_log_variance_chain(g, M, sigma0_sq=1.0):
 
 
 def moment_ratio_horizon(M, max_ratio=10.0):
-    """Largest ``g`` with ``((M+1)/(M-1))^g <= max_ratio``: how far ``E sigma_g^2`` is tame.
+    """Largest ``g`` with ``((M+1)/(M-1))^g <= max_ratio``: how far ``E sigma_g^2`` is tame (P1, P2).
 
     ``E sigma_g^4 / (E sigma_g^2)^2 = ((M+1)/(M-1))^g`` for both chains (exact), so
     beyond this horizon the sample mean of ``sigma_g^2`` is dominated by rare large

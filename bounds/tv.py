@@ -240,7 +240,7 @@ def constant_lam_tv_limit(eps_mixed: Any, lam: Any) -> jax.Array:
 
 
 def accumulate_sizes(n: Any, m: Any) -> jax.Array:
-    """Training-set sizes of the ``accumulate`` scheme: ``N_i = n + sum_{j<i} m_j``.
+    """Training-set sizes of the ``accumulate`` scheme (R1, B1): ``N_i = n + sum_{j<i} m_j``.
 
     Indexing: ``m[j]`` is the number of synthetic samples drawn from ``G_j``
     (``j = 0..G-2``); ``G_i`` is fit on the ``n`` real samples plus all the
