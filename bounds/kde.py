@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bounds import validate
-from bounds.tv import check_lam_schedule, one_minus_power
+from bounds.tv import check_lam_schedule, eps_rate, one_minus_power
 
 __all__ = [
     "KdeMixture",
@@ -234,7 +234,4 @@ def kde_tv_rate(N: Any, C: Any, alpha: Any = 0.4) -> jax.Array:
     Assumptions: smooth density (bounded second derivatives, enough tails for
     ``int sqrt(p) < inf``). Heuristic: docs/paper_b.md §5.
     """
-    validate.check_positive("N", N)
-    validate.check_positive("C", C)
-    validate.check_in_range("alpha", alpha, 0.0, 1.0, low_open=True, high_open=True)
-    return jnp.asarray(C, jnp.float64) * jnp.asarray(N, jnp.float64) ** (-jnp.asarray(alpha, jnp.float64))
+    return eps_rate(N, C, alpha)

@@ -30,9 +30,9 @@ import jax
 import jax.numpy as jnp
 
 from bounds import validate
-from sims.loop import (Generation, LoopState, first_generation, generation_keys, run_replicas)
+from sims.loop import Generation, first_generation, generation_keys, refit, run_replicas
 from sims.model import GenerativeModel
-from sims.schemes import LoopPlan, initial_training_set, next_training_set
+from sims.schemes import LoopPlan
 
 __all__ = ["Coupler", "CoupledMetric", "shared_keys", "maximal_categorical", "replace_one",
            "coupled_trajectory", "run_coupled", "twin_keys"]
@@ -141,11 +141,8 @@ def coupled_trajectory(key: jax.Array, model: GenerativeModel, truth: Any, plan:
         synthetic = _stack(*coupler(keys.synthetic, a.params, b.params, plan.block))
         fresh = real_sampler(keys.real, truth, plan.n) if plan.scheme == "fresh" else None
 
-        def refit(old, synth):
-            data, weights = next_training_set(plan, old.data, old.weights, i, fresh, synth)
-            return LoopState(model.fit(keys.fit, data, weights), data, weights)
-
-        new = jax.vmap(refit)(state, synthetic)
+        new = jax.vmap(lambda old, synth: refit(model, plan, keys, old, i, fresh, synth))(
+            state, synthetic)
         return new, measure(keys.metric, i, new, state)
 
     _, rest = jax.lax.scan(step, start, jnp.arange(1, plan.generations))

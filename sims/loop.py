@@ -105,13 +105,19 @@ def first_generation(model: GenerativeModel, plan: LoopPlan, keys: GenerationKey
     return LoopState(model.fit(keys.fit, data, weights), data, weights)
 
 
+def refit(model: GenerativeModel, plan: LoopPlan, keys: GenerationKeys, state: LoopState,
+          i: Any, fresh_real: Any, synthetic: Any) -> LoopState:
+    """Fit ``G_i`` on generation ``i``'s training set, given its new real and synthetic samples."""
+    data, weights = next_training_set(plan, state.data, state.weights, i, fresh_real, synthetic)
+    return LoopState(model.fit(keys.fit, data, weights), data, weights)
+
+
 def next_generation(model: GenerativeModel, plan: LoopPlan, real_sampler: Callable, truth: Any,
                     keys: GenerationKeys, state: LoopState, i: Any) -> LoopState:
     """Form generation ``i``'s training set from ``G_{i-1}`` and fit ``G_i``."""
     synthetic = model.sample(keys.synthetic, state.params, plan.block)
     fresh = real_sampler(keys.real, truth, plan.n) if plan.scheme == "fresh" else None
-    data, weights = next_training_set(plan, state.data, state.weights, i, fresh, synthetic)
-    return LoopState(model.fit(keys.fit, data, weights), data, weights)
+    return refit(model, plan, keys, state, i, fresh, synthetic)
 
 
 def trajectory(key: jax.Array, model: GenerativeModel, truth: Any, plan: LoopPlan,

@@ -15,7 +15,12 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["default_figure", "draw_all", "varying_keys"]
+__all__ = ["default_figure", "draw_all", "varying_keys", "rows_of"]
+
+
+def rows_of(record: dict, point: int, quantity: str) -> list[dict]:
+    """The saved rows of one grid point and one quantity, in axis order."""
+    return [r for r in record["rows"] if r["point"] == point and r["quantity"] == quantity]
 
 
 def varying_keys(points: list[dict]) -> list[str]:
@@ -38,7 +43,7 @@ def default_figure(record: dict):
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, quantity in zip(axes.flat, quantities):
         for index, point in enumerate(record["points"]):
-            rows = [r for r in record["rows"] if r["quantity"] == quantity and r["point"] == index]
+            rows = rows_of(record, index, quantity)
             if not rows:
                 continue
             colour = colours[index % len(colours)]

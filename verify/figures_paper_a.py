@@ -16,13 +16,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from verify.figures import rows_of  # noqa: E402
+
 __all__ = ["stacked_terms_figure", "error_vs_generation_figure"]
 
 TERM_PREFIX = "R3 term: "
-
-
-def _rows(record, point, quantity):
-    return [r for r in record["rows"] if r["point"] == point and r["quantity"] == quantity]
 
 
 def stacked_terms_figure(record):
@@ -35,12 +33,12 @@ def stacked_terms_figure(record):
                                if r["quantity"].startswith(TERM_PREFIX)))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for index, (ax, point) in enumerate(zip(axes.flat, points)):
-        gap = _rows(record, index, "gap <= R3 bound")
+        gap = rows_of(record, index, "gap <= R3 bound")
         if not gap:
             ax.set_visible(False)
             continue
         x = np.array([r["x"] for r in gap], float)
-        values = [np.array([r["theory"] for r in _rows(record, index, term)], float)
+        values = [np.array([r["theory"] for r in rows_of(record, index, term)], float)
                   for term in terms]
         positive = [v[v > 0] for v in values] + [np.array([r["measured"] for r in gap
                                                            if r["measured"] > 0])]
@@ -83,7 +81,7 @@ def error_vs_generation_figure(record):
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for index, point in enumerate(record["points"]):
         colour = colours[index % len(colours)]
-        rows = _rows(record, index, "E err_i")
+        rows = rows_of(record, index, "E err_i")
         if not rows:
             continue
         x = np.array([r["x"] for r in rows], float)
@@ -93,7 +91,7 @@ def error_vs_generation_figure(record):
                     label=f"lam={point['lam']}")
         if rows[0]["theory"] is not None:
             ax.plot(x, [r["theory"] for r in rows], "--", color=colour, lw=1)
-        bound = _rows(record, index, "E err_i <= sup_i bound")
+        bound = rows_of(record, index, "E err_i <= sup_i bound")
         if bound and bound[0]["theory"] is not None:
             ax.plot(x, [r["theory"] for r in bound], ":", color=colour, lw=1.2)
     ax.set_xlabel("generation i")

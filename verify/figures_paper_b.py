@@ -13,11 +13,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from verify.figures import rows_of  # noqa: E402
+
 __all__ = ["b3_figure", "b4_density_figure"]
-
-
-def _rows(record, point, quantity):
-    return [r for r in record["rows"] if r["point"] == point and r["quantity"] == quantity]
 
 
 def b3_figure(record):
@@ -27,7 +25,7 @@ def b3_figure(record):
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for p, (ax, point) in enumerate(zip(axes.flat, points)):
         for c, i in enumerate((1, 2, 5)):
-            rows = _rows(record, p, f"E TV(G_{i},p0)")
+            rows = rows_of(record, p, f"E TV(G_{i},p0)")
             if not rows:
                 continue
             x = np.array([r["x"] for r in rows], float)
@@ -64,7 +62,7 @@ def b4_density_figure(record):
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (k, point) in zip(axes.flat, points):
         for c, i in enumerate(range(0, point["generations"], 2)):
-            rows = _rows(record, k, f"E p_hat_{i}(x)")
+            rows = rows_of(record, k, f"E p_hat_{i}(x)")
             x = np.arange(len(rows))
             ax.errorbar(x, [r["measured"] for r in rows], [2 * r["se"] for r in rows], fmt="o",
                         ms=2.5, color=colours[c % len(colours)], label=f"i={i}")
