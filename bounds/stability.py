@@ -666,6 +666,16 @@ def _check_ridge(feature_bound, label_bound, rho):
     check_positive("rho", rho)
 
 
+def _ridge_max_residual(feature_bound, label_bound, rho):
+    """``B (1 + kappa/sqrt(rho))``: the largest ``|y - <w_S, x>|`` (docs/paper_a.md section 7.1).
+
+    Both the loss range (its square) and the loss's Lipschitz constant (twice it) derive from it.
+    """
+    _check_ridge(feature_bound, label_bound, rho)
+    kappa, B, rho = (jnp.asarray(v, jnp.float64) for v in (feature_bound, label_bound, rho))
+    return B * (1.0 + kappa / jnp.sqrt(rho))
+
+
 def ridge_weight_norm_bound(label_bound: Any, rho: Any) -> jax.Array:
     """``||w_S|| <= B / sqrt(rho)`` for the ridge minimiser.
 
@@ -699,9 +709,7 @@ def ridge_loss_bound(feature_bound: Any, label_bound: Any, rho: Any) -> jax.Arra
     Returns:
       float64 array.
     """
-    _check_ridge(feature_bound, label_bound, rho)
-    kappa, B, rho = (jnp.asarray(v, jnp.float64) for v in (feature_bound, label_bound, rho))
-    return B ** 2 * (1.0 + kappa / jnp.sqrt(rho)) ** 2
+    return _ridge_max_residual(feature_bound, label_bound, rho) ** 2
 
 
 def ridge_prediction_lipschitz(feature_bound: Any, label_bound: Any, rho: Any) -> jax.Array:
@@ -718,9 +726,7 @@ def ridge_prediction_lipschitz(feature_bound: Any, label_bound: Any, rho: Any) -
     Returns:
       float64 array.
     """
-    _check_ridge(feature_bound, label_bound, rho)
-    kappa, B, rho = (jnp.asarray(v, jnp.float64) for v in (feature_bound, label_bound, rho))
-    return 2.0 * B * (1.0 + kappa / jnp.sqrt(rho))
+    return 2.0 * _ridge_max_residual(feature_bound, label_bound, rho)
 
 
 def ridge_uniform_stability(feature_bound: Any, label_bound: Any, rho: Any, N: Any) -> jax.Array:
