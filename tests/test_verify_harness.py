@@ -148,3 +148,18 @@ def test_quick_run_passes_every_claim_and_matches_the_committed_baseline(tmp_pat
 def test_write_baseline_refuses_a_subset_of_claims():
     assert verify_all.main(["--quick", "--only", "P7", "--write-baseline", "--no-figures",
                             "--out", "/tmp/never-written"]) == 2
+
+
+def _scaled(theory, factor):
+    """A theory whose exact predictions are all off by ``factor`` (a negative control)."""
+    def wrong(point, *context):
+        return {q: t._replace(value=np.asarray(t.value) * factor) if t.kind == "exact" else t
+                for q, t in theory(point, *context).items()}
+    return wrong
+
+
+@pytest.mark.parametrize("claim_id", ["P2", "P3", "P4", "P6", "P7"])
+def test_every_peer_check_detects_a_five_percent_error(claim_id):
+    claim = REGISTRY[claim_id]
+    record = evaluate(dataclasses.replace(claim, theory=_scaled(claim.theory, 1.05)), "quick", 0)
+    assert record["status"] == "fail", record["summary"]
