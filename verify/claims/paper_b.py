@@ -37,7 +37,7 @@ GRID_1D = metrics.make_grid(-9.0, 9.0, 1024)
 # wander, so their grid is wider (same step).
 GRID_B1 = metrics.make_grid(-14.0, 14.0, 1536)
 TAIL_MASS = 1e-6
-GRID_TOLERANCE = 2e-3   # grid error budget allowed in a TV (tested: 'upper' rows)
+GRID_TOLERANCE = 2e-3   # grid error budget allowed in a TV (tested: 'numerical' rows, never evidence)
 GEN = "generation i"
 
 
@@ -200,7 +200,7 @@ def b1_theory(claim_id, *, recursion=r1_recursion):
                 "report", fitted, f"R1 with eps(N) = {rate['C']:.3g} N^-{rate['alpha']:.3f}"),
             "E eps_i = TV(G_i,q_i) [-grid error]": Theory("report", inputs["eps_fitted"],
                                                           "fitted eps(N_i)"),
-            "grid error budget": Theory("upper", np.full(plan.generations, GRID_TOLERANCE),
+            "grid error budget": Theory("numerical", np.full(plan.generations, GRID_TOLERANCE),
                                         "tolerance"),
         }
     return theory
@@ -305,7 +305,7 @@ def b3_theory_with(threshold=b3_threshold):
         out = {f"E TV(G_{i},p0)": Theory("report", np.asarray(tv_bounds.phase_transition_bound(
                    x * n, n, rate["C"], rate["alpha"], i)), f"R4 B_{i}(m), fitted rate")
                for i in B3_GENERATIONS}
-        out["grid error budget"] = Theory("upper", np.full(len(x), GRID_TOLERANCE), "tolerance")
+        out["grid error budget"] = Theory("numerical", np.full(len(x), GRID_TOLERANCE), "tolerance")
         # The template at the formula's m* must be its maximum (within the fine grid's resolution).
         at_m_star = [float(tv_bounds.phase_transition_bound(threshold(n, rate["alpha"], i), n,
                                                             rate["C"], rate["alpha"], i)) * (1 + 1e-9)
@@ -522,7 +522,7 @@ def b4_prop_theory(point, inputs):
     return {"E TV(G_i,p0) - E TV(G_0,p0)": Theory(
                 "report", inputs["scale"] * factor,
                 f"{inputs['scale']:.3g} x (bias amplification factor - 1), fitted scale"),
-            "grid error budget": Theory("upper", np.full(len(i), GRID_TOLERANCE), "tolerance")}
+            "grid error budget": Theory("numerical", np.full(len(i), GRID_TOLERANCE), "tolerance")}
 
 
 def b4_prop_notes(point, measured, theory, inputs):
