@@ -20,7 +20,11 @@ import numpy as np
 from sims.loop import NonFiniteError
 from verify import stats
 
-KINDS = ("exact", "upper", "lower", "rate", "numerical", "report")
+KINDS = ("exact", "upper", "lower", "exceeds", "rate", "numerical", "report")
+# "exceeds" rows assert an effect (a collapse, a peak, a positive trend): the measured mean
+# must be significantly above the theory value (one-sided, level EFFECT_ALPHA per row).
+# All such rows must succeed, an intersection-union test, so no multiplicity correction.
+EFFECT_ALPHA = 0.01
 # "numerical" rows check numerical quality (a grid quadrature budget, a tail mass) as
 # "measured <= theory". They are tested, but they are never evidence for the claim.
 MODES = ("quick", "default", "full")
@@ -61,6 +65,7 @@ class Theory(NamedTuple):
 
     ``kind``: ``exact`` (z-test), ``upper`` / ``lower`` (violation test and tightness),
     ``numerical`` (a numerical-quality budget, tested like ``upper`` but never evidence),
+    ``exceeds`` (an effect: the mean must be significantly above ``value``),
     ``rate`` or ``report`` (shown, not tested).
     """
 
@@ -177,13 +182,20 @@ def compare(rows: list[dict], alpha: float) -> dict:
                        exceeds=bool(row["measured"] > th if kind != "lower"
                                     else row["measured"] < th))
             tested.append(row)
+        elif kind == "exceeds":
+            z = float(stats.z_scores(row["measured"], row["se"], th))
+            row.update(z=z, p=float(stats.normal_sf(z)), reject=not stats.normal_sf(z) <= EFFECT_ALPHA)
+    effects = [r for r in rows if r["kind"] == "exceeds"]
     reject = stats.holm([r["p"] for r in tested], alpha) if tested else []
     for row, rejected in zip(tested, reject):
         row["reject"] = bool(rejected)
     exact = [r for r in tested if r["kind"] == "exact"]
     bounds_ = [r for r in tested if r["kind"] in ("upper", "lower")]
-    summary = {"rows": len(rows), "tested": len(tested), "alpha": alpha,
-               "rejected": int(sum(r["reject"] for r in tested))}
+    summary = {"rows": len(rows), "tested": len(tested) + len(effects), "alpha": alpha,
+               "rejected": int(sum(r["reject"] for r in tested + effects))}
+    if effects:
+        summary.update(effect_rows=len(effects), effects_unresolved=int(sum(r["reject"]
+                                                                           for r in effects)))
     if exact:
         worst = max(exact, key=lambda r: abs(r["z"]))
         summary.update(exact_rows=len(exact), max_abs_z=abs(worst["z"]),
