@@ -27,6 +27,12 @@ KINDS = ("exact", "upper", "lower", "exceeds", "rate", "numerical", "report")
 EFFECT_ALPHA = 0.01
 # "numerical" rows check numerical quality (a grid quadrature budget, a tail mass) as
 # "measured <= theory". They are tested, but they are never evidence for the claim.
+TESTED_KINDS = ("exact", "upper", "lower", "exceeds", "numerical")
+EVIDENCE_KINDS = ("exact", "upper", "lower", "exceeds")  # data against theory
+STATUSES = ("pass", "fail", "error", "untested")
+# Detection power below which a claim is flagged weak (see ``detection_power``).
+WEAK_REL_ERROR = 0.25
+WEAK_SLACK = 10.0
 MODES = ("quick", "default", "full")
 
 
@@ -160,17 +166,125 @@ def rows_for_point(index: int, point: Mapping[str, Any], measured: Mapping[str, 
     return rows
 
 
+def _row_name(row: dict) -> str:
+    return f"point {row['point']}, {row['quantity']} at {row['x_label']}={row['x']}"
+
+
+def _not_finite(row: dict) -> str | None:
+    """Why a tested row cannot be tested (a NaN p-value would never be rejected)."""
+    for field in ("theory", "measured", "se"):
+        value = row[field]
+        if value is None or not math.isfinite(value):
+            return f"{field} is {value}"
+    if row["se"] < 0:
+        return f"se is negative ({row['se']})"
+    return None
+
+
+def _finite_or_none(values):
+    values = [v for v in values if math.isfinite(v)]
+    return (min(values), max(values)) if values else (None, None)
+
+
+def detection_power(rows: list[dict], alpha: float, family_size: int) -> dict:
+    """How large an error this run could have seen, per kind of evidence row.
+
+    Computed from the run's own standard errors (rows must already carry ``ratio``
+    etc. from ``compare``). With ``k = family_size`` rows in the claim's Holm family:
+
+    * exact rows: ``delta = z_{1-alpha/(2k)} * SE / |prediction|``, the smallest
+      relative error of a prediction that Holm rejects when it is the only wrong row
+      and the MC mean sits at the truth (a wrong row at exactly this error is then
+      rejected about half the time; rows with a zero prediction are skipped).
+      ``min_detectable_rel_error`` is the best grid point (the one that catches a
+      constant relative error first), ``max_detectable_rel_error`` the worst.
+    * upper / lower rows with a positive bound ``B``: the run flags a bound moved to
+      ``B'`` when ``(mean - B')/SE >= z_{1-alpha/k}`` (upper; mirrored for lower). The
+      slack of a row is the factor by which its bound could shrink (upper:
+      ``B / (mean - z SE)``; ``inf`` when ``mean - z SE <= 0``) or grow (lower:
+      ``(mean + z SE) / B``) before this run flags it. ``slack`` is the smallest over
+      rows (the tightest grid point); 1 is a bound the run pins exactly.
+    * exceeds rows: the smallest effect the run resolves, ``z_{1-0.01} * SE``
+      (absolute, on the row's own scale): min and max over rows.
+
+    ``weak`` is set (with reasons) when the exact rows all miss relative errors of
+    ``WEAK_REL_ERROR`` (25%), or when every bound has a slack above ``WEAK_SLACK``
+    (10x). It is a flag next to the status, never a status.
+    """
+    power: dict[str, Any] = {"family_size": family_size, "weak": False, "weak_reasons": []}
+    exact = [r for r in rows if r["kind"] == "exact" and "z" in r]
+    if exact:
+        z = stats.critical_z(alpha, family_size, two_sided=True)
+        rel = [(z * r["se"] / abs(r["theory"]), r) for r in exact if r["theory"] != 0]
+        entry = {"rows": len(exact), "critical_z": z, "zero_predictions": len(exact) - len(rel),
+                 "min_detectable_rel_error": None, "max_detectable_rel_error": None}
+        if rel:
+            best, worst = min(rel, key=lambda t: t[0]), max(rel, key=lambda t: t[0])
+            entry.update(min_detectable_rel_error=best[0], best_row=_row_name(best[1]),
+                         max_detectable_rel_error=worst[0], worst_row=_row_name(worst[1]))
+            if best[0] > WEAK_REL_ERROR:
+                power["weak_reasons"].append(
+                    f"exact rows miss relative errors below {best[0]:.3g} everywhere "
+                    f"(> {WEAK_REL_ERROR:.0%})")
+        power["exact"] = entry
+    bounds_ = [r for r in rows if r["kind"] in ("upper", "lower") and "ratio" in r]
+    if bounds_:
+        z = stats.critical_z(alpha, family_size, two_sided=False)
+        slacks = []
+        for r in bounds_:
+            if r["theory"] <= 0:
+                continue  # a multiplicative slack needs a positive bound
+            if r["kind"] == "upper":
+                edge = r["measured"] - z * r["se"]
+                slack = r["theory"] / edge if edge > 0 else math.inf
+            else:
+                slack = (r["measured"] + z * r["se"]) / r["theory"]
+            slacks.append((slack, r))
+        entry = {"rows": len(bounds_), "critical_z": z, "slack": None,
+                 "nonpositive_bounds": len(bounds_) - len(slacks)}
+        if slacks:
+            tightest = min(slacks, key=lambda t: t[0])
+            entry.update(slack=tightest[0], tightest_row=_row_name(tightest[1]),
+                         tightest_ratio_high=tightest[1]["ratio_high"])
+            if tightest[0] > WEAK_SLACK:
+                power["weak_reasons"].append(
+                    f"every bound could move {tightest[0]:.3g}x before this run flags it "
+                    f"(> {WEAK_SLACK:g}x)")
+        power["bound"] = entry
+    effects = [r for r in rows if r["kind"] == "exceeds" and "z" in r]
+    if effects:
+        z = float(stats.normal_isf(EFFECT_ALPHA))
+        low, high = _finite_or_none([z * r["se"] for r in effects])
+        power["effect"] = {"rows": len(effects), "critical_z": z, "min_resolved_effect": low,
+                           "max_resolved_effect": high}
+    power["weak"] = bool(power["weak_reasons"])
+    return power
+
+
 def compare(rows: list[dict], alpha: float) -> dict:
     """Add statistics to rows in place and return the claim's summary.
 
-    Exact rows get ``z`` and a two-sided p; bound rows get the tightness ratio, its
-    95% MC interval and a one-sided violation p. All tested rows share one Holm
-    family at level ``alpha``.
+    Exact rows get ``z`` and a two-sided p; bound rows (and ``numerical`` rows) get the
+    tightness ratio, its 95% MC interval and a one-sided violation p. All these share
+    one Holm family at level ``alpha``; ``exceeds`` rows are tested one by one at
+    ``EFFECT_ALPHA``. A tested row whose prediction, bound, measured value or SE is NaN
+    or infinite is not tested: it gets ``error`` and is listed in ``summary["errors"]``
+    (``verdict`` makes the claim an error that names it).
+
+    Evidence rows (``EVIDENCE_KINDS``) and numerical-quality rows are counted apart:
+    ``summary["evidence_rows"]`` counts only the former. ``summary["power"]`` is
+    ``detection_power`` of the evidence rows.
     """
-    tested = []
+    errors, tested, effects = [], [], []
     for row in rows:
         kind, th = row["kind"], row["theory"]
-        if kind == "exact":
+        if kind not in TESTED_KINDS:
+            continue
+        problem = _not_finite(row)
+        if problem is not None:
+            row["error"] = problem
+            errors.append(f"{_row_name(row)} ({kind}): {problem}")
+        elif kind == "exact":
             z = float(stats.z_scores(row["measured"], row["se"], th))
             row["z"] = z
             row["p"] = float(2 * stats.normal_sf(abs(z)))
@@ -182,33 +296,76 @@ def compare(rows: list[dict], alpha: float) -> dict:
                        exceeds=bool(row["measured"] > th if kind != "lower"
                                     else row["measured"] < th))
             tested.append(row)
-        elif kind == "exceeds":
+        else:  # exceeds
             z = float(stats.z_scores(row["measured"], row["se"], th))
-            row.update(z=z, p=float(stats.normal_sf(z)), reject=not stats.normal_sf(z) <= EFFECT_ALPHA)
-    effects = [r for r in rows if r["kind"] == "exceeds"]
+            p = float(stats.normal_sf(z))
+            row.update(z=z, p=p, reject=not p <= EFFECT_ALPHA)
+            effects.append(row)
     reject = stats.holm([r["p"] for r in tested], alpha) if tested else []
     for row, rejected in zip(tested, reject):
         row["reject"] = bool(rejected)
-    exact = [r for r in tested if r["kind"] == "exact"]
-    bounds_ = [r for r in tested if r["kind"] in ("upper", "lower")]
-    summary = {"rows": len(rows), "tested": len(tested) + len(effects), "alpha": alpha,
+    kinds = [r["kind"] for r in rows]
+    summary = {"rows": len(rows), "alpha": alpha,
+               "evidence_rows": sum(k in EVIDENCE_KINDS for k in kinds),
+               "numerical_rows": kinds.count("numerical"),
+               "report_rows": sum(k not in TESTED_KINDS for k in kinds),
+               "tested": sum(k in TESTED_KINDS for k in kinds),
+               "holm_family": len(tested),
                "rejected": int(sum(r["reject"] for r in tested + effects))}
+    if errors:
+        summary["errors"] = errors
     if effects:
         summary.update(effect_rows=len(effects), effects_unresolved=int(sum(r["reject"]
                                                                            for r in effects)))
+    exact = [r for r in tested if r["kind"] == "exact"]
     if exact:
         worst = max(exact, key=lambda r: abs(r["z"]))
         summary.update(exact_rows=len(exact), max_abs_z=abs(worst["z"]),
                        max_rel_error=max(abs(r["measured"] - r["theory"]) / max(abs(r["theory"]),
                                                                                  1e-300)
                                          for r in exact))
-    if bounds_:
-        summary.update(bound_rows=len(bounds_),
-                       violations=int(sum(r["reject"] for r in bounds_)),
-                       raw_exceedances=int(sum(r["exceeds"] for r in bounds_)),
-                       max_ratio=max(r["ratio"] for r in bounds_ if math.isfinite(r["ratio"])),
-                       min_ratio=min(r["ratio"] for r in bounds_ if math.isfinite(r["ratio"])))
+    for prefix, group in (("", ("upper", "lower")), ("numerical_", ("numerical",))):
+        rows_ = [r for r in tested if r["kind"] in group]
+        if not rows_:
+            continue
+        low, high = _finite_or_none([r["ratio"] for r in rows_])
+        if not prefix:
+            summary["bound_rows"] = len(rows_)
+        summary.update({f"{prefix}violations": int(sum(r["reject"] for r in rows_)),
+                        f"{prefix}raw_exceedances": int(sum(r["exceeds"] for r in rows_)),
+                        f"{prefix}max_ratio": high, f"{prefix}min_ratio": low})
+    if tested or effects:
+        summary["power"] = detection_power(rows, alpha, max(len(tested), 1))
     return summary
+
+
+def verdict(rows: list[dict], summary: dict, points: Sequence[Mapping[str, Any]],
+            alpha: float) -> tuple[str, str]:
+    """The claim's status and message from its compared rows.
+
+    ``error`` when a tested row is not finite (named), ``fail`` when a row is rejected,
+    ``untested`` when no evidence row was tested (only numerical, rate or report rows:
+    nothing was checked against theory), ``pass`` otherwise. Weak detection power is a
+    separate flag (``summary["power"]["weak"]``), never a status.
+    """
+    if summary.get("errors"):
+        errors = summary["errors"]
+        return "error", (f"{len(errors)} tested row(s) not finite, so not testable; first: "
+                         f"{errors[0]}")
+    if summary["rejected"]:
+        bad = [r for r in rows if r.get("reject")]
+        worst = bad[0]
+        return "fail", (f"{len(bad)} row(s) rejected (Holm at family-wise alpha={alpha}; "
+                        f"exceeds rows: effect not resolved at {EFFECT_ALPHA}); "
+                        f"e.g. point {worst['point']} "
+                        f"({point_label(points[worst['point']])}), {worst['quantity']} at "
+                        f"{worst['x_label']}={worst['x']}: measured {worst['measured']:.6g} ± "
+                        f"{worst['se']:.2g}, {worst['kind']} {worst['theory']:.6g}")
+    if not summary["evidence_rows"]:
+        return "untested", (f"no evidence row (exact/upper/lower/exceeds): "
+                            f"{summary['numerical_rows']} numerical and "
+                            f"{summary['report_rows']} report/rate row(s) only")
+    return "pass", ""
 
 
 def evaluate(claim: Claim, mode: str = "default", seed: int = 0, *, progress: bool = False) -> dict:
@@ -247,15 +404,8 @@ def evaluate(claim: Claim, mode: str = "default", seed: int = 0, *, progress: bo
         if claim.notes is not None:
             record["notes"].extend(claim.notes(point, measured, theory, *extra))
     record["summary"] = compare(record["rows"], claim.alpha)
-    if record["summary"]["rejected"]:
-        record["status"] = "fail"
-        bad = [r for r in record["rows"] if r.get("reject")]
-        worst = bad[0]
-        record["message"] = (f"{len(bad)} row(s) rejected at family-wise alpha={claim.alpha}; "
-                             f"e.g. point {worst['point']} ({point_label(points[worst['point']])}),"
-                             f" {worst['quantity']} at {worst['x_label']}={worst['x']}: measured "
-                             f"{worst['measured']:.6g} ± {worst['se']:.2g}, {worst['kind']} "
-                             f"{worst['theory']:.6g}")
+    record["status"], record["message"] = verdict(record["rows"], record["summary"], points,
+                                                  claim.alpha)
     return record
 
 

@@ -5,7 +5,9 @@
 * upper (lower) bounds: the tightness ratio ``mean / bound`` with its MC interval,
   the raw exceedance count, and a one-sided test of "the true mean exceeds the
   bound" under the same Holm control;
-* rates: least-squares slopes on log-log grids with confidence intervals.
+* rates: least-squares slopes on log-log grids with confidence intervals;
+* detection power: the critical z a single wrong row must reach at the first Holm
+  step, from which ``verify.claim`` derives the smallest error a run can see.
 
 Holm controls the family-wise error under any dependence between rows, which
 matters here: the generations of one replica are strongly correlated.
@@ -16,17 +18,40 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+from scipy import stats as _scipy_stats
 
-__all__ = ["normal_sf", "z_scores", "holm", "tightness", "Slope", "fit_slope",
-           "DEFAULT_ALPHA"]
+__all__ = ["normal_sf", "normal_isf", "critical_z", "z_scores", "holm", "tightness", "Slope",
+           "fit_slope", "DEFAULT_ALPHA", "Z_975"]
 
 DEFAULT_ALPHA = 1e-3  # family-wise error per claim; with fixed seeds a run is deterministic
 
 
 def normal_sf(z):
-    """Upper tail ``P(Z > z)`` of the standard normal (vectorised, accurate far out)."""
-    z = np.asarray(z, dtype=np.float64)
-    return 0.5 * np.vectorize(math.erfc)(z / math.sqrt(2.0))
+    """Upper tail ``P(Z > z)`` of the standard normal (scipy; accurate far out)."""
+    return _scipy_stats.norm.sf(np.asarray(z, dtype=np.float64))
+
+
+def normal_isf(p):
+    """Inverse upper tail: the ``z`` with ``P(Z > z) = p``."""
+    return _scipy_stats.norm.isf(np.asarray(p, dtype=np.float64))
+
+
+Z_975 = float(normal_isf(0.025))  # 1.95996..., the half-width factor of a 95% interval
+
+
+def critical_z(alpha: float, family_size: int, *, two_sided: bool) -> float:
+    """The |z| a single wrong row must reach to be rejected by Holm at level ``alpha``.
+
+    Holm's first step compares the smallest p-value with ``alpha / k`` (``k`` rows in
+    the family), so one wrong row among ``k`` correct ones is rejected exactly when
+    its p-value is below ``alpha / k``: ``z_{1 - alpha/(2k)}`` two-sided,
+    ``z_{1 - alpha/k}`` one-sided. When several rows are wrong at once, later steps
+    have looser thresholds, so this is conservative.
+    """
+    if family_size < 1:
+        raise ValueError(f"family_size must be >= 1, got {family_size}")
+    tail = alpha / family_size / (2 if two_sided else 1)
+    return float(normal_isf(tail))
 
 
 def z_scores(mean, se, prediction, *, rtol_if_exact: float = 1e-9):
@@ -44,8 +69,14 @@ def holm(p_values, alpha: float = DEFAULT_ALPHA):
     """Holm's step-down procedure: which hypotheses to reject at family-wise level ``alpha``.
 
     Returns a boolean array (True = rejected). Valid under arbitrary dependence.
+
+    Raises:
+      ValueError: a p-value is NaN (it would sort last and never be rejected: a
+        silent pass). Callers check their rows first and name the bad one.
     """
     p = np.asarray(p_values, np.float64).ravel()
+    if np.isnan(p).any():
+        raise ValueError(f"holm: NaN p-value at position(s) {np.flatnonzero(np.isnan(p)).tolist()}")
     order = np.argsort(p, kind="stable")
     thresholds = alpha / (len(p) - np.arange(len(p)))
     passed = p[order] <= thresholds
@@ -69,7 +100,7 @@ def tightness(mean, se, bound, *, upper: bool = True) -> Tightness:
     mean, se, bound = (np.asarray(a, np.float64) for a in (mean, se, bound))
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = mean / bound
-        half = 1.959963984540054 * se / np.abs(bound)
+        half = Z_975 * se / np.abs(bound)
     excess = z_scores(mean, se, bound) * (1 if upper else -1)
     return Tightness(ratio, ratio - half, ratio + half, normal_sf(excess))
 
@@ -99,14 +130,5 @@ def fit_slope(x, y, y_se=None) -> Slope:
     dof = len(lx) - 2
     scale = max(float(w @ resid ** 2) / dof, 1.0) if y_se is not None else float(w @ resid ** 2) / dof
     se = math.sqrt(cov[1, 1] * scale)
-    t = _t_quantile_975(dof)
+    t = float(_scipy_stats.t.ppf(0.975, dof))
     return Slope(float(coef[1]), float(coef[0]), se, float(coef[1] - t * se), float(coef[1] + t * se))
-
-
-def _t_quantile_975(dof: int) -> float:
-    """97.5% quantile of Student's t (Cornish-Fisher; exact enough for a CI)."""
-    z = 1.959963984540054
-    g1 = (z ** 3 + z) / 4
-    g2 = (5 * z ** 5 + 16 * z ** 3 + 3 * z) / 96
-    g3 = (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / 384
-    return z + g1 / dof + g2 / dof ** 2 + g3 / dof ** 3
