@@ -42,3 +42,25 @@ def test_fit_slope_recovers_a_rate_with_a_ci():
     assert fit.low < -0.4 < fit.high and fit.high - fit.low < 0.05
     with pytest.raises(ValueError, match="at least 3 points"):
         stats.fit_slope([1, 2], [1, 2])
+
+
+def test_normal_tails_match_an_independent_computation():
+    import math
+    from statistics import NormalDist
+    for z in (-3.0, 0.0, 1.5, 8.0, 30.0):  # far tails too (erfc stays accurate there)
+        assert stats.normal_sf(z) == pytest.approx(0.5 * math.erfc(z / math.sqrt(2)), rel=1e-12)
+    for p in (0.3, 1e-3, 1e-9):
+        assert stats.normal_isf(p) == pytest.approx(-NormalDist().inv_cdf(p), rel=1e-9)
+    # one wrong row among k = 10 at alpha = 1e-3 must reach z_{1 - 5e-5} two-sided
+    assert stats.critical_z(1e-3, 10, two_sided=True) == pytest.approx(
+        NormalDist().inv_cdf(1 - 5e-5), rel=1e-9)
+    assert stats.critical_z(1e-3, 10, two_sided=False) == pytest.approx(
+        NormalDist().inv_cdf(1 - 1e-4), rel=1e-9)
+
+
+def test_fit_slope_interval_uses_student_t():
+    # exact line plus alternating noise: 4 points, 2 degrees of freedom, t_{0.975,2} = 4.3027
+    x = np.array([1.0, 2.0, 4.0, 8.0])
+    y = x ** 0.5 * np.exp(0.01 * np.array([1, -1, 1, -1]))
+    fit = stats.fit_slope(x, y)
+    assert (fit.high - fit.low) / 2 == pytest.approx(4.302652729911275 * fit.slope_se, rel=1e-9)

@@ -10,12 +10,18 @@ Two tolerances, because two kinds of numbers are compared:
   measured / bound, so both rules together bound its drift.
 
 A baseline claim that is not ``pass`` now, or whose grid changed, is a regression.
+So is a weaker check: a tested row (``exact``, ``upper``, ``lower``, ``exceeds``,
+``numerical``) that is gone, or whose kind changed (``exact`` -> ``report`` is a
+downgrade to report-only, ``upper`` -> ``numerical`` stops being evidence). New rows
+are not regressions. Checks that drop rows must rewrite the baseline deliberately.
 """
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
+
+from verify.claim import EVIDENCE_KINDS, TESTED_KINDS
 
 __all__ = ["BASELINE_PATH", "TOL_SIGMA", "THEORY_RTOL", "snapshot", "check", "load"]
 
@@ -38,6 +44,23 @@ def snapshot(records: list[dict], mode: str, seed: int) -> dict:
                                                           "kind": row["kind"]}
                                           for row in r["rows"]}}
                        for r in records}}
+
+
+def _number(value) -> float | None:
+    """Numbers as written by ``report.atomic_write_json`` (non-finite ones as strings)."""
+    return None if value is None else float(value)
+
+
+def _kind_change(record_id: str, key: str, old: str, new: str) -> str | None:
+    if old == new:
+        return None
+    if old in TESTED_KINDS and new not in TESTED_KINDS:
+        why = f"downgraded to {new}-only: no longer tested"
+    elif old in EVIDENCE_KINDS and new not in EVIDENCE_KINDS:
+        why = "no longer evidence"
+    else:
+        why = "the check changed"
+    return f"{record_id} [{key}]: kind changed {old} -> {new} ({why})"
 
 
 def load(path: str | Path = BASELINE_PATH) -> dict:
@@ -66,16 +89,23 @@ def check(records: list[dict], baseline: dict, mode: str, seed: int) -> list[str
         for key, old in base["rows"].items():
             new = current.get(key)
             if new is None:
-                problems.append(f"{record['id']} [{key}]: row missing")
+                what = "tested row" if old["kind"] in TESTED_KINDS else "row"
+                problems.append(f"{record['id']} [{key}]: {old['kind']} {what} dropped "
+                                f"(missing from this run)")
                 continue
-            if old["theory"] is not None and (new["theory"] is None or not math.isclose(
-                    new["theory"], old["theory"], rel_tol=THEORY_RTOL, abs_tol=1e-300)):
+            change = _kind_change(record["id"], key, old["kind"], new["kind"])
+            if change:
+                problems.append(change)
+            old_theory, new_theory = _number(old["theory"]), _number(new["theory"])
+            if old_theory is not None and (new_theory is None or not math.isclose(
+                    new_theory, old_theory, rel_tol=THEORY_RTOL, abs_tol=1e-300)):
                 problems.append(f"{record['id']} [{key}]: {old['kind']} value changed "
                                 f"{old['theory']!r} -> {new['theory']!r}")
-            spread = math.hypot(new["se"], old["se"])
-            moved = abs(new["measured"] - old["measured"])
-            if moved > TOL_SIGMA * spread + 1e-12 * abs(old["measured"]):
-                problems.append(f"{record['id']} [{key}]: measured moved {old['measured']:.6g} -> "
+            old_measured, old_se = _number(old["measured"]), _number(old["se"])
+            spread = math.hypot(new["se"], old_se)
+            moved = abs(new["measured"] - old_measured)
+            if not moved <= TOL_SIGMA * spread + 1e-12 * abs(old_measured):  # NaN moves too
+                problems.append(f"{record['id']} [{key}]: measured moved {old_measured:.6g} -> "
                                 f"{new['measured']:.6g} (> {TOL_SIGMA} combined SE = "
                                 f"{TOL_SIGMA * spread:.3g})")
     return problems

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 __all__ = ["provenance", "atomic_write_text", "atomic_write_json", "config_hash",
-           "write_report", "render_markdown"]
+           "write_report", "render_markdown", "results_table", "power_text"]
 
 
 def provenance(seed: int, mode: str, argv: Iterable[str] | None = None) -> dict:
@@ -102,59 +102,161 @@ def _point_text(point: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in point.items())
 
 
+def _percent(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.2g}%"
+
+
+def power_text(summary: dict) -> str:
+    """One cell saying what the run could have caught (see ``verify.claim.detection_power``)."""
+    power = summary.get("power", {})
+    parts = []
+    if "exact" in power:
+        e = power["exact"]
+        parts.append(f"exact: rel. error ≥ {_percent(e['min_detectable_rel_error'])} (best point)"
+                     f" – {_percent(e['max_detectable_rel_error'])} (worst)")
+    if "bound" in power:
+        slack = power["bound"]["slack"]
+        parts.append("bounds: slack " + ("—" if slack is None else f"{_fmt(slack, 3)}×")
+                     + " (tightest point)")
+    if "effect" in power:
+        parts.append(f"effects: resolves ≥ {_fmt(power['effect']['min_resolved_effect'], 2)}")
+    return "; ".join(parts) or "—"
+
+
+def _status_text(claim: dict) -> str:
+    weak = claim.get("summary", {}).get("power", {}).get("weak")
+    return claim["status"] + (" (weak)" if weak else "")
+
+
+def results_table(report: dict) -> str:
+    """README results-table rows: claim, what, status, tested rows, detection power / slack.
+
+    ``tested evidence rows`` counts data-against-theory rows (exact/upper/lower/exceeds);
+    numerical-quality rows are checked but listed apart, never as evidence.
+    """
+    lines = ["| claim | what | status | tested evidence rows | numerical rows | "
+             "detection power / slack |", "|---|---|---|---|---|---|"]
+    for c in report["claims"]:
+        s = c.get("summary", {})
+        lines.append(f"| {c['id']} | {c['title']} | {_status_text(c)} | "
+                     f"{s.get('evidence_rows', '—')} | {s.get('numerical_rows', '—')} | "
+                     f"{power_text(s)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _power_section(claims: list[dict]) -> list[str]:
+    lines = ["## Detection power", "",
+             "What each claim could have caught, from this run's own standard errors, with "
+             "k rows in the claim's Holm family. *Exact*: the smallest relative error "
+             "δ = z₁₋α/(2k)·SE/|prediction| that Holm rejects when it is the only wrong row "
+             "(best and worst grid point; a constant error is caught once it exceeds the best). "
+             "*Bounds*: the factor by which the bound could shrink (upper) or grow (lower) before "
+             "the one-sided test at z₁₋α/k flags it, at the tightest grid point. *Effects*: "
+             "z₀.₉₉·SE, the smallest effect resolved. A claim is **weak** when its exact rows miss "
+             "errors below 25% everywhere or every bound has slack above 10×.", "",
+             "| claim | status | k | exact: detectable rel. error (best – worst) | "
+             "bounds: slack | effects: resolved | weak because |",
+             "|---|---|---|---|---|---|---|"]
+    for c in claims:
+        power = c.get("summary", {}).get("power", {})
+        exact, bound, effect = (power.get(k) for k in ("exact", "bound", "effect"))
+        lines.append(
+            f"| {c['id']} | {c['status']} | {power.get('family_size', '—')} | "
+            + (f"{_percent(exact['min_detectable_rel_error'])} – "
+               f"{_percent(exact['max_detectable_rel_error'])}" if exact else "—") + " | "
+            + (f"{_fmt(bound['slack'], 3)}×" if bound and bound["slack"] is not None else "—")
+            + " | " + (_fmt(effect["min_resolved_effect"], 3) if effect else "—") + " | "
+            + ("; ".join(power.get("weak_reasons", [])) or "—") + " |")
+    return lines
+
+
+def _row_stat(r: dict) -> str:
+    if "error" in r:
+        return f"**error: {r['error']}**"
+    if r["kind"] in ("exact", "exceeds"):
+        stat = f"z = {_fmt(r['z'], 3)}"
+    elif r["kind"] in ("upper", "lower", "numerical"):
+        stat = f"{_fmt(r['ratio'], 4)} [{_fmt(r['ratio_low'], 3)}, {_fmt(r['ratio_high'], 3)}]"
+    else:
+        return "—"
+    return stat + (" **rejected**" if r.get("reject") else "")
+
+
+def _rows_table(rows: list[dict], max_rows: int) -> list[str]:
+    lines = ["| quantity | x | measured ± SE | theory | kind | z or ratio [95% CI] |",
+             "|---|---|---|---|---|---|"]
+    step = max(1, math.ceil(len(rows) / max_rows))
+    for j, r in enumerate(rows):
+        if j % step == 0 or r.get("reject") or "error" in r:
+            lines.append(f"| {r['quantity']} | {_fmt(r['x'])} | {_fmt(r['measured'], 5)} ± "
+                         f"{_fmt(r['se'], 2)} | {_fmt(r['theory'], 5)} | {r['kind']} | "
+                         f"{_row_stat(r)} |")
+    if step > 1:
+        lines.append(f"\n(every {step}th row shown; all {len(rows)} are in report.json)")
+    return lines
+
+
 def render_markdown(report: dict, max_rows_per_point: int = 12) -> str:
-    """A readable summary: the claims table, then each claim's grid with its key rows."""
+    """A readable summary: the claims table, detection power, then each claim's grid.
+
+    Numerical-quality rows are shown in their own tables, apart from the evidence.
+    """
     prov = report["provenance"]
+    counts = {}
+    for c in report["claims"]:
+        counts[c["status"]] = counts.get(c["status"], 0) + 1
+    weak = [c["id"] for c in report["claims"] if c.get("summary", {}).get("power", {}).get("weak")]
     lines = ["# Verification report", "",
              f"Mode `{prov['mode']}`, seed {prov['seed']}, jax {prov['versions']['jax']}, "
              f"numpy {prov['versions']['numpy']}, PRNG `{prov['prng_impl']}`, "
              f"backend {prov['backend']} ({len(prov['devices'])} device(s)), "
              f"commit `{(prov['git_commit'] or 'unknown')[:10]}`, {prov['time_utc']}.", "",
              f"**Overall: {report['status'].upper()}** "
-             f"({sum(c['status'] == 'pass' for c in report['claims'])}/{len(report['claims'])} "
-             f"claims pass; wall time {report.get('wall_seconds', 0):.1f} s)", "",
-             "| claim | status | tested rows | max abs z (exact) | tightness ratio range (bounds) "
-             "| significant violations | seconds |",
-             "|---|---|---|---|---|---|---|"]
+             f"({counts.get('pass', 0)}/{len(report['claims'])} claims pass"
+             + "".join(f", {n} {status}" for status, n in sorted(counts.items())
+                       if status != "pass")
+             + f"; wall time {report.get('wall_seconds', 0):.1f} s)", ""]
+    if weak:
+        lines += [f"Weak detection power (see below): {', '.join(weak)}.", ""]
+    lines += ["| claim | status | evidence rows | numerical rows | max abs z (exact) "
+              "| tightness ratio range (bounds) | significant violations | seconds |",
+              "|---|---|---|---|---|---|---|---|"]
     for c in report["claims"]:
         s = c.get("summary", {})
         ratio = (f"{_fmt(s['min_ratio'], 3)} – {_fmt(s['max_ratio'], 3)}"
-                 if "max_ratio" in s else "—")
-        lines.append(f"| {c['id']} | {c['status']} | {s.get('tested', '—')} | "
-                     f"{_fmt(s.get('max_abs_z'), 3)} | {ratio} | {s.get('violations', '—')} | "
-                     f"{_fmt(c.get('seconds'), 3)} |")
-    lines.append("")
-    lines.append("Exact rows: z = (MC mean − prediction)/SE, Holm over each claim's rows at "
-                 "family-wise α. Bound rows: ratio = MC mean / bound with its 95% MC interval; a "
-                 "violation is a Holm-significant one-sided exceedance.")
+                 if s.get("max_ratio") is not None else "—")
+        numerical = s.get("numerical_rows", "—")
+        if s.get("numerical_violations"):
+            numerical = f"{numerical} ({s['numerical_violations']} violated)"
+        lines.append(f"| {c['id']} | {_status_text(c)} | {s.get('evidence_rows', '—')} | "
+                     f"{numerical} | {_fmt(s.get('max_abs_z'), 3)} | {ratio} | "
+                     f"{s.get('violations', '—')} | {_fmt(c.get('seconds'), 3)} |")
+    lines += ["", "Exact rows: z = (MC mean − prediction)/SE, Holm over each claim's rows at "
+              "family-wise α. Bound rows: ratio = MC mean / bound with its 95% MC interval; a "
+              "violation is a Holm-significant one-sided exceedance. Numerical rows (grid "
+              "budgets, tail masses) are tested like upper bounds but never count as evidence; "
+              "a claim without evidence rows is `untested`, never `pass`.", ""]
+    lines += _power_section(report["claims"])
     for c in report["claims"]:
-        lines += ["", f"## {c['id']}: {c['title']}", "", f"Status: **{c['status']}**"
+        lines += ["", f"## {c['id']}: {c['title']}", "", f"Status: **{_status_text(c)}**"
                   + (f": {c['message']}" if c["message"] else "")]
+        for reason in c.get("summary", {}).get("power", {}).get("weak_reasons", []):
+            lines.append(f"- weak: {reason}")
         for note in c.get("notes", []):
             lines.append(f"- {note}")
         for index, point in enumerate(c["points"]):
             rows = [r for r in c["rows"] if r["point"] == index]
             if not rows:
                 continue
+            evidence = [r for r in rows if r["kind"] != "numerical"]
+            numerical = [r for r in rows if r["kind"] == "numerical"]
             lines += ["", f"Point {index}: {_point_text(point)} ({rows[0]['replicas']} replicas)",
-                      "", "| quantity | x | measured ± SE | theory | kind | z or ratio [95% CI] |",
-                      "|---|---|---|---|---|---|"]
-            step = max(1, math.ceil(len(rows) / max_rows_per_point))
-            shown = [r for j, r in enumerate(rows) if j % step == 0 or r.get("reject")]
-            for r in shown:
-                if r["kind"] == "exact":
-                    stat = f"z = {_fmt(r['z'], 3)}"
-                elif r["kind"] in ("upper", "lower"):
-                    stat = (f"{_fmt(r['ratio'], 4)} [{_fmt(r['ratio_low'], 3)}, "
-                            f"{_fmt(r['ratio_high'], 3)}]")
-                else:
-                    stat = "—"
-                flag = " **rejected**" if r.get("reject") else ""
-                lines.append(f"| {r['quantity']} | {_fmt(r['x'])} | {_fmt(r['measured'], 5)} ± "
-                             f"{_fmt(r['se'], 2)} | {_fmt(r['theory'], 5)} | {r['kind']} | "
-                             f"{stat}{flag} |")
-            if step > 1:
-                lines.append(f"\n(every {step}th row shown; all {len(rows)} are in report.json)")
+                      ""]
+            if evidence:
+                lines += _rows_table(evidence, max_rows_per_point)
+            if numerical:
+                lines += ["", "Numerical-quality rows (checked, not evidence):", ""]
+                lines += _rows_table(numerical, max_rows_per_point)
     return "\n".join(lines) + "\n"
 
 
