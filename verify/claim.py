@@ -355,9 +355,10 @@ def verdict(rows: list[dict], summary: dict, points: Sequence[Mapping[str, Any]]
     if summary["rejected"]:
         bad = [r for r in rows if r.get("reject")]
         worst = bad[0]
-        return "fail", (f"{len(bad)} row(s) rejected (Holm at family-wise alpha={alpha}; "
-                        f"exceeds rows: effect not resolved at {EFFECT_ALPHA}); "
-                        f"e.g. point {worst['point']} "
+        how = f"Holm at family-wise alpha={alpha}" + (
+            f"; an exceeds row fails when its effect is not resolved at {EFFECT_ALPHA}"
+            if summary.get("effect_rows") else "")
+        return "fail", (f"{len(bad)} row(s) rejected ({how}); e.g. point {worst['point']} "
                         f"({point_label(points[worst['point']])}), {worst['quantity']} at "
                         f"{worst['x_label']}={worst['x']}: measured {worst['measured']:.6g} ± "
                         f"{worst['se']:.2g}, {worst['kind']} {worst['theory']:.6g}")
