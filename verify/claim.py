@@ -29,7 +29,7 @@ EFFECT_ALPHA = 0.01
 # "measured <= theory". They are tested, but they are never evidence for the claim.
 TESTED_KINDS = ("exact", "upper", "lower", "exceeds", "numerical")
 EVIDENCE_KINDS = ("exact", "upper", "lower", "exceeds")  # data against theory
-STATUSES = ("pass", "fail", "error", "untested")
+STATUSES = ("pass", "fail", "error", "untested")  # what ``verdict`` returns
 # Detection power below which a claim is flagged weak (see ``detection_power``).
 WEAK_REL_ERROR = 0.25
 WEAK_SLACK = 10.0

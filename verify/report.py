@@ -21,6 +21,8 @@ from typing import Any, Iterable
 import jax
 import numpy as np
 
+from verify.claim import STATUSES
+
 __all__ = ["provenance", "atomic_write_text", "atomic_write_json", "config_hash",
            "write_report", "render_markdown", "results_table", "power_text"]
 
@@ -213,8 +215,8 @@ def render_markdown(report: dict, max_rows_per_point: int = 12) -> str:
              f"commit `{(prov['git_commit'] or 'unknown')[:10]}`, {prov['time_utc']}.", "",
              f"**Overall: {report['status'].upper()}** "
              f"({counts.get('pass', 0)}/{len(report['claims'])} claims pass"
-             + "".join(f", {n} {status}" for status, n in sorted(counts.items())
-                       if status != "pass")
+             + "".join(f", {counts[status]} {status}" for status in STATUSES[1:]
+                       if status in counts)
              + f"; wall time {report.get('wall_seconds', 0):.1f} s)", ""]
     if weak:
         lines += [f"Weak detection power (see below): {', '.join(weak)}.", ""]
