@@ -115,6 +115,19 @@ def test_weak_checks_are_flagged_next_to_a_pass(quantities, reason):
     assert "pass (weak)" in text and reason in text
 
 
+def test_deterministic_rows_are_not_monte_carlo_evidence():
+    """SE = 0 rows (theory against a grid search) give no sampling power and are counted apart."""
+    record = _run({"peak": [(0.155, 0.0, "upper", 0.155 * (1 + 1e-9))] * 3})
+    power = record["summary"]["power"]
+    assert record["status"] == "pass" and power["deterministic_rows"] == 3
+    assert "bound" not in power and power["weak"]
+    assert "every evidence row is deterministic" in power["weak_reasons"][0]
+    mixed = _run({"peak": [(0.155, 0.0, "upper", 0.155)], "e": [(1.0, 0.001, "exact", 1.0)]})
+    power = mixed["summary"]["power"]
+    assert power["deterministic_rows"] == 1 and not power["weak"] and "bound" not in power
+    assert "1 deterministic row(s)" in report.results_table(_report([mixed]))
+
+
 def test_a_sensitive_row_keeps_a_claim_from_being_weak():
     record = _run({"e": [(1.0, 0.1, "exact", 1.0), (2.0, 0.002, "exact", 2.0)],
                    "u": [(0.05, 0.001, "upper", 1.0), (0.9, 0.001, "upper", 1.0)]})

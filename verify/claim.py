@@ -207,11 +207,24 @@ def detection_power(rows: list[dict], alpha: float, family_size: int) -> dict:
     * exceeds rows: the smallest effect the run resolves, ``z_{1-0.01} * SE``
       (absolute, on the row's own scale): min and max over rows.
 
+    Rows with ``SE = 0`` compare theory with a deterministic computation (a grid search,
+    a quadrature), not with Monte Carlo data: they would give ``delta = 0`` or a slack
+    of 1 and say nothing about sampling. They are counted in ``deterministic_rows``
+    and left out of the numbers above.
+
     ``weak`` is set (with reasons) when the exact rows all miss relative errors of
-    ``WEAK_REL_ERROR`` (25%), or when every bound has a slack above ``WEAK_SLACK``
-    (10x). It is a flag next to the status, never a status.
+    ``WEAK_REL_ERROR`` (25%), when every bound has a slack above ``WEAK_SLACK`` (10x),
+    or when every evidence row is deterministic. It is a flag next to the status,
+    never a status.
     """
-    power: dict[str, Any] = {"family_size": family_size, "weak": False, "weak_reasons": []}
+    evidence = [r for r in rows if r["kind"] in EVIDENCE_KINDS and "error" not in r]
+    deterministic = sum(r["se"] == 0 for r in evidence)
+    power: dict[str, Any] = {"family_size": family_size, "deterministic_rows": deterministic,
+                             "weak": False, "weak_reasons": []}
+    if evidence and deterministic == len(evidence):
+        power["weak_reasons"].append("every evidence row is deterministic (SE = 0): no Monte "
+                                     "Carlo data is tested against theory")
+    rows = [r for r in evidence if r["se"] > 0]
     exact = [r for r in rows if r["kind"] == "exact" and "z" in r]
     if exact:
         z = stats.critical_z(alpha, family_size, two_sided=True)

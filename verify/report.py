@@ -122,6 +122,8 @@ def power_text(summary: dict) -> str:
                      + " (tightest point)")
     if "effect" in power:
         parts.append(f"effects: resolves ≥ {_fmt(power['effect']['min_resolved_effect'], 2)}")
+    if power.get("deterministic_rows"):
+        parts.append(f"{power['deterministic_rows']} deterministic row(s) (SE = 0) not counted")
     return "; ".join(parts) or "—"
 
 
@@ -154,11 +156,13 @@ def _power_section(claims: list[dict]) -> list[str]:
              "(best and worst grid point; a constant error is caught once it exceeds the best). "
              "*Bounds*: the factor by which the bound could shrink (upper) or grow (lower) before "
              "the one-sided test at z₁₋α/k flags it, at the tightest grid point. *Effects*: "
-             "z₀.₉₉·SE, the smallest effect resolved. A claim is **weak** when its exact rows miss "
-             "errors below 25% everywhere or every bound has slack above 10×.", "",
+             "z₀.₉₉·SE, the smallest effect resolved. Rows with SE = 0 (theory against a "
+             "deterministic computation, not Monte Carlo data) are counted apart. A claim is "
+             "**weak** when its exact rows miss errors below 25% everywhere, every bound has "
+             "slack above 10×, or every evidence row has SE = 0.", "",
              "| claim | status | k | exact: detectable rel. error (best – worst) | "
-             "bounds: slack | effects: resolved | weak because |",
-             "|---|---|---|---|---|---|---|"]
+             "bounds: slack | effects: resolved | SE = 0 rows | weak because |",
+             "|---|---|---|---|---|---|---|---|"]
     for c in claims:
         power = c.get("summary", {}).get("power", {})
         exact, bound, effect = (power.get(k) for k in ("exact", "bound", "effect"))
@@ -168,6 +172,7 @@ def _power_section(claims: list[dict]) -> list[str]:
                f"{_percent(exact['max_detectable_rel_error'])}" if exact else "—") + " | "
             + (f"{_fmt(bound['slack'], 3)}×" if bound and bound["slack"] is not None else "—")
             + " | " + (_fmt(effect["min_resolved_effect"], 3) if effect else "—") + " | "
+            + f"{power.get('deterministic_rows', '—')} | "
             + ("; ".join(power.get("weak_reasons", [])) or "—") + " |")
     return lines
 
