@@ -1,6 +1,7 @@
 """Harness rules on synthetic claims (no simulations): NaN is an error, numerical rows are
 not evidence, claims without evidence are untested, detection power is what we compute by
 hand, weak checks are flagged, and the baseline catches dropped or downgraded rows."""
+import json
 import math
 from statistics import NormalDist
 
@@ -198,3 +199,13 @@ def test_baseline_reads_nonfinite_numbers_written_as_strings():
     snap["claims"]["SYN"]["rows"]["0|e|0"]["measured"] = "nan"  # as report._clean writes NaN
     problems = baseline.check([record], snap, "quick", 0)
     assert len(problems) == 1 and "measured moved nan -> 1" in problems[0]
+
+
+def test_results_table_reads_a_saved_report(tmp_path):
+    """The lead builds the README table from report.json, where inf is written as a string."""
+    record = _run({"u": [(0.001, 0.01, "upper", 1.0)]})  # mean - z SE < 0: infinite slack
+    assert record["summary"]["power"]["bound"]["slack"] == math.inf
+    report.atomic_write_json(tmp_path / "report.json", _report([record]))
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert "| SYN | synthetic | pass (weak) | 1 | 0 | bounds: slack inf× (tightest point) |" in (
+        report.results_table(saved))
