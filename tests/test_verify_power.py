@@ -166,7 +166,7 @@ def test_results_table_lists_evidence_numerical_rows_power_and_status():
                _run({"u": [(0.05, 0.001, "upper", 1.0)]}, claim_id="LOOSE")]
     lines = report.results_table(_report(records)).splitlines()
     assert lines[0].startswith("| claim | what | status | tested evidence rows | numerical rows")
-    assert lines[2].startswith("| SYN | synthetic | pass | 1 | 1 | exact: rel. error ≥ ")
+    assert lines[2].startswith("| SYN | synthetic | pass | 1 | 1 | exact: detects rel. errors ")
     assert lines[3].startswith("| LOOSE | synthetic | pass (weak) | 1 | 0 | bounds: slack ")
     text = report.render_markdown(_report(records))
     assert "Numerical-quality rows (checked, not evidence)" in text

@@ -108,20 +108,22 @@ def _percent(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.2g}%"
 
 
+def _power_cells(power: dict) -> tuple[str, str, str]:
+    """Exact, bound and effect power as short texts (``—`` where the claim has none)."""
+    exact, bound, effect = (power.get(k) for k in ("exact", "bound", "effect"))
+    return ((f"{_percent(exact['min_detectable_rel_error'])} (best point) – "
+             f"{_percent(exact['max_detectable_rel_error'])} (worst)") if exact else "—",
+            f"{_fmt(bound['slack'], 3)}× (tightest point)" if bound and bound["slack"] is not None
+            else "—",
+            f"≥ {_fmt(effect['min_resolved_effect'], 2)}" if effect else "—")
+
+
 def power_text(summary: dict) -> str:
     """One cell saying what the run could have caught (see ``verify.claim.detection_power``)."""
     power = summary.get("power", {})
-    parts = []
-    if "exact" in power:
-        e = power["exact"]
-        parts.append(f"exact: rel. error ≥ {_percent(e['min_detectable_rel_error'])} (best point)"
-                     f" – {_percent(e['max_detectable_rel_error'])} (worst)")
-    if "bound" in power:
-        slack = power["bound"]["slack"]
-        parts.append("bounds: slack " + ("—" if slack is None else f"{_fmt(slack, 3)}×")
-                     + " (tightest point)")
-    if "effect" in power:
-        parts.append(f"effects: resolves ≥ {_fmt(power['effect']['min_resolved_effect'], 2)}")
+    parts = [f"{name} {cell}" for name, cell, key in zip(
+        ("exact: detects rel. errors", "bounds: slack", "effects: resolves"), _power_cells(power),
+        ("exact", "bound", "effect")) if key in power]
     if power.get("deterministic_rows"):
         parts.append(f"{power['deterministic_rows']} deterministic row(s) (SE = 0) not counted")
     return "; ".join(parts) or "—"
@@ -165,15 +167,10 @@ def _power_section(claims: list[dict]) -> list[str]:
              "|---|---|---|---|---|---|---|---|"]
     for c in claims:
         power = c.get("summary", {}).get("power", {})
-        exact, bound, effect = (power.get(k) for k in ("exact", "bound", "effect"))
-        lines.append(
-            f"| {c['id']} | {c['status']} | {power.get('family_size', '—')} | "
-            + (f"{_percent(exact['min_detectable_rel_error'])} – "
-               f"{_percent(exact['max_detectable_rel_error'])}" if exact else "—") + " | "
-            + (f"{_fmt(bound['slack'], 3)}×" if bound and bound["slack"] is not None else "—")
-            + " | " + (_fmt(effect["min_resolved_effect"], 3) if effect else "—") + " | "
-            + f"{power.get('deterministic_rows', '—')} | "
-            + ("; ".join(power.get("weak_reasons", [])) or "—") + " |")
+        cells = " | ".join(_power_cells(power))
+        lines.append(f"| {c['id']} | {c['status']} | {power.get('family_size', '—')} | {cells} | "
+                     f"{power.get('deterministic_rows', '—')} | "
+                     f"{'; '.join(power.get('weak_reasons', [])) or '—'} |")
     return lines
 
 
