@@ -43,7 +43,7 @@ def test_a_nonfinite_tested_row_is_an_error_that_names_it(field, kind, bad):
     record = _run({"q": [(1.0, 0.01, kind, 1.0), (row["measured"], row["se"], kind,
                                                    row["theory"])]})
     assert record["status"] == "error"
-    assert "point 0, q at generation i=1" in record["message"]
+    assert "point 0 (a=1), q at generation i=1 (" + kind + ")" in record["message"]
     assert f"{field} is {bad}" in record["message"]
 
 

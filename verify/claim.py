@@ -362,9 +362,11 @@ def verdict(rows: list[dict], summary: dict, points: Sequence[Mapping[str, Any]]
     separate flag (``summary["power"]["weak"]``), never a status.
     """
     if summary.get("errors"):
-        errors = summary["errors"]
-        return "error", (f"{len(errors)} tested row(s) not finite, so not testable; first: "
-                         f"{errors[0]}")
+        first = next(r for r in rows if "error" in r)
+        return "error", (f"{len(summary['errors'])} tested row(s) not finite, so not testable; "
+                         f"first: point {first['point']} ({point_label(points[first['point']])}),"
+                         f" {first['quantity']} at {first['x_label']}={first['x']} "
+                         f"({first['kind']}): {first['error']}")
     if summary["rejected"]:
         bad = [r for r in rows if r.get("reject")]
         worst = bad[0]
