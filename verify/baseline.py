@@ -47,7 +47,8 @@ def snapshot(records: list[dict], mode: str, seed: int) -> dict:
 
 
 def _number(value) -> float | None:
-    """Numbers as written by ``report.atomic_write_json`` (non-finite ones as strings)."""
+    """Numbers as written by ``report.atomic_write_json`` (non-finite ones as strings):
+    the baseline file, and records resumed from ``OUT/claims/``."""
     return None if value is None else float(value)
 
 
@@ -101,11 +102,11 @@ def check(records: list[dict], baseline: dict, mode: str, seed: int) -> list[str
                     new_theory, old_theory, rel_tol=THEORY_RTOL, abs_tol=1e-300)):
                 problems.append(f"{record['id']} [{key}]: {old['kind']} value changed "
                                 f"{old['theory']!r} -> {new['theory']!r}")
-            old_measured, old_se = _number(old["measured"]), _number(old["se"])
-            spread = math.hypot(new["se"], old_se)
-            moved = abs(new["measured"] - old_measured)
+            old_measured, new_measured = _number(old["measured"]), _number(new["measured"])
+            spread = math.hypot(_number(new["se"]), _number(old["se"]))
+            moved = abs(new_measured - old_measured)
             if not moved <= TOL_SIGMA * spread + 1e-12 * abs(old_measured):  # NaN moves too
                 problems.append(f"{record['id']} [{key}]: measured moved {old_measured:.6g} -> "
-                                f"{new['measured']:.6g} (> {TOL_SIGMA} combined SE = "
+                                f"{new_measured:.6g} (> {TOL_SIGMA} combined SE = "
                                 f"{TOL_SIGMA * spread:.3g})")
     return problems
