@@ -22,6 +22,7 @@ __all__ = [
     "check_in_range",
     "check_ols_rows",
     "check_choice",
+    "check_prng_key",
     "is_concrete",
 ]
 
@@ -126,3 +127,17 @@ def check_choice(name: str, value: Any, choices) -> Any:
     return value
 
 
+
+
+def check_prng_key(name: str, value: Any) -> Any:
+    """Raise unless ``value`` is one PRNG key: ``jax.random.key(s)`` or a raw ``PRNGKey(s)``."""
+    import jax  # only here: the other checks work on plain NumPy values
+
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if np.shape(value) == ():
+            return value
+    elif dtype == np.uint32 and np.shape(value) == (2,):
+        return value
+    raise TypeError(f"{name} must be one PRNG key (e.g. jax.random.key(0)), got "
+                    f"{type(value).__name__} with shape {np.shape(value)} and dtype {dtype}")
