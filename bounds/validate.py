@@ -20,6 +20,7 @@ __all__ = [
     "check_nonnegative",
     "check_proportion",
     "check_in_range",
+    "check_whole",
     "check_ols_rows",
     "check_choice",
     "check_prng_key",
@@ -92,6 +93,22 @@ def check_in_range(name: str, value: Any, low: float, high: float, *,
     if np.any(below) or np.any(above):
         interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
         raise ValueError(f"{name} must lie in {interval}, got {value!r}")
+    return value
+
+
+def check_whole(name: str, value: Any, low: float = 0) -> Any:
+    """Raise unless ``value`` is a non-empty array of finite whole numbers ``>= low``.
+
+    For sizes given as arrays (``M``, ``sizes``): ``10.0`` is accepted, ``2.5`` is not.
+    """
+    arr = _values(name, value)
+    if arr is None:
+        return value
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty, got {value!r}")
+    if np.any(arr != np.round(arr)) or np.any(arr < low):
+        raise ValueError(f"{name} must lie in [{low:g}, inf] and be whole numbers, "
+                         f"got {value!r}")
     return value
 
 
