@@ -107,8 +107,8 @@ def test_a_failing_point_keeps_every_other_point(monkeypatch):
     record = evaluate(toy_sweep.CLAIM, "quick", 0)
     assert record["status"] == "error"
     assert [e["point"] for e in record["errors"]] == [1]
-    assert "TOY-sweep at grid point 1 (k=1, n=6): RuntimeError: deliberate failure at k=1" in \
-        record["message"]
+    assert ("TOY-sweep at grid point 1 (k=1, variance=2.0): RuntimeError: deliberate failure "
+            "at k=1") in record["message"]
     assert sorted({r["point"] for r in record["rows"]}) == [0, 2, 3]
 
 
@@ -151,6 +151,6 @@ def test_points_are_written_atomically_with_their_configuration(tmp_path):
     evaluate(toy_sweep.CLAIM, "quick", 0, store=store)
     saved = json.loads((tmp_path / toy_sweep.ID / "0.json").read_text())
     assert saved["identity"] == {"claim": toy_sweep.ID, "mode": "quick", "seed": 0, "index": 0,
-                                 "point": {"k": 0, "n": 5}}
+                                 "point": {"k": 0, "variance": 1.0}}
     assert len(saved["checksum"]) == 64 and saved["config_hash"]
     assert not [p for p in (tmp_path / toy_sweep.ID).iterdir() if p.name.startswith(".")]

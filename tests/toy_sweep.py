@@ -18,6 +18,7 @@ from verify.claim import Claim, Measured, Theory
 
 ID = "TOY-sweep"
 POINTS = 4
+N = 5
 
 
 def _variance(key, gen, truth):
@@ -30,19 +31,20 @@ def measure(key, point):
         os.kill(os.getpid(), getattr(signal, "SIG" + os.environ["STL_TOY_SIGNAL"]))
     if os.environ.get("STL_TOY_FAIL_AT") == str(index):
         raise RuntimeError(f"deliberate failure at k={index}")
-    plan = sims.make_plan("synthetic", n=point["n"], generations=3)
-    moments = sims.run(key, gaussian(1), GaussianParams(jnp.zeros(1), jnp.eye(1)), plan, _variance,
-                       replicas=64, batch_size=64, reduce=True)
+    plan = sims.make_plan("synthetic", n=N, generations=3)  # one compiled loop for every point
+    truth = GaussianParams(jnp.zeros(1), point["variance"] * jnp.eye(1))
+    moments = sims.run(key, gaussian(1), truth, plan, _variance, replicas=64, batch_size=64,
+                       reduce=True)
     return {"var": Measured(np.arange(3), moments.mean["var"], moments.se["var"], moments.count)}
 
 
 def theory(point):
-    n = point["n"]
-    return {"var": Theory("exact", ((n - 1) / n) ** np.arange(1, 4), "MLE shrinkage")}
+    shrink = ((N - 1) / N) ** np.arange(1, 4)
+    return {"var": Theory("exact", point["variance"] * shrink, "MLE shrinkage")}
 
 
 CLAIM = Claim(ID, "toy: MLE variance shrinks by (n-1)/n per fit",
-              lambda mode: [{"k": k, "n": 5 + k} for k in range(POINTS)], measure, theory)
+              lambda mode: [{"k": k, "variance": 1.0 + k} for k in range(POINTS)], measure, theory)
 
 
 if __name__ == "__main__":

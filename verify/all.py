@@ -49,7 +49,8 @@ def parse_args(argv):
     parser.add_argument("--only", default="",
                         help="comma-separated claim IDs or families, e.g. P1,P4 or B1 (= B1-*)")
     parser.add_argument("--out", default="results", help="output directory (default: results/)")
-    parser.add_argument("--seed", type=int, default=0, help="root seed, an integer >= 0 (default 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="root seed, an integer >= 0 (default 0)")
     parser.add_argument("--figures-dir", default=None,
                         help="where PNGs go (default: OUT/figures; `figures` refreshes the "
                              "committed ones)")
@@ -80,7 +81,12 @@ def parse_args(argv):
 
 
 def select(only: str) -> list:
-    """The claims named by ``--only``: an exact ID, else the family ``ID-*``; all when empty."""
+    """The claims named by ``--only`` (all when empty).
+
+    A name selects the claim with that exact ID, if any, followed by its family: every
+    ``name-*`` (``B1`` gives ``B1-synthetic``, ``B1-reuse``, ...; ``A2`` gives ``A2`` and
+    ``A2-*``). A name that selects nothing is an error listing the known IDs.
+    """
     if not only.strip():
         return list(REGISTRY.values())
     names = [s.strip() for s in only.split(",") if s.strip()]
@@ -88,7 +94,7 @@ def select(only: str) -> list:
         raise UsageError(f"--only must name at least one claim, got {only!r}")
     chosen = {}
     for name in names:
-        matches = [name] if name in REGISTRY else [i for i in REGISTRY if i.startswith(name + "-")]
+        matches = [name] * (name in REGISTRY) + [i for i in REGISTRY if i.startswith(name + "-")]
         if not matches:
             raise UsageError(f"--only: unknown claim ID {name!r}; known: {', '.join(REGISTRY)}")
         chosen.update((i, REGISTRY[i]) for i in matches)

@@ -246,7 +246,7 @@ def evaluate(claim: Claim, mode: str = "default", seed: int = 0, *, progress: bo
                 result = _evaluate_point(claim, seed, index, point)
             except Exception as err:  # report, keep the other points
                 where = f"{claim.id} at grid point {index} ({point_label(point)})"
-                what = str(err) if isinstance(err, NonFiniteError) else f"{type(err).__name__}: {err}"
+                what = err if isinstance(err, NonFiniteError) else f"{type(err).__name__}: {err}"
                 record["errors"].append({"point": index, "message": f"{where}: {what}",
                                          "traceback": traceback.format_exc()})
                 continue
