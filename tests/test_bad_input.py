@@ -22,9 +22,10 @@ import pytest
 import sims
 from bounds import kde as bkde, peers, stability, tv
 from sims import coupled, metrics
-from sims.models import GaussianParams, categorical, gaussian, kde, ols_fixed_design, ridge_pool
+from sims.models import (GaussianParams, Mixture, categorical, gaussian, kde, ols_fixed_design,
+                         ridge_pool)
 from verify import all as verify_all
-from verify.claim import REGISTRY
+from verify.claim import REGISTRY, evaluate
 
 from conftest import ROOT
 
@@ -32,6 +33,8 @@ KEY = jax.random.key(0)
 NAN, INF = math.nan, math.inf
 PLAN = sims.make_plan("synthetic", n=5, generations=3)
 TRUTH1 = GaussianParams(jnp.zeros(1), jnp.eye(1))
+MIXTURE = Mixture(jnp.zeros(1), jnp.ones(1), jnp.ones(1))
+GRID = metrics.make_grid(-8.0, 8.0, 64)
 
 
 def _var(key, gen, truth):
@@ -112,6 +115,14 @@ CASES = [
     ("ridge_pool: size = 0", P(ridge_pool, 0, 3), "size"),
     ("make_grid: size = 0", P(metrics.make_grid, -1.0, 1.0, 0), "size"),
     ("make_grid: lo > hi", P(metrics.make_grid, 1.0, -1.0, 16), "lo"),
+    ("kde_one_generation_tv: empty sizes",
+     P(metrics.kde_one_generation_tv, KEY, MIXTURE, [], 0.3, "fixed", GRID, replicas=4), "sizes"),
+    ("kde_one_generation_tv: non-integer size",
+     P(metrics.kde_one_generation_tv, KEY, MIXTURE, [10, 2.5], 0.3, "fixed", GRID, replicas=4),
+     "sizes"),
+    ("kde_reuse_tv_sweep: empty m_grid",
+     P(metrics.kde_reuse_tv_sweep, KEY, MIXTURE, n=10, m_grid=[], generations=2, bandwidth=0.3,
+       rule="fixed", grid=GRID, replicas=4), "m_grid"),
     # sims.run and run_coupled
     ("run: replicas = 0", P(run, replicas=0), "replicas"),
     ("run: non-integer batch_size", P(run, batch_size=2.5), "batch_size"),
@@ -209,6 +220,12 @@ def test_the_cli_error_has_no_traceback_in_a_real_process():
     assert result.stderr.strip().splitlines() == [
         "python -m verify.all: error: --out /proc/x: not a writable directory "
         "(No such file or directory)"], result.stderr
+
+
+def test_a_claim_with_an_empty_grid_is_an_error_not_a_pass():
+    empty = dataclasses.replace(REGISTRY["P7"], grid=lambda mode: [])
+    record = evaluate(empty, "quick", 0)
+    assert record["status"] == "error" and "grid('quick') is empty" in record["message"]
 
 
 def test_there_are_at_least_forty_cases():

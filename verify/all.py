@@ -127,10 +127,9 @@ def main(argv=None) -> int:
         print(f"{PROG}: interrupted; finished grid points are kept, rerun the same command to "
               "resume", file=sys.stderr)
         return 130
-    except OSError as err:  # a write failed (full disk, ...); every write is atomic
-        where = f" {err.filename}" if err.filename else ""
-        print(f"{PROG}: error: cannot write{where}: {err.strerror or err}; no report written",
-              file=sys.stderr)
+    except OSError as err:  # e.g. a full disk; every write is atomic, so nothing is half written
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"{PROG}: error: {err.strerror or err}{where}; no report written", file=sys.stderr)
         return 1
 
 
@@ -157,9 +156,9 @@ def _main(argv) -> int:
     started, started_utc = time.perf_counter(), _utc_now()
     records, per_claim = [], {}
     for claim in claims:
-        tic, reused = time.perf_counter(), store.reused if store else 0
+        tic, reused_before = time.perf_counter(), store.reused if store else 0
         record = evaluate(claim, mode, args.seed, progress=sys.stderr.isatty(), store=store)
-        reused = (store.reused if store else 0) - reused
+        reused = (store.reused if store else 0) - reused_before
         seconds = time.perf_counter() - tic
         per_claim[claim.id] = {"seconds": seconds, "points": len(record["points"]),
                                "points_reused": reused}

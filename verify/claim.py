@@ -264,6 +264,9 @@ def evaluate(claim: Claim, mode: str = "default", seed: int = 0, *, progress: bo
                              f" {worst['quantity']} at {worst['x_label']}={worst['x']}: measured "
                              f"{worst['measured']:.6g} ± {worst['se']:.2g}, {worst['kind']} "
                              f"{worst['theory']:.6g}")
+    if not points:  # nothing measured is never a pass
+        record["errors"].append({"point": None, "message": f"{claim.id}: grid({mode!r}) is empty; "
+                                 "a claim needs at least one grid point"})
     if record["errors"]:
         first = record["errors"][0]
         record.update(status="error", message=first["message"] + (
