@@ -14,6 +14,8 @@ def test_the_cache_directory_is_per_user_and_moved_or_disabled_by_the_environmen
     monkeypatch.delenv(cache.ENV_VAR, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert cache.cache_dir() == tmp_path / "stl-verify" / "jax"
+    monkeypatch.setenv(cache.ENV_VAR, "")  # empty: unset, not the current directory
+    assert cache.cache_dir() == tmp_path / "stl-verify" / "jax"
     monkeypatch.setenv(cache.ENV_VAR, str(tmp_path / "elsewhere"))
     assert cache.cache_dir() == tmp_path / "elsewhere"
     for off in ("0", "off", "OFF", "false"):

@@ -154,3 +154,10 @@ def test_points_are_written_atomically_with_their_configuration(tmp_path):
                                  "point": {"k": 0, "variance": 1.0}}
     assert len(saved["checksum"]) == 64 and saved["config_hash"]
     assert not [p for p in (tmp_path / toy_sweep.ID).iterdir() if p.name.startswith(".")]
+
+
+def test_a_run_writes_figures_under_its_output_directory_not_into_the_checkout(tmp_path):
+    committed = {p: p.stat().st_mtime_ns for p in (ROOT / "figures").glob("*.png")}
+    assert verify_all.main(["--quick", "--only", "P7", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "figures" / "P7.png").stat().st_size > 10_000
+    assert {p: p.stat().st_mtime_ns for p in (ROOT / "figures").glob("*.png")} == committed

@@ -32,9 +32,9 @@ _STATS = {"executables": 0, "loaded_from_cache": 0, "compile_seconds": 0.0}
 
 def cache_dir() -> Path | None:
     """Where the persistent cache lives, or ``None`` when ``STL_VERIFY_CACHE_DIR`` turns it off."""
-    value = os.environ.get(ENV_VAR)
-    if value is not None:
-        return None if value.strip().lower() in _OFF else Path(value).expanduser()
+    value = os.environ.get(ENV_VAR, "").strip()
+    if value:  # empty counts as unset, never as the current directory
+        return None if value.lower() in _OFF else Path(value).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "stl-verify" / "jax"
 
