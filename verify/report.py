@@ -7,7 +7,6 @@ grid points are stored separately (``verify.store``), so an interrupted sweep re
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import math
 import os
@@ -21,7 +20,7 @@ from typing import Any, Iterable
 import jax
 import numpy as np
 
-__all__ = ["provenance", "atomic_write_text", "atomic_write_json", "config_hash",
+__all__ = ["provenance", "atomic_write_text", "atomic_write_json",
            "write_report", "render_markdown"]
 
 
@@ -97,12 +96,6 @@ def _json_text(data: Any) -> str:
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write_text(path, _json_text(data))
-
-
-def config_hash(*parts: Any) -> str:
-    """A short stable hash of JSON-serialisable configuration (used to decide resumption)."""
-    text = json.dumps(_clean(parts), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _fmt(x: Any, digits: int = 4) -> str:
