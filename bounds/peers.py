@@ -50,7 +50,7 @@ def c4(M):
 
 def _check_chain(g, M, min_M=1):
     validate.check_nonnegative("g", g)
-    validate.check_in_range("M", M, min_M, math.inf)
+    validate.check_whole("M", M, min_M)
 
 
 def mle_variance_chain(g, M, sigma0_sq=1.0):
@@ -135,7 +135,7 @@ def w2_squared_unbiased_chain(sizes, sigma0_sq=1.0):
       Array of length ``len(sizes)``; entry ``g - 1`` is the value after ``g`` fits.
     """
     sizes = jnp.asarray(sizes, jnp.float64)
-    validate.check_in_range("sizes", sizes, 2, math.inf)
+    validate.check_whole("sizes", sizes, 2)
     validate.check_positive("sigma0_sq", sigma0_sq)
     return sigma0_sq * (jnp.cumsum(1.0 / sizes) + 2.0 * (1.0 - jnp.cumprod(c4(sizes))))
 

@@ -20,8 +20,10 @@ __all__ = [
     "check_nonnegative",
     "check_proportion",
     "check_in_range",
+    "check_whole",
     "check_ols_rows",
     "check_choice",
+    "check_prng_key",
     "is_concrete",
 ]
 
@@ -94,6 +96,22 @@ def check_in_range(name: str, value: Any, low: float, high: float, *,
     return value
 
 
+def check_whole(name: str, value: Any, low: float = 0) -> Any:
+    """Raise unless ``value`` is a non-empty array of finite whole numbers ``>= low``.
+
+    For sizes given as arrays (``M``, ``sizes``): ``10.0`` is accepted, ``2.5`` is not.
+    """
+    arr = _values(name, value)
+    if arr is None:
+        return value
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty, got {value!r}")
+    if np.any(arr != np.round(arr)) or np.any(arr < low):
+        raise ValueError(f"{name} must lie in [{low:g}, inf] and be whole numbers, "
+                         f"got {value!r}")
+    return value
+
+
 def check_proportion(name: str, value: Any, *, allow_zero: bool = True,
                      allow_one: bool = True) -> Any:
     """Raise unless ``value`` (e.g. the real proportion ``lam``) is in [0, 1].
@@ -126,3 +144,17 @@ def check_choice(name: str, value: Any, choices) -> Any:
     return value
 
 
+
+
+def check_prng_key(name: str, value: Any) -> Any:
+    """Raise unless ``value`` is one PRNG key: ``jax.random.key(s)`` or a raw ``PRNGKey(s)``."""
+    import jax  # only here: the other checks work on plain NumPy values
+
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if np.shape(value) == ():
+            return value
+    elif dtype == np.uint32 and np.shape(value) == (2,):
+        return value
+    raise TypeError(f"{name} must be one PRNG key (e.g. jax.random.key(0)), got "
+                    f"{type(value).__name__} with shape {np.shape(value)} and dtype {dtype}")

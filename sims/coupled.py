@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 
 from bounds import validate
-from sims.loop import Generation, first_generation, generation_keys, refit, run_replicas
+from sims.loop import (Generation, check_loop_inputs, first_generation, generation_keys, refit,
+                       run_replicas)
 from sims.model import GenerativeModel
 from sims.schemes import LoopPlan
 
@@ -176,8 +177,7 @@ def run_coupled(key: jax.Array, model: GenerativeModel, truth: Any, plan: LoopPl
       ValueError: ``replaced_index`` outside ``[0, n)``, or invalid sizes.
       TypeError: ``replaced_index`` not an integer.
     """
-    if not isinstance(plan, LoopPlan):
-        raise TypeError(f"plan must be a LoopPlan from sims.make_plan, got {type(plan).__name__}")
+    check_loop_inputs(key, model, truth, plan, real_sampler)
     index = validate.check_nonnegative_int("replaced_index", replaced_index)
     if index >= plan.n:
         raise ValueError(f"replaced_index must be an integer in [0, n) = [0, {plan.n}), "

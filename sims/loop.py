@@ -14,6 +14,7 @@ the host too, so memory is flat in the replica count.
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 from typing import Any, Callable, NamedTuple
@@ -258,6 +259,53 @@ def _merge(moments: Moments | None, chunk: Any) -> Moments:
     return Moments(total, new_mean, new_m2)
 
 
+def check_loop_inputs(key: Any, model: Any, truth: Any, plan: Any,
+                      real_sampler: Callable | None = None) -> None:
+    """Raise a ``TypeError``/``ValueError`` naming the argument before JAX sees a bad input.
+
+    ``truth`` must be finite numbers that the real sampler (default ``model.sample``),
+    the first fit and sampling from the fitted model accept: this is checked by
+    tracing them abstractly (``jax.eval_shape``, no computation), so a ``truth`` of the
+    wrong shape fails here, naming ``truth``, not deep inside JAX. With the default
+    sampler ``truth`` is a parameter value and must have the structure of the fit's.
+    """
+    if not isinstance(model, GenerativeModel):
+        raise TypeError(f"model must be a sims.GenerativeModel (e.g. sims.models.gaussian(1)), "
+                        f"got {type(model).__name__}")
+    if not isinstance(plan, LoopPlan):
+        raise TypeError(f"plan must be a LoopPlan from sims.make_plan, got {type(plan).__name__}")
+    validate.check_prng_key("key", key)
+    leaves, treedef = jax.tree.flatten(truth)
+    if not leaves:
+        raise ValueError(f"truth must hold the parameters of p0 for {model.name}, got {truth!r}")
+    for leaf in leaves:
+        validate.check_in_range("truth", leaf, -np.inf, np.inf)  # numeric and finite
+    spec = tuple(jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)) for a in leaves)
+    _check_truth_shapes(model, plan, real_sampler, treedef, spec,
+                        jax.ShapeDtypeStruct(np.shape(key), key.dtype))
+
+
+@functools.lru_cache(maxsize=256)
+def _check_truth_shapes(model, plan, real_sampler, treedef, spec, key_spec) -> None:
+    def first(key, truth):
+        keys = generation_keys(key, 0)
+        state = first_generation(model, plan, keys, (real_sampler or model.sample)(
+            keys.real, truth, plan.n))
+        return state.params, model.sample(keys.synthetic, state.params, max(plan.block, 1))
+
+    truth = jax.tree.unflatten(treedef, spec)
+    try:
+        params, _ = jax.eval_shape(first, key_spec, truth)
+    except (TypeError, ValueError, IndexError, AttributeError, KeyError) as err:
+        shapes = jax.tree.map(lambda a: a.shape, truth)
+        reason = str(err).strip().splitlines()[0]
+        raise ValueError(f"truth does not fit model {model.name!r} (truth shapes {shapes}): "
+                         f"{reason}") from None
+    if real_sampler is None and jax.tree.structure(params) != treedef:
+        raise ValueError(f"truth must be parameters of {model.name!r} with structure "
+                         f"{jax.tree.structure(params)}, got {treedef}")
+
+
 def run(key: jax.Array, model: GenerativeModel, truth: Any, plan: LoopPlan, metric: Metric, *,
         replicas: int, batch_size: int = 256, real_sampler: Callable | None = None,
         reduce: bool = False, progress: bool = False, devices=None) -> Any:
@@ -289,6 +337,7 @@ def run(key: jax.Array, model: GenerativeModel, truth: Any, plan: LoopPlan, metr
       quantity, generation and replica). MemoryError: a chunk or the requested
       trajectories would not fit; the message suggests a batch size.
     """
+    check_loop_inputs(key, model, truth, plan, real_sampler)
     return run_replicas(
         key, lambda k, t: trajectory(k, model, t, plan, metric, real_sampler),
         ("trajectory", model, plan, metric, real_sampler), truth, replicas=replicas,

@@ -453,7 +453,7 @@ def kde_one_generation_tv(key, truth: Mixture, sizes, bandwidth: float, rule: st
     numbers; each is exactly iid of its size). Bandwidth ``h`` (``fixed``) or
     ``c N^(-1/5)`` (``shrinking``). Returns ``(replicas, len(sizes))`` arrays.
     """
-    sizes = tuple(validate.check_positive_int("size", int(s)) for s in sizes)
+    sizes = tuple(int(s) for s in validate.check_whole("sizes", np.asarray(sizes), 1))
     validate.check_positive_int("replicas", replicas)
     _check_sweep(grid, bandwidth, rule, truth, tail_mass)
     fn = _one_generation_fn(grid, sizes, float(bandwidth), rule)
@@ -524,7 +524,7 @@ def kde_reuse_tv_sweep(key, truth: Mixture, *, n: int, m_grid, generations: int,
     arrays of shape ``(replicas, len(m_grid), generations)``.
     """
     n = validate.check_positive_int("n", n)
-    m_grid = tuple(validate.check_nonnegative_int("m", int(m)) for m in m_grid)
+    m_grid = tuple(int(m) for m in validate.check_whole("m_grid", np.asarray(m_grid), 0))
     generations = validate.check_positive_int("generations", generations)
     validate.check_positive_int("replicas", replicas)
     _check_sweep(grid, bandwidth, rule, truth, tail_mass)

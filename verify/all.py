@@ -1,37 +1,68 @@
 """``python -m verify.all``: check every registered claim, write the report, draw figures.
 
+Every finished grid point is stored in ``OUT/points/`` as soon as it is done, so
+rerunning the same command after an interruption computes only what is missing
+(``--fresh`` recomputes everything). Figures go to ``OUT/figures/`` unless
+``--figures-dir`` says otherwise (``--figures-dir figures`` refreshes the committed ones).
+
 Exit status 0 when every selected claim passes (and, with ``--check-baseline``,
-nothing regressed against ``verify/baseline.json``); 1 otherwise; 2 on bad usage.
+nothing regressed against ``verify/baseline.json``); 1 when a claim fails or errors,
+or the report cannot be written; 2 on bad usage (a one-line message); 130 when
+interrupted (finished points are kept).
 """
 from __future__ import annotations
 
 import argparse
-import json
+import datetime
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import jax
 
 from verify import baseline, report
-from verify.claim import MODES, REGISTRY, evaluate
+from verify.cache import compile_stats, enable_compilation_cache
+from verify.claim import REGISTRY, evaluate
+from verify.store import PointStore
 import verify.claims  # noqa: F401  (registers the claims)
+
+PROG = "python -m verify.all"
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse would print usage and exit; we want one line
+        raise UsageError(message)
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m verify.all", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog=PROG, description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="small grids (< 90 s); used by tests")
     size.add_argument("--full", action="store_true", help="large grids and replica counts")
-    parser.add_argument("--only", default="", help="comma-separated claim IDs, e.g. P1,P4")
+    parser.add_argument("--only", default="",
+                        help="comma-separated claim IDs or families, e.g. P1,P4 or B1 (= B1-*)")
     parser.add_argument("--out", default="results", help="output directory (default: results/)")
-    parser.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
-    parser.add_argument("--figures-dir", default="figures",
-                        help="where PNGs go (default: figures/)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="root seed, an integer >= 0 (default 0)")
+    parser.add_argument("--figures-dir", default=None,
+                        help="where PNGs go (default: OUT/figures; `figures` refreshes the "
+                             "committed ones)")
     parser.add_argument("--no-figures", action="store_true", help="skip drawing figures")
-    parser.add_argument("--resume", action="store_true",
-                        help="reuse per-claim results in OUT/claims/ made with the same config")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--fresh", action="store_true",
+                       help="recompute every grid point, ignoring OUT/points/")
+    again.add_argument("--resume", action="store_true",
+                       help="reuse finished grid points in OUT/points/ (the default; kept for "
+                            "compatibility)")
+    parser.add_argument("--no-compile-cache", action="store_true",
+                        help="do not use the persistent compilation cache (also: "
+                             "STL_VERIFY_CACHE_DIR=off; the variable also moves it)")
     parser.add_argument("--check-baseline", action="store_true",
                         help="fail if a bound is violated or a statistic moved past the baseline")
     parser.add_argument("--write-baseline", action="store_true",
@@ -40,18 +71,44 @@ def parse_args(argv):
                         help="multi-host: call jax.distributed.initialize() first (cluster "
                              "settings from the environment, e.g. SLURM or JAX_COORDINATOR_*)")
     parser.add_argument("--list", action="store_true", help="list the registered claims and exit")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.seed < 0:
+        raise UsageError(f"--seed must be an integer >= 0, got {args.seed}")
+    if args.write_baseline and args.only:
+        raise UsageError("--write-baseline records every claim; drop --only")
+    return args
 
 
-def _selected(only: str):
-    if not only:
+def select(only: str) -> list:
+    """The claims named by ``--only`` (all when empty).
+
+    A name selects the claim with that exact ID, if any, followed by its family: every
+    ``name-*`` (``B1`` gives ``B1-synthetic``, ``B1-reuse``, ...; ``A2`` gives ``A2`` and
+    ``A2-*``). A name that selects nothing is an error listing the known IDs.
+    """
+    if not only.strip():
         return list(REGISTRY.values())
-    ids = [s.strip() for s in only.split(",") if s.strip()]
-    unknown = [i for i in ids if i not in REGISTRY]
-    if unknown:
-        print(f"error: unknown claim ID(s) {unknown}; known: {sorted(REGISTRY)}", file=sys.stderr)
-        raise SystemExit(2)
-    return [REGISTRY[i] for i in ids]
+    names = [s.strip() for s in only.split(",") if s.strip()]
+    if not names:
+        raise UsageError(f"--only must name at least one claim, got {only!r}")
+    chosen = {}
+    for name in names:
+        matches = [name] * (name in REGISTRY) + [i for i in REGISTRY if i.startswith(name + "-")]
+        if not matches:
+            raise UsageError(f"--only: unknown claim ID {name!r}; known: {', '.join(REGISTRY)}")
+        chosen.update((i, REGISTRY[i]) for i in matches)
+    return list(chosen.values())
+
+
+def _writable_dir(flag: str, path: Path) -> None:
+    """Fail now, in one line, if ``path`` cannot hold our files (not after the sweep)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise UsageError(f"{flag} {path}: not a writable directory "
+                         f"({err.strerror or type(err).__name__})") from None
 
 
 def _is_writer() -> bool:
@@ -59,46 +116,55 @@ def _is_writer() -> bool:
 
 
 def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.distributed:
-        jax.distributed.initialize()  # before any computation; every host runs this same CLI
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _main(argv)
+    except UsageError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; finished grid points are kept, rerun the same command to "
+              "resume", file=sys.stderr)
+        return 130
+    except OSError as err:  # e.g. a full disk; every write is atomic, so nothing is half written
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"{PROG}: error: {err.strerror or err}{where}; no report written", file=sys.stderr)
+        return 1
+
+
+def _main(argv) -> int:
+    args = parse_args(argv)
     if args.list:
         for claim in REGISTRY.values():
             print(f"{claim.id:6s} {claim.title}")
         return 0
+    claims = select(args.only)
     mode = "quick" if args.quick else "full" if args.full else "default"
-    if args.write_baseline and args.only:
-        print("error: --write-baseline records every claim; drop --only", file=sys.stderr)
-        return 2
-    claims = _selected(args.only)
-    revision = report.provenance(args.seed, mode)["git_commit"]
     out = Path(args.out)
-    started = time.perf_counter()
-    records = []
+    figures_dir = Path(args.figures_dir) if args.figures_dir is not None else out / "figures"
+    if args.distributed:
+        jax.distributed.initialize()  # before any computation; every host runs this same CLI
+    if _is_writer():
+        _writable_dir("--out", out)
+        if not args.no_figures:
+            _writable_dir("--figures-dir", figures_dir)
+    if not args.no_compile_cache:
+        enable_compilation_cache()
+    # On several hosts every process must compute the same points, so nothing is resumed.
+    store = PointStore(out / "points", fresh=args.fresh) if jax.process_count() == 1 else None
+    started, started_utc = time.perf_counter(), _utc_now()
+    records, per_claim = [], {}
     for claim in claims:
-        path = out / "claims" / f"{claim.id}.json"
-        # Resume only what the same code made with the same claim, mode, seed and grid.
-        config = report.config_hash(claim.id, mode, args.seed, revision,
-                                    list(map(dict, claim.grid(mode))))
-        if args.resume and path.exists():
-            saved = json.loads(path.read_text())
-            if saved.get("config_hash") == config:
-                print(f"{claim.id:6s} {saved['status']:5s} (resumed from {path})", flush=True)
-                records.append(saved)
-                continue
-        tic = time.perf_counter()
-        record = evaluate(claim, mode, args.seed, progress=sys.stderr.isatty())
-        record["seconds"] = time.perf_counter() - tic
-        record["config_hash"] = config
-        if _is_writer():
-            report.atomic_write_json(path, record)
+        tic, reused_before = time.perf_counter(), store.reused if store else 0
+        record = evaluate(claim, mode, args.seed, progress=sys.stderr.isatty(), store=store)
+        reused = (store.reused if store else 0) - reused_before
+        seconds = time.perf_counter() - tic
+        per_claim[claim.id] = {"seconds": seconds, "points": len(record["points"]),
+                               "points_reused": reused}
         records.append(record)
-        summary = record.get("summary", {})
-        detail = (f"max|z|={summary['max_abs_z']:.2f} " if "max_abs_z" in summary else "") + (
-            f"ratio≤{summary['max_ratio']:.3f} violations={summary['violations']}"
-            if "max_ratio" in summary else "")
-        print(f"{claim.id:6s} {record['status']:5s} {record['seconds']:6.1f}s  {detail} "
-              f"{record['message']}".rstrip(), flush=True)
+        _print_claim(record, seconds, reused)
+    for problem in store.problems if store else []:
+        print(f"warning: {problem}", file=sys.stderr)
     status = "pass" if all(r["status"] == "pass" for r in records) else "fail"
     problems = []
     if args.check_baseline:
@@ -107,17 +173,22 @@ def main(argv=None) -> int:
             print(f"baseline: {problem}")
         if problems:
             status = "fail"
-    from sims.loop import compile_count
-    full = {"status": status, "provenance": report.provenance(args.seed, mode),
-            "compiled_loops": compile_count(),
-            "config": vars(args), "wall_seconds": time.perf_counter() - started,
-            "baseline_problems": problems, "claims": records}
     if not _is_writer():  # on several hosts only process 0 writes; all compute
         return 0 if status == "pass" else 1
-    report.write_report(out, full)
-    if not args.no_figures:
+    from sims.loop import compile_count
+    full = {"status": status, "provenance": report.provenance(args.seed, mode, [PROG, *argv]),
+            "config": {**vars(args), "figures_dir": str(figures_dir)},
+            "baseline_problems": problems, "claims": records,
+            # Everything that depends on this execution rather than on its inputs:
+            "run": {"started_utc": started_utc,
+                    "wall_seconds": time.perf_counter() - started, "claims": per_claim,
+                    "compilation": {"compiled_loops": compile_count(), **compile_stats()},
+                    "store_problems": store.problems if store else []}}
+    full["provenance"].pop("time_utc")  # in "run": reports of equal inputs are equal
+    if not args.no_figures:  # before the report: a failed write leaves no report at all
         from verify import figures
-        figures.draw_all(records, args.figures_dir, REGISTRY)
+        figures.draw_all(records, figures_dir, REGISTRY)
+    report.write_report(out, full)
     if args.write_baseline:
         if status != "pass":
             print("not writing the baseline: some claims did not pass", file=sys.stderr)
@@ -125,9 +196,28 @@ def main(argv=None) -> int:
         report.atomic_write_json(baseline.BASELINE_PATH, baseline.snapshot(records, mode,
                                                                           args.seed))
         print(f"baseline written to {baseline.BASELINE_PATH}")
+    compiled = full["run"]["compilation"]
     print(f"{status.upper()}: {sum(r['status'] == 'pass' for r in records)}/{len(records)} claims "
-          f"pass in {full['wall_seconds']:.1f} s; report in {out / 'report.md'}")
+          f"pass in {full['run']['wall_seconds']:.1f} s ({compiled['compiled']} compiled, "
+          f"{compiled['loaded_from_cache']} cached executables, {compiled['compile_seconds']:.1f}"
+          f" s); report in {out / 'report.md'}")
     return 0 if status == "pass" else 1
+
+
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _print_claim(record: dict, seconds: float, reused: int) -> None:
+    summary = record.get("summary", {})
+    detail = (f"max|z|={summary['max_abs_z']:.2f} " if "max_abs_z" in summary else "") + (
+        f"ratio≤{summary['max_ratio']:.3f} violations={summary['violations']} "
+        if summary.get("max_ratio") is not None else "")
+    if summary.get("power", {}).get("weak"):
+        detail += "(weak) "
+    resumed = f" ({reused}/{len(record['points'])} points resumed)" if reused else ""
+    print(f"{record['id']:14s} {record['status']:8s} {seconds:6.1f}s  {detail} "
+          f"{record['message']}".rstrip() + resumed, flush=True)
 
 
 if __name__ == "__main__":

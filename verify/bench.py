@@ -36,6 +36,7 @@ import sims
 from sims.loop import generation_keys
 from sims.models import GaussianParams, Mixture, gaussian, kde, ols_fixed_design
 from verify import report
+from verify.cache import enable_compilation_cache
 
 
 class Timing(NamedTuple):
@@ -271,7 +272,11 @@ def main(argv=None) -> int:
     parser.add_argument("--memory", action="store_true",
                         help="also measure peak RSS at 1e4, 1e5, 1e6 replicas")
     parser.add_argument("--out", default="results")
+    parser.add_argument("--no-compile-cache", action="store_true",
+                        help="compile from scratch (compile times then include XLA compilation)")
     args = parser.parse_args(argv)
+    if not args.no_compile_cache:
+        enable_compilation_cache()
     R, G = args.replicas, args.generations
     cases = {"gaussian": lambda: gaussian_case(args.samples, G, R),
              "ols": lambda: ols_case(20, 5, G, R),

@@ -384,45 +384,72 @@ def verdict(rows: list[dict], summary: dict, points: Sequence[Mapping[str, Any]]
     return "pass", ""
 
 
-def evaluate(claim: Claim, mode: str = "default", seed: int = 0, *, progress: bool = False) -> dict:
+def evaluate(claim: Claim, mode: str = "default", seed: int = 0, *, progress: bool = False,
+             store=None) -> dict:
     """Run a claim over its grid and compare: the claim's result record.
 
-    Never raises for a simulation problem: a NaN/Inf or any exception becomes
-    ``status: error`` with a message naming the claim and the grid point.
+    Never raises for a simulation problem: a NaN/Inf or any exception at a grid point
+    marks that point as failed in ``errors`` (with the claim, the point and the message)
+    and the claim as ``status: error``; every other point is still computed and kept.
+
+    Args:
+      claim, mode, seed: what to run.
+      progress: show a progress bar over the grid.
+      store: optional point store (``verify.store.PointStore``): ``get(identity)`` returns
+        a finished point's ``{"rows", "notes"}`` or ``None``, ``put(identity, result)``
+        keeps one; ``identity`` names the claim, mode, seed, point index and point.
+        Failed points are never stored, so a rerun retries them.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     points = [dict(p) for p in claim.grid(mode)]
     record = {"id": claim.id, "title": claim.title, "mode": mode, "seed": seed,
               "points": [{k: _jsonable(v) for k, v in p.items()} for p in points],
-              "rows": [], "notes": [], "status": "pass", "message": ""}
+              "rows": [], "notes": [], "errors": [], "status": "pass", "message": ""}
     iterator = enumerate(points)
     if progress:
         from tqdm.auto import tqdm
         iterator = tqdm(iterator, total=len(points), desc=claim.id, unit="point", leave=False)
     for index, point in iterator:
-        try:
-            measured = claim.measure(claim_key(seed, claim.id, index), point)
-            extra = ()
-            if isinstance(measured, Measurement):
-                measured, extra = measured.quantities, (measured.context,)
-            theory = claim.theory(point, *extra)
-        except NonFiniteError as err:
-            record.update(status="error", message=f"{claim.id} at grid point {index} "
-                          f"({point_label(point)}): {err}")
-            return record
-        except Exception as err:  # report, don't crash the whole run
-            record.update(status="error", message=f"{claim.id} at grid point {index} "
-                          f"({point_label(point)}): {type(err).__name__}: {err}",
-                          traceback=traceback.format_exc())
-            return record
-        record["rows"].extend(rows_for_point(index, point, measured, theory))
-        if claim.notes is not None:
-            record["notes"].extend(claim.notes(point, measured, theory, *extra))
+        identity = {"claim": claim.id, "mode": mode, "seed": seed, "index": index,
+                    "point": record["points"][index]}
+        result = store.get(identity) if store is not None else None
+        if result is None:
+            try:
+                result = _evaluate_point(claim, seed, index, point)
+            except Exception as err:  # report, keep the other points
+                where = f"{claim.id} at grid point {index} ({point_label(point)})"
+                what = err if isinstance(err, NonFiniteError) else f"{type(err).__name__}: {err}"
+                record["errors"].append({"point": index, "message": f"{where}: {what}",
+                                         "traceback": traceback.format_exc()})
+                continue
+            if store is not None:
+                store.put(identity, result)
+        record["rows"].extend(result["rows"])
+        record["notes"].extend(result["notes"])
     record["summary"] = compare(record["rows"], claim.alpha)
     record["status"], record["message"] = verdict(record["rows"], record["summary"], points,
                                                   claim.alpha)
+    if not points:  # nothing measured is never a pass
+        record["errors"].append({"point": None, "message": f"{claim.id}: grid({mode!r}) is empty; "
+                                 "a claim needs at least one grid point"})
+    if record["errors"]:
+        first = record["errors"][0]
+        record.update(status="error", message=first["message"] + (
+            f" (and {len(record['errors']) - 1} more failed grid point(s))"
+            if len(record["errors"]) > 1 else ""))
     return record
+
+
+def _evaluate_point(claim: Claim, seed: int, index: int, point: Mapping[str, Any]) -> dict:
+    """One grid point: its rows (theory included) and notes, all JSON-friendly."""
+    measured = claim.measure(claim_key(seed, claim.id, index), point)
+    extra = ()
+    if isinstance(measured, Measurement):
+        measured, extra = measured.quantities, (measured.context,)
+    theory = claim.theory(point, *extra)
+    notes = claim.notes(point, measured, theory, *extra) if claim.notes is not None else []
+    return {"rows": rows_for_point(index, point, measured, theory), "notes": list(notes)}
 
 
 def measured(moments, quantity: str, x, *, x_label: str = "generation i",

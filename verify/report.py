@@ -1,13 +1,12 @@
 """Reports: provenance, atomic writes, ``report.json`` and a readable ``report.md``.
 
 Every file is written to a temporary sibling and renamed into place, so a file
-is either whole or absent; an interrupted sweep can resume from the per-claim
-files in ``DIR/claims/``.
+is either whole or absent (``report.json`` and ``report.md`` together). Finished
+grid points are stored separately (``verify.store``), so an interrupted sweep resumes.
 """
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import math
 import os
@@ -23,7 +22,7 @@ import numpy as np
 
 from verify.claim import STATUSES
 
-__all__ = ["provenance", "atomic_write_text", "atomic_write_json", "config_hash",
+__all__ = ["provenance", "atomic_write_text", "atomic_write_json",
            "write_report", "render_markdown", "results_table", "power_text"]
 
 
@@ -53,17 +52,30 @@ def provenance(seed: int, mode: str, argv: Iterable[str] | None = None) -> dict:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _replace_all([(Path(path), text)])
+
+
+def _replace_all(files: list[tuple[Path, str]]) -> None:
+    """Write every file to a temporary sibling, then rename them all into place.
+
+    A failure while writing (full disk) removes the temporaries and leaves every
+    target as it was: the set is written whole or not at all.
+    """
+    temps = []
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        for path, text in files:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            temps.append(tmp)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        for (path, _), tmp in zip(files, temps):
+            os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp in temps:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -80,14 +92,12 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _json_text(data: Any) -> str:
+    return json.dumps(_clean(data), indent=1, sort_keys=False) + "\n"
+
+
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
-    atomic_write_text(path, json.dumps(_clean(data), indent=1, sort_keys=False) + "\n")
-
-
-def config_hash(*parts: Any) -> str:
-    """A short stable hash of JSON-serialisable configuration (used to decide resumption)."""
-    text = json.dumps(_clean(parts), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    atomic_write_text(path, _json_text(data))
 
 
 def _fmt(x: Any, digits: int = 4) -> str:
@@ -265,7 +275,22 @@ def render_markdown(report: dict, max_rows_per_point: int = 12) -> str:
 
 
 def write_report(out_dir: str | os.PathLike, report: dict) -> None:
-    """Write ``report.json`` and ``report.md`` atomically."""
+    """Write ``report.json`` and ``report.md`` together, atomically (both or neither)."""
     out_dir = Path(out_dir)
-    atomic_write_json(out_dir / "report.json", report)
-    atomic_write_text(out_dir / "report.md", render_markdown(report))
+    _replace_all([(out_dir / "report.json", _json_text(report)),
+                  (out_dir / "report.md", render_markdown(_with_run_facts(report)))])
+
+
+def _with_run_facts(report: dict) -> dict:
+    """The report as ``render_markdown`` reads it: timings put back next to what they time.
+
+    ``verify.all`` keeps timings in ``report["run"]`` so that two runs of the same
+    inputs write the same ``report.json`` apart from that field.
+    """
+    run = report.get("run")
+    if run is None:
+        return report
+    seconds = {k: v["seconds"] for k, v in run.get("claims", {}).items()}
+    return {**report, "wall_seconds": run.get("wall_seconds", 0),
+            "provenance": {**report["provenance"], "time_utc": run.get("started_utc", "")},
+            "claims": [{**c, "seconds": seconds.get(c["id"])} for c in report["claims"]]}

@@ -32,6 +32,9 @@ def categorical(num_symbols: int, smoothing: float = 0.0) -> GenerativeModel:
         return (counts + smoothing) / (weights.sum() + num_symbols * smoothing)
 
     def sample(key, probs, m):
+        if probs.shape != (num_symbols,):  # static shape
+            raise ValueError(f"categorical{num_symbols} probabilities need shape ({num_symbols},),"
+                             f" got {probs.shape}")
         # Inverse-CDF sampling: one uniform per draw, not K Gumbels.
         return weighted_indices(key, probs, m).astype(jnp.int32)
 

@@ -29,6 +29,7 @@ def gaussian(dim: int = 1, unbiased: bool = False) -> GenerativeModel:
     """
     dim = validate.check_positive_int("dim", dim)
     ddof = 1.0 if unbiased else 0.0
+    name = f"gaussian{dim}d-{'unbiased' if unbiased else 'mle'}"
 
     def fit(key, data, weights):
         del key  # deterministic estimator
@@ -42,10 +43,12 @@ def gaussian(dim: int = 1, unbiased: bool = False) -> GenerativeModel:
         return GaussianParams(mean, cov / (total - ddof))
 
     def sample(key, params, m):
+        if params.mean.shape != (dim,) or params.cov.shape != (dim, dim):  # static shapes
+            raise ValueError(f"{name} parameters need mean of shape ({dim},) and cov of shape "
+                             f"({dim}, {dim}), got {params.mean.shape} and {params.cov.shape}")
         noise = jax.random.normal(key, (m, dim), params.mean.dtype)
         if dim == 1:  # a square root is much cheaper than a batched Cholesky
             return params.mean + noise * jnp.sqrt(params.cov[0, 0])
         return params.mean + noise @ jnp.linalg.cholesky(params.cov).T
 
-    name = f"gaussian{dim}d-{'unbiased' if unbiased else 'mle'}"
     return GenerativeModel(name, fit, sample)
