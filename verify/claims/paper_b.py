@@ -498,7 +498,7 @@ B4_DENSITY = register(Claim(
 
 
 def _b4_prop_grid(mode):
-    r = _mode(mode, 192, 1024, 4096)
+    r = _mode(mode, 256, 1024, 4096)
     gens = _mode(mode, 10, 25, 40)
     base = dict(n=50, h=0.4, rule="fixed", dim=1, generations=gens, replicas=r)
     points = [dict(base, scheme="synthetic", lam=0.0), dict(base, scheme="reuse", lam=0.2)]
@@ -509,70 +509,149 @@ def _b4_prop_grid(mode):
     return points
 
 
-def b4_prop_measure(key, point):
-    plan = _b4_plan(point)
+@functools.lru_cache(maxsize=None)
+def tv_and_moment_metric(grid: metrics.Grid):
+    """``kde_tv_metric(grid)`` plus the KDE's exact ``int |x|^2 p_hat`` (no grid)."""
+    tv_metric = metrics.kde_tv_metric(grid)
+
+    def metric(key, gen, truth):
+        mix = gen.params
+        squared = mix.loc ** 2 if mix.loc.ndim == 1 else jnp.sum(mix.loc ** 2, axis=-1)
+        return dict(tv_metric(key, gen, truth),
+                    m2=jnp.sum(mix.weight * (squared + grid.dim * mix.scale ** 2)))
+
+    return metric
+
+
+def _b4_prop_grid_and_truth(point):
     if point["dim"] == 1:
-        grid, spec = GRID_1D, TWO_MODES
+        return GRID_1D, TWO_MODES
+    return metrics.make_grid(-7.0, 7.0, point["grid_size"], dim=2), TWO_MODES_2D
+
+
+EXCESS_M2 = "E int |x|^2 p_hat_i - int |x|^2 p_hat_0"
+JENSEN = "E TV(G_i,p0) [-grid error] >= TV(E p_hat_i, p0)"
+GROWTH = "E TV(G_last,p0) - E TV(G_0,p0) [-grid errors]"
+
+
+def b4_prop_measure_with(*, model=kde):
+    """B4-propagation measurement; ``model`` (default ``kde``) swaps in a broken KDE."""
+    def measure(key, point):
+        plan = _b4_plan(point)
+        grid, spec = _b4_prop_grid_and_truth(point)
+        truth = _mixture(spec)
+        metrics.check_grid_covers(grid, truth, TAIL_MASS)
+        traj = sims.run(key, model(point["h"], point["rule"], point["dim"]), truth, plan,
+                        tv_and_moment_metric(grid), replicas=point["replicas"],
+                        batch_size=min(point["replicas"], 64 if point["dim"] == 2 else 256),
+                        real_sampler=gaussian_mixture_sampler, reduce=False)
+        tv, err = traj["tv"], traj["tv_error"]
+        i = np.arange(plan.generations)
+        R = tv.shape[0]
+        low_mean, low_se = _mean_se(tv - err)                    # conservative: down
+        ex_mean, ex_se = _mean_se(tv - tv[:, :1])
+        m2_mean, m2_se = _mean_se(traj["m2"] - traj["m2"][:, :1])  # paired with G_0
+        growth = tv[:, -1] - tv[:, 0] - err[:, -1] - err[:, 0]
+        g_mean, g_se = _mean_se(growth)
+        err_mean, err_se = _mean_se(err)
+        return Measurement({
+            EXCESS_M2: Measured(i[1:], m2_mean[1:], m2_se[1:], R, GEN),
+            JENSEN: Measured(i, low_mean, low_se, R, GEN),
+            GROWTH: Measured(i[-1:], np.atleast_1d(g_mean), np.atleast_1d(g_se), R, GEN),
+            "E TV(G_i,p0) - E TV(G_0,p0)": Measured(i, ex_mean, ex_se, R, GEN),
+            "grid error budget": Measured(i, err_mean, err_se, R, GEN)}, None)
+    return measure
+
+
+def jensen_lower_bound(point, lam_override=None):
+    """``TV(E p_hat_i, p0)`` from P8's exact expected density, on the claim's grid.
+
+    Kind: lower on ``E TV(G_i, p0)`` (TV is convex, Jensen). No fitted constant.
+    ``lam_override`` replaces the real proportion (a negative control: ``0``, no damping).
+    docs/paper_b.md §4.4.
+    """
+    plan = _b4_plan(point)
+    lam_schedule = plan.real_proportion() if lam_override is None else np.r_[1.0, np.full(
+        plan.generations - 1, lam_override)]
+    h = _b4_bandwidths(point)
+    grid, spec = _b4_prop_grid_and_truth(point)
+    nodes = metrics.grid_nodes(grid)
+    if point["dim"] == 1:
+        x, density = nodes, kde_bounds.expected_density
     else:
-        grid, spec = metrics.make_grid(-7.0, 7.0, point["grid_size"], dim=2), TWO_MODES_2D
-    truth = _mixture(spec)
-    metrics.check_grid_covers(grid, truth, TAIL_MASS)
-    traj = sims.run(key, kde(point["h"], point["rule"], point["dim"]), truth, plan,
-                    metrics.kde_tv_metric(grid), replicas=point["replicas"],
-                    batch_size=min(point["replicas"], 64 if point["dim"] == 2 else 256),
-                    real_sampler=gaussian_mixture_sampler, reduce=False)
-    tv = traj["tv"]
-    excess = tv - tv[:, :1]
-    i = np.arange(plan.generations)
-    tv_mean, tv_se = _mean_se(tv + traj["tv_error"])
-    ex_mean, ex_se = _mean_se(excess)
-    err_mean, err_se = _mean_se(traj["tv_error"])
-    R = tv.shape[0]
-    factor = np.asarray(kde_bounds.bias_amplification_factor(point["lam"], i)) - 1.0
-    # Least-squares scale a in excess_i ~ a (F(lam, i) - 1), weighted by 1/SE^2.
-    w = 1.0 / np.maximum(ex_se[1:], 1e-12) ** 2
-    scale = float(np.sum(w * factor[1:] * ex_mean[1:]) / np.sum(w * factor[1:] ** 2))
-    inputs = dict(scale=scale, excess=ex_mean, excess_se=ex_se)
-    return Measurement({"E TV(G_i,p0) - E TV(G_0,p0)": Measured(i, ex_mean, ex_se, R, GEN),
-                        "E TV(G_i,p0) [+grid error]": Measured(i, tv_mean, tv_se, R, GEN),
-                        "grid error budget": Measured(i, err_mean, err_se, R, GEN)}, inputs)
+        xx, yy = np.meshgrid(nodes, nodes, indexing="ij")
+        x, density = np.stack([xx, yy], -1), kde_bounds.expected_density_2d
+    p0 = np.asarray(metrics.mixture_density(grid, _mixture(spec)))
+    out = []
+    for i in range(plan.generations):
+        mean = np.asarray(density(x, np.asarray(spec["loc"]), np.asarray(spec["weight"]),
+                                  np.asarray(spec["scale"]), lam_schedule[: i + 1], h[: i + 1]))
+        out.append(0.5 * grid.cell_volume * np.sum(np.abs(mean - p0)))
+    return np.asarray(out)
 
 
-def b4_prop_theory(point, inputs):
-    i = np.arange(point["generations"])
-    factor = np.asarray(kde_bounds.bias_amplification_factor(point["lam"], i)) - 1.0
-    return {"E TV(G_i,p0) - E TV(G_0,p0)": Theory(
-                "report", inputs["scale"] * factor,
-                f"{inputs['scale']:.3g} x (bias amplification factor - 1), fitted scale"),
-            "grid error budget": Theory("numerical", np.full(len(i), GRID_TOLERANCE), "tolerance")}
+def b4_prop_theory_with(*, excess_scale=1.0, drop_factor=False, lower_scale=1.0,
+                        lam_override=None):
+    """B4-propagation theory; the keywords are negative controls.
+
+    * exact: ``E int |x|^2 p_hat_i - int |x|^2 p_hat_0 = d h^2 (F(lam, i) - 1)``,
+      ``F`` the bias amplification factor (P8): linear at ``lam = 0``, saturating
+      at ``1/lam`` (the damping). ``excess_scale`` multiplies it; ``drop_factor``
+      uses ``(1-lam)^i`` for ``(1-lam)^(i+1)``.
+    * lower: ``E TV(G_i, p0) >= TV(E p_hat_i, p0)`` (``lower_scale`` multiplies it;
+      ``lam_override`` replaces the real proportion, e.g. 0: no damping).
+    * exceeds: at ``lam = 0`` TV grows from ``G_0`` to the last generation (reported
+      for ``lam > 0``).
+    """
+    def theory(point, inputs):
+        del inputs
+        i = np.arange(point["generations"])
+        lam, h, d = point["lam"], point["h"], point["dim"]
+        factor = np.asarray(kde_bounds.bias_amplification_factor(lam, i))
+        if drop_factor:
+            factor = factor - (1.0 - lam) ** i
+        excess = excess_scale * d * h ** 2 * (factor - factor[0])
+        return {
+            EXCESS_M2: Theory("exact", excess[1:], "d h^2 (F(lam,i) - 1), P8"),
+            JENSEN: Theory("lower", lower_scale * jensen_lower_bound(point, lam_override),
+                           "TV(E p_hat_i, p0), P8 (Jensen)"),
+            GROWTH: Theory("exceeds" if point["lam"] == 0 else "report", np.zeros(1),
+                           "0 (errors propagate)"),
+            "grid error budget": Theory("numerical", np.full(len(i), GRID_TOLERANCE), "tolerance"),
+        }
+    return theory
 
 
-def b4_prop_notes(point, measured, theory, inputs):
+def b4_prop_notes(point, measured, theory):
     ex = measured["E TV(G_i,p0) - E TV(G_0,p0)"]
-    fitted = theory["E TV(G_i,p0) - E TV(G_0,p0)"].value
     i = ex.x
-    resid = (ex.mean[1:] - fitted[1:]) / np.maximum(ex.se[1:], 1e-12)
+    low = measured[JENSEN]
+    ratio = theory[JENSEN].value / low.mean
+    m2 = measured[EXCESS_M2]
+    z = (m2.mean - theory[EXCESS_M2].value) / m2.se
     text = [f"B4-propagation ({point['scheme']}, lam={point['lam']}, h={point['h']}, "
             f"{point['dim']}-D, {ex.replicas} replicas): excess TV at i=1,{i[len(i)//2]},{i[-1]}: "
-            f"{ex.mean[1]:.4f}, {ex.mean[len(i)//2]:.4f}, {ex.mean[-1]:.4f} "
-            f"(SE {ex.se[-1]:.4f}); fit a(F-1) leaves residuals within "
-            f"[{resid.min():.1f}, {resid.max():.1f}] SE"]
+            f"{ex.mean[1]:.4f}, {ex.mean[len(i)//2]:.4f}, {ex.mean[-1]:.4f} (SE {ex.se[-1]:.4f}); "
+            f"Jensen bound TV(E p_hat_i, p0) / E TV(G_i, p0) from {ratio[0]:.2f} (i=0) to "
+            f"{ratio[-1]:.2f} (i={i[-1]}); excess second moment {m2.mean[-1]:.4f} ± {m2.se[-1]:.4f} "
+            f"vs P8 {theory[EXCESS_M2].value[-1]:.4f} (max |z| {np.max(np.abs(z)):.1f})"]
+    # Diagnostic only: a(F-1) with the scale a fitted to these very data.
+    factor = np.asarray(kde_bounds.bias_amplification_factor(point["lam"], i)) - 1.0
+    w = 1.0 / np.maximum(ex.se[1:], 1e-12) ** 2
+    a = float(np.sum(w * factor[1:] * ex.mean[1:]) / np.sum(w * factor[1:] ** 2))
+    resid = (ex.mean[1:] - a * factor[1:]) / np.maximum(ex.se[1:], 1e-12)
+    text.append(f"  diagnostic (fitted to these data, not evidence): excess TV ~ a (F-1) with "
+                f"a = {a:.3g} leaves residuals in [{resid.min():.1f}, {resid.max():.1f}] SE")
     if point["lam"] == 0:
         slope = stats.fit_slope(i[1:], np.maximum(ex.mean[1:], 1e-12), ex.se[1:])
         text.append(f"  lam=0: log-log slope of excess TV vs i = {slope.slope:.3f} "
-                    f"[{slope.low:.3f}, {slope.high:.3f}] (the bias factor is linear, slope 1; "
+                    f"[{slope.low:.3f}, {slope.high:.3f}] (the excess variance is linear, slope 1; "
                     "TV of a growing bias is sub-linear once it is no longer small)")
-    else:
-        half = len(i) // 2
-        late = ex.mean[-1] - ex.mean[half]
-        se_late = np.hypot(ex.se[-1], ex.se[half])
-        text.append(f"  lam={point['lam']}: excess grows {late:.4f} ± {se_late:.4f} from "
-                    f"i={i[half]} to i={i[-1]} (saturation at factor 1/lam = {1/point['lam']:.2f}; "
-                    f"the factor itself is at {1 + fitted[-1] / max(inputs['scale'], 1e-300):.3f})")
     return text
 
 
 B4_PROPAGATION = register(Claim(
-    "B4-propagation", "KDE error propagation: excess TV follows the bias amplification factor "
-    "(linear at lam=0, saturating at 1/lam)", _b4_prop_grid, b4_prop_measure, b4_prop_theory,
-    notes=b4_prop_notes))
+    "B4-propagation", "KDE error propagation: excess second moment follows P8's bias amplification "
+    "(linear at lam=0, saturating at 1/lam); E TV >= TV(E p_hat_i, p0) (Jensen, P8); TV grows "
+    "at lam=0", _b4_prop_grid, b4_prop_measure_with(), b4_prop_theory_with(),
+    notes=lambda point, measured, theory, inputs: b4_prop_notes(point, measured, theory)))
