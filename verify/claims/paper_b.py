@@ -453,11 +453,12 @@ def _b4_bandwidths(point):
     return bandwidth_schedule(point["h"], point["rule"], _training_sizes(plan), point["dim"])
 
 
-def b4_density_measure(key, point):
+def b4_density_measure(key, point, *, model=kde):
+    """Mean KDE density at grid nodes; ``model`` (default ``kde``) swaps in a broken KDE."""
     plan = _b4_plan(point)
     spec = TWO_MODES if point["dim"] == 1 else TWO_MODES_2D
     grid, nodes = _b4_nodes(point)
-    moments = sims.run(key, kde(point["h"], point["rule"], point["dim"]), _mixture(spec), plan,
+    moments = sims.run(key, model(point["h"], point["rule"], point["dim"]), _mixture(spec), plan,
                        density_metric(grid), replicas=point["replicas"],
                        batch_size=min(point["replicas"], 512),
                        real_sampler=gaussian_mixture_sampler, reduce=True)
@@ -471,8 +472,8 @@ def b4_density_measure(key, point):
     return out
 
 
-def b4_density_theory(point, *, drop_factor=False):
-    """P8 (any lam/h schedule) at the grid nodes; ``drop_factor`` is a negative control."""
+def b4_density_theory(point, *, drop_factor=False, scale=1.0):
+    """P8 (any lam/h schedule) at the grid nodes; ``drop_factor`` and ``scale`` are negative controls."""
     plan = _b4_plan(point)
     lam = plan.real_proportion()
     h = _b4_bandwidths(point)
@@ -486,7 +487,7 @@ def b4_density_theory(point, *, drop_factor=False):
             lam_i[1:] = np.minimum(1.0, lam_i[1:] * 1.5)  # wrong mixing weights
         value = density(nodes, np.asarray(spec["loc"]), np.asarray(spec["weight"]),
                         np.asarray(spec["scale"]), lam_i, h[: i + 1])
-        out[f"E p_hat_{i}(x)"] = Theory("exact", np.asarray(value)[_b4_mask(point)],
+        out[f"E p_hat_{i}(x)"] = Theory("exact", scale * np.asarray(value)[_b4_mask(point)],
                                         "P8 expected density")
     return out
 
