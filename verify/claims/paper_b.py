@@ -2,16 +2,22 @@
 
 Every simulation is a Gaussian KDE (``sims.models.kde``) refitted in the loop on
 a Gaussian mixture ``p0``; TV is computed on a grid with its error budget
-(``sims.metrics``): the measured TV is shifted *up* by that budget, and the
-measured ``eps_i`` *down*, before any bound is checked, so a coarse grid makes a
-check fail rather than pass. Proofs: docs/paper_b.md.
+(``sims.metrics``): a measured TV is shifted against the direction being tested
+(up for an upper bound, down for a lower bound or an asserted rise), so a coarse
+grid makes a check fail rather than pass. Proofs: docs/paper_b.md (§7: what is tested).
 
-B1's bound is R1 *evaluated at the measured* ``eps_i = TV(G_i, q_i)`` of the
-same replicas, and B3/B4 theories use rates fitted from simulations. So their
-``measure`` returns a ``Measurement(quantities, context)``, and the harness hands
-``context`` (measured eps_i, fitted rates) to ``theory(point, context)`` and to
-the notes; swapping the theory for a wrong recursion
-(``b1_theory(claim_id, recursion=...)``) is the negative control.
+Evidence rows are predictions made before the data they are compared with:
+* B1: R1 fed by ``eps(N)`` predicted from one-generation iid runs with their own
+  key (upper end of the fit's 95% band); R1 at the measured ``eps_i`` is pathwise
+  on the grid, so it is only a diagnostic (``report``).
+* B3: paired rises ``TV(peak) - TV(end) > 0`` (``exceeds``), with the peak chosen
+  on a third of the replicas and tested on the others.
+* B4: P8's exact expected density and excess second moment, and the Jensen lower
+  bound ``E TV(G_i, p0) >= TV(E p_hat_i, p0)``.
+Fitted rates reach ``theory(point, context)`` through ``Measurement.context``.
+Negative controls (tests/test_paper_b.py) swap the theory (``b1_theory(..., scale=,
+recursion=)``, ``b3_theory_with(expected)``, ``b4_prop_theory_with(...)``) or the
+simulator (``model=`` a broken KDE, ``synthetic_shift=``).
 """
 from __future__ import annotations
 
