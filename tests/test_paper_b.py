@@ -141,7 +141,7 @@ def test_b4_propagation_passes_and_its_negative_controls_fail(point):
     good = _passes(claim)
     kinds = {r["quantity"]: r["kind"] for r in good["rows"]}
     assert kinds[paper_b.EXCESS_M2] == "exact" and kinds[paper_b.JENSEN] == "lower"
-    # One kernel's h^2 dropped from the excess (an off-by-one in P8's power): caught.
+    # One generation's kernel lost from the excess (P8's off-by-one, F(lam, i-1)): caught.
     _fails(claim, theory=paper_b.b4_prop_theory_with(drop_factor=True))
     # The Jensen bound raised to 6 SE above the measurement at its tightest row: caught.
     rows = [r for r in good["rows"] if r["quantity"] == paper_b.JENSEN]

@@ -536,7 +536,7 @@ def _b4_prop_grid_and_truth(point):
     return metrics.make_grid(-7.0, 7.0, point["grid_size"], dim=2), TWO_MODES_2D
 
 
-EXCESS_M2 = "E int |x|^2 p_hat_i - int |x|^2 p_hat_0"
+EXCESS_M2 = "E int |x|^2 p_hat_i - E int |x|^2 p_hat_0"
 JENSEN = "E TV(G_i,p0) [-grid error] >= TV(E p_hat_i, p0)"
 GROWTH = "E TV(G_last,p0) - E TV(G_0,p0) [-grid errors]"
 
@@ -604,7 +604,7 @@ def b4_prop_theory_with(*, excess_scale=1.0, drop_factor=False, lower_scale=1.0,
     * exact: ``E int |x|^2 p_hat_i - int |x|^2 p_hat_0 = d h^2 (F(lam, i) - 1)``,
       ``F`` the bias amplification factor (P8): linear at ``lam = 0``, saturating
       at ``1/lam`` (the damping). ``excess_scale`` multiplies it; ``drop_factor``
-      uses ``(1-lam)^i`` for ``(1-lam)^(i+1)``.
+      uses ``F(lam, i-1)`` (one generation's kernel lost, P8's off-by-one).
     * lower: ``E TV(G_i, p0) >= TV(E p_hat_i, p0)`` (``lower_scale`` multiplies it;
       ``lam_override`` replaces the real proportion, e.g. 0: no damping).
     * exceeds: at ``lam = 0`` TV grows from ``G_0`` to the last generation (reported
@@ -614,10 +614,10 @@ def b4_prop_theory_with(*, excess_scale=1.0, drop_factor=False, lower_scale=1.0,
         del inputs
         i = np.arange(point["generations"])
         lam, h, d = point["lam"], point["h"], point["dim"]
-        factor = np.asarray(kde_bounds.bias_amplification_factor(lam, i))
-        if drop_factor:
-            factor = factor - (1.0 - lam) ** i
-        excess = excess_scale * d * h ** 2 * (factor - factor[0])
+        factor = np.asarray(kde_bounds.bias_amplification_factor(
+            lam, np.maximum(i - 1, 0) if drop_factor else i))
+        excess = excess_scale * d * h ** 2 * (factor - float(kde_bounds.bias_amplification_factor(
+            lam, 0)))
         return {
             EXCESS_M2: Theory("exact", excess[1:], "d h^2 (F(lam,i) - 1), P8"),
             JENSEN: Theory("lower", lower_scale * jensen_lower_bound(point, lam_override),
