@@ -5,7 +5,8 @@ plus ``m_i`` synthetic samples drawn from the KDE of generation ``i-1``, with a
 Gaussian kernel of bandwidth ``h_i``; ``lam_i = n / (n + m_i)`` and ``lam_0 = 1``
 (``G_0`` sees real data only). The expectation of the KDE density is the same
 for ``reuse`` and ``fresh`` (each real point is marginally ``p0``), so the
-formulas here hold for both; ``accumulate`` is not covered.
+formulas here hold for both. For ``accumulate`` the exact second moment is
+``bounds.peers.kde_accumulate_second_moment`` (docs/peers.md §P8).
 
 Proofs: docs/paper_b.md §4 (expected density, P8) and §5 (rate heuristic).
 """

@@ -23,7 +23,7 @@ __all__ = [
     "unbiased_sd_chain", "unbiased_log_variance_chain", "w2_squared_unbiased_chain",
     "gaussian_design_trace", "ols_replace_error", "ols_accumulate_error", "ols_accumulate_bound",
     "ols_fresh_design_test_error", "categorical_collision_chain", "kde_excess_variance",
-    "kde_second_moment",
+    "kde_second_moment", "kde_accumulate_excess_variance", "kde_accumulate_second_moment",
 ]
 
 PI_SQUARED_OVER_6 = math.pi ** 2 / 6
@@ -246,3 +246,43 @@ def kde_second_moment(i, lam, h, p0_second_moment):
     """
     validate.check_positive("p0_second_moment", p0_second_moment)
     return p0_second_moment + kde_excess_variance(i, lam, h)
+
+
+def kde_accumulate_excess_variance(n, m, h):
+    """P8 for ``accumulate`` (exact): ``E int x^2 p_hat_i - int x^2 p0 = h^2 H_i``.
+
+    ``H_i = 1 + sum_{k<i} m_k / N_{k+1}`` with ``N_i = n + sum_{j<i} m_j``: the
+    weight the kernels of generations ``0..i`` put on the data, each kernel
+    acting on the fraction of ``G_i``'s data that has already passed through
+    ``G_k``. With ``m_j = n`` it is the harmonic number ``1 + 1/2 + ... + 1/(i+1)``:
+    unbounded, but only logarithmically (``lam = 0`` grows linearly, constant
+    ``lam > 0`` saturates at ``1/lam``). Generation index ``i``; fixed bandwidth
+    ``h``; ``m[j]`` synthetic samples drawn from ``G_j`` (``j = 0..G-2``).
+    Proof: docs/peers.md §P8 (accumulate).
+
+    Args:
+      n: real samples, ``>= 1``.
+      m: synthetic sizes ``m[0..G-2]`` (``m[j]`` drawn from ``G_j``), each ``>= 0``.
+      h: bandwidth ``> 0``.
+
+    Returns:
+      Excess second moments for generations ``0..G-1``, shape ``(G,)``.
+    """
+    validate.check_positive_int("n", n)
+    validate.check_nonnegative("m", m)
+    validate.check_positive("h", h)
+    m = jnp.atleast_1d(jnp.asarray(m, jnp.float64))
+    if m.ndim != 1:
+        raise ValueError(f"m must be a 1-D schedule m[0..G-2], got shape {m.shape}")
+    sizes = n + jnp.cumsum(m)                                   # N_1..N_{G-1}
+    H = 1.0 + jnp.concatenate([jnp.zeros(1), jnp.cumsum(m / sizes)])
+    return jnp.asarray(h, jnp.float64) ** 2 * H
+
+
+def kde_accumulate_second_moment(n, m, h, p0_second_moment):
+    """P8 for ``accumulate`` (exact): ``E int x^2 p_hat_i = int x^2 p0 + h^2 H_i``.
+
+    See ``kde_accumulate_excess_variance``; docs/peers.md §P8 (accumulate).
+    """
+    validate.check_positive("p0_second_moment", p0_second_moment)
+    return p0_second_moment + kde_accumulate_excess_variance(n, m, h)

@@ -461,7 +461,7 @@ def kde_one_generation_tv(key, truth: Mixture, sizes, bandwidth: float, rule: st
 
 
 @functools.lru_cache(maxsize=None)
-def _reuse_sweep_fn(grid, n, m_grid, generations, bandwidth, rule, wanted):
+def _reuse_sweep_fn(grid, n, m_grid, generations, bandwidth, rule, wanted, synthetic_shift=0.0):
     m_max = max(m_grid)
     slots = n + m_max
     m_arr = jnp.asarray(m_grid, jnp.float64)
@@ -497,7 +497,8 @@ def _reuse_sweep_fn(grid, n, m_grid, generations, bandwidth, rule, wanted):
                 # Generation-keyed draws, shared by every m (common random numbers).
                 k_pick, k_noise = jax.random.split(jax.random.fold_in(key_loop, i))
                 pick = jnp.floor(jax.random.uniform(k_pick, (m_max,)) * prev_size).astype(jnp.int32)
-                synthetic = loc[pick] + prev_h * jax.random.normal(k_noise, (m_max,))
+                synthetic = (loc[pick] + prev_h * jax.random.normal(k_noise, (m_max,))
+                             + synthetic_shift)
                 loc = jnp.concatenate([real, synthetic])
                 out = measure(i, loc, present / size, h)
                 return (loc, size, h), out
@@ -513,7 +514,8 @@ def _reuse_sweep_fn(grid, n, m_grid, generations, bandwidth, rule, wanted):
 
 def kde_reuse_tv_sweep(key, truth: Mixture, *, n: int, m_grid, generations: int,
                        bandwidth: float, rule: str, grid: Grid, replicas: int,
-                       wanted=None, batch_size: int = 128, tail_mass: float = 1e-6) -> SweepResult:
+                       wanted=None, batch_size: int = 128, tail_mass: float = 1e-6,
+                       synthetic_shift: float = 0.0) -> SweepResult:
     """``TV(G_i, p0)`` of the 1-D KDE ``reuse`` loop for every ``m`` in ``m_grid`` (B3).
 
     Same loop as ``sims.run(..., kde(bandwidth, rule), make_plan("reuse", n=n, m=m))``
@@ -521,7 +523,9 @@ def kde_reuse_tv_sweep(key, truth: Mixture, *, n: int, m_grid, generations: int,
     serves the whole grid, and all ``m`` share the real set and the random
     numbers of each generation (differences between ``m`` are sharper).
     ``wanted[i]`` False skips the TV of generation ``i`` (zeros). Returns
-    arrays of shape ``(replicas, len(m_grid), generations)``.
+    arrays of shape ``(replicas, len(m_grid), generations)``. ``synthetic_shift``
+    (default 0) adds a constant to every synthetic sample: a deliberately broken
+    sampler, for negative controls only.
     """
     n = validate.check_positive_int("n", n)
     m_grid = tuple(int(m) for m in validate.check_whole("m_grid", np.asarray(m_grid), 0))
@@ -531,5 +535,6 @@ def kde_reuse_tv_sweep(key, truth: Mixture, *, n: int, m_grid, generations: int,
     wanted = (True,) * generations if wanted is None else tuple(bool(w) for w in wanted)
     if len(wanted) != generations:
         raise ValueError(f"wanted must have {generations} entries, got {len(wanted)}")
-    fn = _reuse_sweep_fn(grid, n, m_grid, generations, float(bandwidth), rule, wanted)
+    fn = _reuse_sweep_fn(grid, n, m_grid, generations, float(bandwidth), rule, wanted,
+                         float(synthetic_shift))
     return _replicate(lambda keys: fn(keys, truth), key, replicas, min(batch_size, replicas))

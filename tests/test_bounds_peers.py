@@ -70,7 +70,32 @@ def test_p7_p8_values():
     np.testing.assert_allclose(peers.kde_excess_variance([0, 9], 1.0, 1.0), [1, 1])
 
 
+def test_p8_accumulate_harmonic_numbers_and_recursion():
+    # m_j = n: H_i is the harmonic number 1 + 1/2 + ... + 1/(i+1).
+    harmonic = np.cumsum(1.0 / np.arange(1, 7))
+    np.testing.assert_allclose(peers.kde_accumulate_excess_variance(40, [40] * 5, 0.5),
+                               0.25 * harmonic, rtol=1e-14)
+    # Any schedule: the expectation recursion E_i = h^2 + (1/N_i) sum_{j<i} m_j E_j (E = excess).
+    n, m, h = 7, np.array([3.0, 0.0, 11.0, 2.0]), 0.3
+    excess = []
+    for i in range(len(m) + 1):
+        N_i = n + m[:i].sum()
+        excess.append(h ** 2 + sum(m[j] * excess[j] for j in range(i)) / N_i)
+    np.testing.assert_allclose(peers.kde_accumulate_excess_variance(n, m, h), excess, rtol=1e-13)
+    # No synthetic data: every generation is the KDE of the real set.
+    np.testing.assert_allclose(peers.kde_accumulate_excess_variance(5, [0, 0], 1.0), [1, 1, 1])
+    assert float(peers.kde_accumulate_second_moment(5, [], 2.0, 5.0)[0]) == pytest.approx(9.0)
+    # Accumulate lies between constant lam = n/N_1 (saturates) and fully synthetic (linear).
+    acc = np.asarray(peers.kde_accumulate_excess_variance(10, [10] * 20, 1.0))
+    assert np.all(np.diff(acc) > 0) and acc[-1] < 21 and acc[-1] > float(
+        peers.kde_excess_variance(20, 0.5, 1.0))
+
+
 @pytest.mark.parametrize("call, name", [
+    (lambda: peers.kde_accumulate_excess_variance(0, [1], 1.0), "n must be an integer >= 1"),
+    (lambda: peers.kde_accumulate_excess_variance(3, [1, -1], 1.0), "m must be >= 0"),
+    (lambda: peers.kde_accumulate_excess_variance(3, [1], 0.0), "h must be > 0"),
+    (lambda: peers.kde_accumulate_excess_variance(3, [[1]], 1.0), "m must be a 1-D schedule"),
     (lambda: peers.gaussian_design_trace(6, 5), "T must be >= d \\+ 2"),
     (lambda: peers.ols_fresh_design_test_error(1, 1.0, 40, 1.0, 6, 5), "T0 must be >= d \\+ 2"),
     (lambda: peers.kde_excess_variance(1, 1.5, 1.0), "lam must lie in \\[0"),

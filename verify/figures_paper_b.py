@@ -1,11 +1,13 @@
 """Figures of paper B's claims, drawn from saved result records only (never recomputed).
 
-* B3: E TV(G_i, p0) against m/n (log axis) for i = 1, 2, 5, with the R4 template of the
-  fitted rate and its predicted threshold m*/n (vertical lines).
+* B3: E TV(G_i, p0) against m/n (log axis) for i = 1, 2, 5, the peak chosen on the selection
+  replicas (stars: filled where asserted), the R4 template of the fitted rate and its m*/n.
 * B4-density: the mean KDE density across generations (MC ± 2 SE) against P8.
 B1 and B4-propagation use ``verify.figures.default_figure`` (TV vs generation with the bound).
 """
 from __future__ import annotations
+
+import re
 
 import matplotlib
 
@@ -18,8 +20,24 @@ from verify.figures import rows_of  # noqa: E402
 __all__ = ["b3_figure", "b4_density_figure"]
 
 
+def _b3_note(record, rule, i):
+    """The note line of one bandwidth rule and generation (``None`` if absent)."""
+    block = False
+    for note in record.get("notes", []):
+        if not note.startswith("  "):
+            block = f"({rule} h" in note
+        elif block and note.strip().startswith(f"i={i}:"):
+            return note
+    return None
+
+
 def b3_figure(record):
-    """One panel per bandwidth rule: measured E TV vs m/n, the fitted R4 template, m*/n."""
+    """One panel per bandwidth rule: E TV vs m/n, the chosen peak, R4's template and its m*.
+
+    Stars mark the peak chosen on the selection replicas: filled where the rise-then-fall is
+    asserted (``exceeds`` rows; red edge if it failed), open where it is only reported.
+    Vertical dotted lines: R4's m*/n for the fitted alpha (the template's peak, not TV's).
+    """
     points = record["points"]
     fig, axes = plt.subplots(1, len(points), figsize=(6 * len(points), 4.4), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -36,20 +54,29 @@ def b3_figure(record):
             if rows[0]["theory"] is not None:
                 ax.plot(xp, [r["theory"] for r in rows], "--", color=colours[c], lw=1,
                         label=f"R4 B_{i}(m), fitted rate")
-        for note in record.get("notes", []):
-            if f"{point['rule']} h" in note:
-                ax.set_title(note.split(":")[0], fontsize=9)
-        for c, i in enumerate((1, 2, 5)):
-            for note in record.get("notes", []):
-                pass
+            rises = [r for r in record["rows"] if r["point"] == p
+                     and r["quantity"].startswith(f"TV(G_{i}) at peak")]
+            if rises:
+                k = int(np.argmin(np.abs(x - rises[0]["x"])))
+                asserted = rises[0]["kind"] == "exceeds"
+                failed = any(r.get("reject") for r in rises)
+                ax.plot(xp[k], mean[k], "*", ms=13, color=colours[c] if asserted else "none",
+                        mec="red" if failed else colours[c], mew=1.5,
+                        label=f"i={i} chosen peak ({'asserted' if asserted else 'reported'})")
+            note = _b3_note(record, point["rule"], i)
+            match = re.search(r"m\*/n = ([0-9.]+) \(fitted alpha\)", note or "")
+            if match:
+                ax.axvline(float(match.group(1)), color=colours[c], ls=":", lw=1)
+        ax.set_title(f"{point['rule']} h (c={point['c']}), n={point['n']}, "
+                     f"{point['replicas']} replicas", fontsize=9)
         ax.set_xscale("log")
         ax.set_xlabel("m / n  (m = 0 drawn at the left edge)")
         ax.set_ylabel("E TV(G_i, p0)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     fig.suptitle(f"{record['id']} ({record['status']}): {record['title']}\n"
-                 "bars: ±2 SE; dashed: R4 template with the fitted rate (its peak is m*)",
-                 fontsize=9)
+                 "bars: ±2 SE; dashed: R4 template with the fitted rate; dotted: its peak m*/n; "
+                 "stars: peak chosen on 1/3 of the replicas, rises tested on the rest", fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -353,41 +353,57 @@ def second_moment_metric(key, gen, truth):
 
 def _p8_grid(mode):
     r = _replicas(mode, 4096, 16384, 65536)
-    base = dict(n=50, h=0.5, generations=12, replicas=r)
-    points = [dict(base, scheme="reuse", lam=0.5), dict(base, scheme="synthetic", lam=0.0)]
+    base = dict(n=50, h=1.0, generations=12, replicas=r)
+    points = [dict(base, scheme="reuse", lam=0.5), dict(base, scheme="synthetic", lam=0.0),
+              dict(base, scheme="accumulate", lam=None, m=40, n=40, generations=6)]
     if mode != "quick":
         points += [dict(base, scheme="fresh", lam=0.2),
-                   dict(base, scheme="accumulate", lam=None, n=40, generations=6,
-                        note="accumulate: lam_i varies, prediction shown for reference only")]
+                   dict(base, scheme="accumulate", lam=None, n=20, m=60, generations=8)]
     return points
 
 
-def _p8_measure(key, point):
+def _p8_plan(point):
     if point["scheme"] == "synthetic":
-        plan = sims.make_plan("synthetic", n=point["n"], generations=point["generations"])
-    elif point["lam"] is None:
-        plan = sims.make_plan(point["scheme"], n=point["n"], m=point["n"],
+        return sims.make_plan("synthetic", n=point["n"], generations=point["generations"])
+    if point["scheme"] == "accumulate":
+        return sims.make_plan("accumulate", n=point["n"], m=point["m"],
                               generations=point["generations"])
-    else:
-        plan = sims.make_plan(point["scheme"], n=point["n"], lam=point["lam"],
-                              generations=point["generations"])
-    moments = sims.run(key, kde(point["h"]), _mixture(TWO_MODES), plan, second_moment_metric,
+    return sims.make_plan(point["scheme"], n=point["n"], lam=point["lam"],
+                          generations=point["generations"])
+
+
+def p8_measure(key, point, *, model=kde):
+    """``E int x^2 p_hat_i``; ``model`` (default ``kde``) swaps in a broken KDE (negative controls)."""
+    plan = _p8_plan(point)
+    moments = sims.run(key, model(point["h"]), _mixture(TWO_MODES), plan, second_moment_metric,
                        replicas=point["replicas"], batch_size=_batch(point["replicas"]),
                        reduce=True)
     return {"E int x^2 p_hat_i": measured(moments, "m2", np.arange(point["generations"]))}
 
 
-def p8_theory(point, *, drop_factor=False):
-    """P8; ``drop_factor`` drops one ``(1-lam)`` factor (a negative control)."""
-    if point["lam"] is None:
-        return {}
+def p8_theory(point, *, drop_factor=False, excess_scale=1.0):
+    """P8 (constant ``lam``) and its ``accumulate`` form; both exact.
+
+    Negative controls: ``drop_factor`` loses one factor of the excess (constant
+    ``lam``: ``(1-lam)^(i+1) -> (1-lam)^i``; accumulate: the last term of ``H_i``),
+    ``excess_scale`` multiplies the excess ``h^2 F`` (e.g. 0.95 or 1.05).
+    """
     i = np.arange(point["generations"])
-    lam, h = point["lam"], point["h"]
-    value = peers.kde_second_moment(i, lam, h, _mixture_second_moment(TWO_MODES))
-    if drop_factor:  # h^2 (1 - (1-lam)^i) / lam: the (i+1)-th power lost one factor
-        value = value - h ** 2 * (1 - lam) ** i
-    return {"E int x^2 p_hat_i": Theory("exact", value, "m2(p0) + h^2 (1-(1-lam)^(i+1))/lam")}
+    h, m2 = point["h"], _mixture_second_moment(TWO_MODES)
+    if point["scheme"] == "accumulate":
+        m = np.asarray(_p8_plan(point).m, float)
+        excess = np.asarray(peers.kde_accumulate_excess_variance(point["n"], m, h))
+        if drop_factor:  # H_i -> H_{i-1}: one generation's kernel forgotten
+            excess = excess - np.r_[0.0, h ** 2 * m / (point["n"] + np.cumsum(m))]
+        label = "m2(p0) + h^2 (1 + sum_{k<i} m_k/N_{k+1}) (accumulate)"
+    else:
+        lam = point["lam"]
+        excess = np.asarray(peers.kde_excess_variance(i, lam, h))
+        if drop_factor:  # h^2 (1 - (1-lam)^i) / lam: the (i+1)-th power lost one factor
+            excess = excess - h ** 2 * (1 - lam) ** i
+        label = "m2(p0) + h^2 (1-(1-lam)^(i+1))/lam"
+    return {"E int x^2 p_hat_i": Theory("exact", m2 + excess_scale * excess, label)}
 
 
-P8 = register(Claim("P8", "Gaussian KDE with constant lam: second moment of E p_hat_i (P8)",
-                    _p8_grid, _p8_measure, p8_theory))
+P8 = register(Claim("P8", "Gaussian KDE, constant lam and accumulate: second moment of E p_hat_i "
+                    "(P8)", _p8_grid, p8_measure, p8_theory))
