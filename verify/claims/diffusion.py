@@ -385,3 +385,144 @@ B2_LOOP = register(Claim(
     "B2-loop", "Random-feature score diffusion in the loop: TV grows at lam = 0, stays under R1 "
     "(eps from separate one-shot runs) for lam > 0", _loop_grid, b2_loop_measure, b2_loop_theory,
     notes=b2_loop_notes))
+
+
+# --- B3-diffusion: TV against m/n at fixed n ----------------------------------------------
+
+B3_GENERATIONS = (1, 2)
+
+
+@functools.lru_cache(maxsize=None)
+def _b3_fn(n, m_grid, width, draws, tau):
+    """jit(vmap over replicas) of the ``reuse`` loop for every ``m`` (masked buffer, common draws).
+
+    Same loop as ``sims.run(..., diffusion(...), make_plan("reuse", n=n, m=m))`` but ``m``
+    is data: a buffer of ``n + max(m)`` slots whose unused synthetic slots get weight 0,
+    so one compilation serves the whole grid; every ``m`` shares the real set, ``G_0``,
+    the random features, the DSM draws and the sampler noise of each generation.
+    """
+    m_max = max(m_grid)
+    slots = n + m_max
+    model = D.diffusion(width, tau, horizon=HORIZON, steps=STEPS, draws=draws, t_min=T_MIN)
+    metric = D.diffusion_tv_metric(GRID, HORIZON, STEPS)
+
+    def tv_of(params, truth):
+        out = metric(None, sims.Generation(0, params, params, None, None), truth)
+        return out["tv"], out["tv_error"]
+
+    def one(key, truth):
+        key_real, key_loop = jax.random.split(key)
+        real = sample_mixture(key_real, truth, n)
+        first = model.fit(jax.random.fold_in(key_loop, 0), real, jnp.ones(n))
+        tv0 = tv_of(first, truth)
+
+        def chain(m):
+            weights = (jnp.arange(slots) < n + m).astype(jnp.float64)
+            params, tvs = first, [tv0]
+            for i in range(1, max(B3_GENERATIONS) + 1):
+                key_sample, key_fit = jax.random.split(jax.random.fold_in(key_loop, i))
+                synthetic = model.sample(key_sample, params, m_max)
+                params = model.fit(key_fit, jnp.concatenate([real, synthetic]), weights)
+                tvs.append(tv_of(params, truth))
+            return jax.tree.map(lambda *a: jnp.stack(a), *tvs)
+
+        return jax.vmap(chain)(jnp.asarray(m_grid))
+
+    return jax.jit(jax.vmap(one, (0, None)))
+
+
+def _b3_grid(mode):
+    ratios = _mode(mode, (0, 1, 4, 16), (0, 0.5, 1, 2, 4, 8, 16), (0, 0.25, 0.5, 1, 2, 4, 8, 16, 32))
+    replicas = _mode(mode, 8, 48, 192)
+    return [dict(n=50, m_over_n=list(ratios), width=64, draws=4, tau=LOOP_TAU, replicas=replicas)]
+
+
+def b3_measure(key, point):
+    n = point["n"]
+    m_grid = tuple(int(round(r * n)) for r in point["m_over_n"])
+    key_loop, key_rate = jax.random.split(key)
+    truth = _mixture()
+    metrics.check_grid_covers(GRID, truth, TAIL_MASS)
+    fn = _b3_fn(n, m_grid, point["width"], point["draws"], float(point["tau"]))
+    R = point["replicas"]
+    pieces = []
+    for start in range(0, R, 8):
+        keys = jax.vmap(jax.random.fold_in, (None, 0))(key_loop, jnp.arange(start, start + 8,
+                                                                             dtype=jnp.uint32))
+        pieces.append(jax.tree.map(np.asarray, fn(keys, truth)))
+    tv, tv_error = (np.concatenate([p[j] for p in pieces])[:R] for j in (0, 1))
+    if not (np.all(np.isfinite(tv)) and np.all(np.isfinite(tv_error))):
+        raise FloatingPointError("non-finite TV in the B3-diffusion sweep")
+    tv_high = tv + tv_error                                         # (R, len(m), generations)
+    # R4's exponent from separate one-generation runs at N = n .. (1 + max m/n) n.
+    sizes = tuple(sorted({n, 2 * n, 4 * n, 8 * n}))
+    rate_run = oneshot_sweep(key_rate, sizes, (point["tau"],), width=point["width"],
+                             draws=point["draws"], replicas=max(R, 16), with_bound=False)
+    rate_mean, rate_se = _mean_se(rate_run["tv"][:, :, 0])
+    rate = stats.fit_slope(np.asarray(sizes, float), rate_mean, rate_se)
+    x = np.asarray(point["m_over_n"], float)
+    out, peaks = {}, {}
+    half = R // 2
+    for i in B3_GENERATIONS:
+        mean, se = _mean_se(tv_high[:, :, i])
+        out[f"E TV(G_{i},p0)"] = Measured(x, mean, se, R, "m/n")
+        # Peak chosen on the first half of the replicas, tested on the second (no selection bias).
+        k = 1 + int(np.argmax(tv[:half, 1:-1, i].mean(0)))
+        peaks[i] = k
+        test = tv[half:, :, i]
+        diffs = np.stack([test[:, k] - test[:, 0], test[:, k] - test[:, -1]], 1)
+        d_mean, d_se = _mean_se(diffs)
+        out[f"TV(G_{i}) at interior peak minus ends (paired)"] = Measured(
+            np.asarray([0.0, x[-1]]), d_mean, d_se, R - half, "end m/n compared")
+    err_mean, err_se = _mean_se(tv_error[:, :, list(B3_GENERATIONS)].max(axis=2))
+    out["grid error budget"] = Measured(x, err_mean, err_se, R, "m/n")
+    context = dict(alpha=-rate.slope, alpha_low=-rate.high, alpha_high=-rate.low,
+                   C=float(np.exp(rate.intercept)), peaks=peaks, sizes=sizes,
+                   rate_mean=rate_mean.tolist())
+    return Measurement(out, context)
+
+
+def b3_theory(point, context):
+    n, x = point["n"], np.asarray(point["m_over_n"], float)
+    alpha, C = context["alpha"], context["C"]
+    valid = 0 < alpha < 1
+    out = {}
+    for i in B3_GENERATIONS:
+        template = (np.asarray(tv_bounds.phase_transition_bound(x * n, n, C, alpha, i))
+                    if valid else np.full(len(x), np.nan))
+        out[f"E TV(G_{i},p0)"] = Theory("report", template, f"R4 B_{i}(m), fitted rate")
+        out[f"TV(G_{i}) at interior peak minus ends (paired)"] = Theory(
+            "exceeds", np.zeros(2), "> 0: TV rises then falls (peak vs m = 0 and vs largest m)")
+    out["grid error budget"] = Theory("numerical", np.full(len(x), GRID_TOLERANCE), "tolerance")
+    return out
+
+
+def b3_notes(point, measured, theory, context):
+    n, x = point["n"], np.asarray(point["m_over_n"], float)
+    alpha = context["alpha"]
+    text = [f"B3-diffusion (reuse, n={n}, tau={point['tau']:g}, W={point['width']}, "
+            f"{point['replicas']} replicas): one-shot rate fitted on N={list(context['sizes'])}: "
+            f"alpha = {alpha:.3f} [{context['alpha_low']:.3f}, {context['alpha_high']:.3f}]"]
+    for i in B3_GENERATIONS:
+        tv = measured[f"E TV(G_{i},p0)"]
+        diff = measured[f"TV(G_{i}) at interior peak minus ends (paired)"]
+        k = context["peaks"][i]
+        if 0 < alpha < 1:
+            m_star = (float(tv_bounds.threshold_m_star_one_generation(n, alpha)) if i == 1
+                      else float(tv_bounds.threshold_m_star(n, alpha, i).m_star)) / n
+            predicted = f"R4 m*/n = {m_star:.2f} at the fitted alpha"
+        else:
+            predicted = "R4 m* undefined (fitted alpha outside (0, 1))"
+        resolved = bool(np.all(diff.mean - 2.326 * diff.se > 0))
+        text.append(f"  i={i}: E TV {tv.mean[0]:.4f} at m=0, {tv.mean[k]:.4f} at the interior "
+                    f"peak m/n={x[k]:g}, {tv.mean[-1]:.4f} at m/n={x[-1]:g}; peak minus ends "
+                    f"{diff.mean[0]:+.4f} ± {diff.se[0]:.4f}, {diff.mean[1]:+.4f} ± "
+                    f"{diff.se[1]:.4f} -> {'PEAK resolved' if resolved else 'NO resolved peak (finding)'}; "
+                    f"{predicted}")
+    return text
+
+
+B3_DIFFUSION = register(Claim(
+    "B3-diffusion", "Phase transition in m for the diffusion loop: E TV(G_i,p0) vs m/n, "
+    "peak vs ends (paired), beside R4's m*", _b3_grid, b3_measure, b3_theory, notes=b3_notes,
+    figure=figures_diffusion.b3_diffusion_figure))
