@@ -183,3 +183,64 @@ def test_nan_sampler_output_is_reported_with_generation_and_replica():
         sims.run(jax.random.key(0), broken, TRUTH, plan, D.diffusion_tv_metric(GRID, 4.0, 20),
                  replicas=8, batch_size=8, real_sampler=gaussian_mixture_sampler)
     assert err.value.generation >= 1 and 0 <= err.value.replica < 8
+
+
+# --- claims (quick grids) and negative controls -------------------------------------------
+
+from verify import claim as claim_lib  # noqa: E402
+from verify.claims import diffusion as claims_diffusion  # noqa: E402
+
+
+def _evaluate(claim, theories, seed=0):
+    """Measure the quick grid once and compare with each theory: list of summaries."""
+    points = claim.grid("quick")
+    measured = [claim.measure(claim_lib.claim_key(seed, claim.id, k), p) for k, p in enumerate(points)]
+    summaries = []
+    for theory in theories:
+        rows = []
+        for k, (point, m) in enumerate(zip(points, measured)):
+            rows += claim_lib.rows_for_point(k, point, m.quantities, theory(point, m.context))
+        summaries.append((claim_lib.compare(rows, claim.alpha), rows))
+    return summaries, measured
+
+
+def test_b2_oneshot_passes_and_a_bound_without_its_score_term_fails():
+    claim = claims_diffusion.B2_ONESHOT
+    wrong = lambda p, c: claims_diffusion.b2_oneshot_theory(p, c, drop_score_term=True)  # noqa: E731
+    (good, rows), (bad, _) = _evaluate(claim, [claim.theory, wrong])[0]
+    assert good["rejected"] == 0 and good["bound_rows"] >= 10
+    assert all(np.isfinite(r["measured"]) for r in rows)
+    assert bad["violations"] > 0
+
+
+def test_b2_loop_passes_and_wrong_theories_fail():
+    claim = claims_diffusion.B2_LOOP
+
+    def no_real_data_theory(point, context):
+        # A loop with real data treated as if it collapsed: the growth row must fail.
+        return claims_diffusion.b2_loop_theory(dict(point, lam=0.0), context)
+
+    def understated_eps(point, context):
+        return claims_diffusion.b2_loop_theory(point, dict(context, eps=0.3 * context["eps"]))
+
+    summaries, _ = _evaluate(claim, [claim.theory, no_real_data_theory, understated_eps])
+    (good, _), (no_real, _), (under, _) = summaries
+    assert good["rejected"] == 0 and good["effect_rows"] > 0
+    assert no_real["rejected"] > 0
+    assert under["violations"] > 0
+
+
+def test_no_early_stopping_and_too_few_features_degrade_as_the_bound_predicts():
+    sizes, taus = (100,), (1e3, 1e7)
+    wide = claims_diffusion.oneshot_sweep(jax.random.key(11), sizes, taus, width=64, draws=4,
+                                          replicas=8)
+    narrow = claims_diffusion.oneshot_sweep(jax.random.key(11), sizes, (1e3,), width=4, draws=4,
+                                            replicas=8)
+    score = lambda run: run["bound_kl"] - run["bound_prior"]  # noqa: E731
+    # No early stopping: the estimation (variance) term, growing in tau, dominates.
+    assert np.mean(score(wide)[:, 0, 1] > score(wide)[:, 0, 0]) >= 0.75
+    assert wide["tv"][:, 0, 1].mean() > wide["tv"][:, 0, 0].mean()
+    # Too few features: the approximation term keeps the score error and TV high
+    # (medians: a bad random first layer gives a heavy right tail).
+    assert np.median(score(narrow)[:, 0, 0]) > 2 * np.median(score(wide)[:, 0, 0])
+    assert np.median(narrow["tv"][:, 0, 0]) > np.median(wide["tv"][:, 0, 0])
