@@ -157,10 +157,9 @@ def fit_shape(taus, sizes, width, mean, se):
 def _oneshot_grid(mode):
     sizes = _mode(mode, (50, 200, 800), (25, 50, 100, 200, 400, 800, 1600),
                   (25, 50, 100, 200, 400, 800, 1600, 3200))
-    taus = _mode(mode, (1e2, 1e3, 1e4, 1e5, 1e6), (1e2, 3e2, 1e3, 3e3, 1e4, 3e4, 1e5, 3e5, 1e6,
-                                                  3e6), (1e2, 3e2, 1e3, 3e3, 1e4, 3e4, 1e5, 3e5,
-                                                         1e6, 3e6, 1e7))
-    replicas = _mode(mode, 6, 24, 96)
+    taus = _mode(mode, (1e2, 1e3, 1e4, 1e5, 1e6), (1e2, 3e2, 1e3, 3e3, 1e4, 1e5, 1e6),
+                 (1e2, 3e2, 1e3, 3e3, 1e4, 3e4, 1e5, 3e5, 1e6, 3e6, 1e7))
+    replicas = _mode(mode, 6, 16, 96)
     return [dict(width=64, draws=4, sizes=list(sizes), taus=list(taus), replicas=replicas)]
 
 
