@@ -244,3 +244,18 @@ def test_no_early_stopping_and_too_few_features_degrade_as_the_bound_predicts():
     # (medians: a bad random first layer gives a heavy right tail).
     assert np.median(score(narrow)[:, 0, 0]) > 2 * np.median(score(wide)[:, 0, 0])
     assert np.median(narrow["tv"][:, 0, 0]) > np.median(wide["tv"][:, 0, 0])
+
+
+def test_b3_diffusion_verdict_matches_its_finding():
+    """B3-diffusion either resolves a peak (pass) or says it did not (a finding, status fail)."""
+    record = claim_lib.evaluate(claims_diffusion.B3_DIFFUSION, "quick")
+    assert record["status"] in ("pass", "fail"), record["message"]
+    peak_notes = [n for n in record["notes"] if "peak minus ends" in n]
+    assert len(peak_notes) == len(claims_diffusion.B3_GENERATIONS)
+    effects = [r for r in record["rows"] if r["kind"] == "exceeds"]
+    assert len(effects) == 2 * len(claims_diffusion.B3_GENERATIONS)
+    if record["status"] == "pass":
+        assert all("PEAK resolved" in n for n in peak_notes)
+    else:
+        assert any(r["reject"] for r in effects)
+        assert any("NO resolved peak" in n for n in peak_notes)

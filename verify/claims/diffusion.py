@@ -252,8 +252,10 @@ def b2_oneshot_notes(point, measured, theory, context):
         f"{ratios.min():.2f}..{ratios.max():.2f}; prior term KL(p_T||N(0,1)) = "
         f"{context['bound_prior']:.2e}",
         f"fitted shape KL ~ a tau^4/(Wn) + b tau^3/W^2 + c/tau + d: a={coef[0]:.3g}, "
-        f"b={coef[1]:.3g}, c={coef[2]:.3g}, d={coef[3]:.3g} (fitted, not derived); its argmin "
-        f"tau* ~ n^{tau_fit.slope:.2f}",
+        f"b={coef[1]:.3g}, c={coef[2]:.3g}, d={coef[3]:.3g} (fitted, not derived); "
+        + (f"its argmin tau* ~ n^{tau_fit.slope:.2f}" if coef[0] > 0 or coef[1] > 0 else
+           "both growth terms fit to 0 (the measured over-training growth is far slower than "
+           "tau^3 or tau^4), so the shape has no finite argmin on this grid"),
     ]
 
 
