@@ -322,6 +322,7 @@ def b2_loop_measure(key, point):
     tv = traj["tv"]
     tv_high = tv + traj["tv_error"]
     i = np.arange(plan.generations)
+    mid = max(plan.generations // 2, 1)
     R = tv.shape[0]
     tv_mean, tv_se = _mean_se(tv_high)
     growth_mean, growth_se = _mean_se(tv - tv[:, :1])
@@ -331,6 +332,10 @@ def b2_loop_measure(key, point):
         "E TV(G_i,p0) [+grid error] vs R1(predicted eps)": Measured(i[1:], tv_mean[1:], tv_se[1:],
                                                                     R, GEN),
         "E TV(G_i,p0) - TV(G_0,p0) (paired)": Measured(i[1:], growth_mean[1:], growth_se[1:], R, GEN),
+        # The asserted collapse is tested from the middle generation on, where the drift has
+        # had time to exceed the noise (same rows for every scheme; only lam = 0 asserts it).
+        "growth from the middle generation on (paired)": Measured(
+            i[mid:], growth_mean[mid:], growth_se[mid:], R, GEN),
         "discretisation budget TV(q_K,q_K/2)": Measured(i, disc_mean, disc_se, R, GEN),
         "grid error budget": Measured(i, err_mean, err_se, R, GEN),
     }
@@ -351,15 +356,15 @@ def b2_loop_theory(point, context, *, recursion=tv_bounds.tv_recursion_bound):
            "discretisation budget TV(q_K,q_K/2)": Theory("numerical", np.full(len(i), DISC_TOLERANCE),
                                                          "tolerance"),
            "grid error budget": Theory("numerical", np.full(len(i), GRID_TOLERANCE), "tolerance")}
+    mid = max(point["generations"] // 2, 1)
+    out["E TV(G_i,p0) - TV(G_0,p0) (paired)"] = Theory("report", bound[1:] - bound[0],
+                                                       "R1 bound minus eps(n)")
     if point["lam"] == 0:
-        # The asserted effect: the fully synthetic chain drifts away (paired, same keys).
-        # Tested from the midpoint on, where the drift has had time to exceed the noise.
-        value = np.where(i[1:] >= point["generations"] // 2, 0.0, -np.inf)
-        out["E TV(G_i,p0) - TV(G_0,p0) (paired)"] = Theory("exceeds", value,
-                                                           "> 0 (collapse at lam = 0)")
+        out["growth from the middle generation on (paired)"] = Theory(
+            "exceeds", np.zeros(len(i) - mid), "> 0 (collapse at lam = 0, paired, same keys)")
     else:
-        out["E TV(G_i,p0) - TV(G_0,p0) (paired)"] = Theory(
-            "report", bound[1:] - bound[0], "R1 bound minus eps(n)")
+        out["growth from the middle generation on (paired)"] = Theory(
+            "report", bound[mid:] - bound[0], "R1 bound minus eps(n)")
     return out
 
 
