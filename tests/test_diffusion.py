@@ -259,3 +259,13 @@ def test_b3_diffusion_verdict_matches_its_finding():
     else:
         assert any(r["reject"] for r in effects)
         assert any("NO resolved peak" in n for n in peak_notes)
+
+
+def test_samplers_validate_steps_and_horizon():
+    params = D.random_features(jax.random.key(0), 4)
+    with pytest.raises(ValueError, match="steps"):
+        D.sample_sde(jax.random.key(1), params, 10, 4.0, 0)
+    with pytest.raises(ValueError, match="time horizon T"):
+        D.sde_density_on_grid(params, NODES, -1.0, 10)
+    with pytest.raises(ValueError, match="steps"):
+        D.ode_log_density(params, NODES, 4.0, 0)

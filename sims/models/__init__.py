@@ -11,6 +11,3 @@ from sims.models.ridge import RidgeData, ridge, ridge_pool, ridge_spec  # noqa: 
 
 __all__ += ["mean_estimation", "mean_estimation_coupler", "RidgeData", "ridge", "ridge_pool",
             "ridge_spec"]
-from sims.models.diffusion import diffusion, diffusion_tv_metric  # noqa: E402
-
-__all__ += ["diffusion", "diffusion_tv_metric"]

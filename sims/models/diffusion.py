@@ -161,7 +161,11 @@ def train_exact(quadratic: DsmQuadratic, tau):
 
 
 def _reverse_times(horizon: float, steps: int):
-    """Uniform reverse-time grid ``t_k = T (1 − k/steps)``, and the step ``h``."""
+    """Uniform reverse-time grid ``t_k = T (1 − k/steps)``, and the step ``h`` (validated)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps (sampler step count) must be a positive integer, got {steps!r}")
+    if not (isinstance(horizon, (int, float)) and math.isfinite(horizon) and horizon > 0):
+        raise ValueError(f"time horizon T must be finite and > 0, got {horizon!r}")
     return horizon * (1.0 - jnp.arange(steps) / steps), horizon / steps
 
 
@@ -204,7 +208,7 @@ def ode_log_density(params: ScoreParams, x, horizon: float, steps: int):
     accumulating ``∫_0^T ∇·f dt`` (``∇·f = −1 − ∂_x s``, trapezoid with the same
     nodes), and returns ``log N(x(T); 0, 1) + ∫_0^T ∇·f dt``.
     """
-    h = horizon / steps
+    _, h = _reverse_times(horizon, steps)
     drift = lambda y, s: -y - score(params, y, s)            # noqa: E731
     div = lambda y, s: -1.0 - score_dx(params, y, s)         # noqa: E731
 
