@@ -316,9 +316,15 @@ def b2_loop_measure(key, point):
                     replicas=point["replicas"], batch_size=min(point["replicas"], 32),
                     real_sampler=gaussian_mixture_sampler)
     sizes = _training_sizes(plan)
-    eps_high, eps_mean, eps_se = predicted_eps(key_eps, point, np.unique(sizes))
-    lookup = dict(zip(np.unique(sizes).tolist(), eps_high))
-    eps_schedule = np.asarray([lookup[s] for s in np.r_[sizes[0], np.repeat(sizes[1], plan.generations - 1)]])
+    # Always (n, n + m), whatever the scheme: one compiled sweep serves every point.
+    eps_sizes = (point["n"], point["n"] + point["m"])
+    eps_high, eps_mean, eps_se = predicted_eps(key_eps, point, eps_sizes)
+    lookup = dict(zip(eps_sizes, eps_high))
+    if not set(int(s) for s in sizes) <= set(eps_sizes):
+        raise ValueError(f"B2-loop predicts eps at N in {eps_sizes}; training sizes {sizes} need "
+                         "m = n for the synthetic scheme")
+    eps_schedule = np.asarray([lookup[int(s)] for s in
+                               np.r_[sizes[0], np.repeat(sizes[1], plan.generations - 1)]])
     tv = traj["tv"]
     tv_high = tv + traj["tv_error"]
     i = np.arange(plan.generations)
@@ -339,7 +345,7 @@ def b2_loop_measure(key, point):
         "discretisation budget TV(q_K,q_K/2)": Measured(i, disc_mean, disc_se, R, GEN),
         "grid error budget": Measured(i, err_mean, err_se, R, GEN),
     }
-    context = dict(eps=eps_schedule, eps_sizes=np.unique(sizes).tolist(), eps_mean=eps_mean,
+    context = dict(eps=eps_schedule, eps_sizes=list(eps_sizes), eps_mean=eps_mean,
                    eps_se=eps_se, lam=plan.real_proportion())
     return Measurement(out, context)
 
