@@ -306,3 +306,43 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def diffusion_bench(samples: int = 4096, steps: int = 100, width: int = 64, replicas: int = 8,
+                    generations: int = 4, repeats: int = 3) -> dict:
+    """Random-feature diffusion: SDE sampler throughput and wall time per loop generation.
+
+    ``python -c "from verify.bench import diffusion_bench; print(diffusion_bench())"``.
+    Times (best of ``repeats``, compile excluded and reported): the ``steps``-step SDE
+    sampler drawing ``samples`` points (samples/second), and a ``reuse`` loop
+    (``n = m = 100``, ``diffusion_tv_metric``) over ``replicas`` x ``generations``
+    (seconds per replica-generation: exact fit + sampling + grid density).
+    """
+    from sims.models import diffusion as diffusion_model
+    from sims.models.kde import gaussian_mixture_sampler
+    from sims import metrics
+
+    model = diffusion_model.diffusion(width, 1e3, steps=steps)
+    truth = Mixture(jnp.array([-2.0, 2.0]), jnp.array([0.5, 0.5]), jnp.array([1.0, 1.0]))
+    data = gaussian_mixture_sampler(jax.random.key(0), truth, 100)
+    params = jax.jit(model.fit)(jax.random.key(1), data, jnp.ones(100))
+    draw = jax.jit(lambda key: model.sample(key, params, samples))
+    tic = time.perf_counter()
+    jax.block_until_ready(draw(jax.random.key(2)))
+    sampler_compile = time.perf_counter() - tic
+    sampler_seconds = best_of(lambda: draw(jax.random.key(3)), repeats)
+    grid = metrics.make_grid(-7.0, 7.0, 128)
+    metric = diffusion_model.diffusion_tv_metric(grid, 4.0, steps)
+    plan = sims.make_plan("reuse", n=100, m=100, generations=generations)
+    run = lambda: sims.run(jax.random.key(4), model, truth, plan, metric,  # noqa: E731
+                           replicas=replicas, batch_size=replicas,
+                           real_sampler=gaussian_mixture_sampler)
+    tic = time.perf_counter()
+    run()
+    loop_compile = time.perf_counter() - tic
+    loop_seconds = best_of(run, repeats)
+    return {"case": f"diffusion W={width} steps={steps}",
+            "sampler_samples_per_second": samples / sampler_seconds,
+            "sampler_compile_plus_first_run_seconds": sampler_compile,
+            "seconds_per_replica_generation": loop_seconds / (replicas * generations),
+            "loop_compile_plus_first_run_seconds": loop_compile}

@@ -1,0 +1,271 @@
+"""Random-feature score diffusion (B2, B3-diffusion): model, samplers, densities, bound, claims."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import sims
+from bounds.models import diffusion as bounds_diffusion
+from sims import metrics
+from sims.loop import NonFiniteError
+from sims.models import diffusion as D
+from sims.models.kde import Mixture, gaussian_mixture_sampler, sample_mixture
+
+LOC, WEIGHT, SCALE = jnp.array([-2.0, 2.0]), jnp.array([0.5, 0.5]), jnp.array([1.0, 1.0])
+TRUTH = Mixture(LOC, WEIGHT, SCALE)
+GRID = metrics.make_grid(-7.0, 7.0, 128)
+NODES = jnp.asarray(metrics.grid_nodes(GRID))
+
+
+def _trained(key, n=200, width=32, tau=1e3, draws=4, horizon=4.0):
+    k_data, k_feat, k_draw = jax.random.split(key, 3)
+    data = sample_mixture(k_data, TRUTH, n)
+    params = D.random_features(k_feat, width)
+    t, eps = D.dsm_draws(k_draw, n, draws, horizon, 1e-3)
+    quadratic = D.dsm_quadratic(params, data, jnp.ones(n), t, eps)
+    return params._replace(readout=D.train_exact(quadratic, tau)), quadratic
+
+
+def test_exact_training_equals_optax_gradient_descent():
+    params, quadratic = _trained(jax.random.key(0), n=40, width=8, tau=3.0)
+    width = 8
+    lr, steps = 1e-3, 6000        # dA/dτ = −(W/2)∇L, so optax time is τ = 2·lr·steps/W
+    tau = 2 * lr * steps / width
+    exact = D.train_exact(quadratic, tau)
+    opt = optax.sgd(lr)
+    loss = lambda a: D.dsm_loss(quadratic, a)  # noqa: E731
+
+    def step(carry, _):
+        a, state = carry
+        updates, state = opt.update(jax.grad(loss)(a), state)
+        return (optax.apply_updates(a, updates), state), None
+
+    a0 = jnp.zeros(width)
+    (gd, _), _ = jax.lax.scan(step, (a0, opt.init(a0)), None, length=steps)
+    # Euler on a linear flow: relative error O(lr · largest eigenvalue of the Hessian).
+    np.testing.assert_allclose(gd, exact, rtol=2e-2, atol=1e-3 * float(jnp.abs(exact).max()))
+    assert float(loss(exact)) < float(loss(a0))
+    # ... and a wrong time scale (τ = lr·steps/W, i.e. without the factor 2) is far off.
+    assert float(jnp.abs(D.train_exact(quadratic, tau / 2) - gd).max()) > 0.05 * float(
+        jnp.abs(gd).max())
+
+
+def test_train_exact_converges_to_least_squares_and_handles_zero_eigenvalues():
+    params, quadratic = _trained(jax.random.key(1), n=30, width=16)
+    width = 16
+    lsq = width * jnp.linalg.lstsq(quadratic.gram, quadratic.linear, rcond=1e-10)[0]
+    np.testing.assert_allclose(D.train_exact(quadratic, 1e9), lsq, rtol=1e-4, atol=1e-6)
+    singular = quadratic._replace(gram=jnp.zeros_like(quadratic.gram))
+    np.testing.assert_allclose(D.train_exact(singular, 2.5), 2.5 * quadratic.linear)
+
+
+def test_exact_mixture_score_matches_autodiff():
+    x = jnp.linspace(-6, 6, 41)
+    for t in (0.0, 0.05, 0.7, 3.0):
+        loc_t, w, scale_t = bounds_diffusion.ou_marginal(LOC, WEIGHT, SCALE, t)
+        auto = jax.vmap(jax.grad(lambda y: bounds_diffusion.mixture_log_density(
+            y, loc_t, w, scale_t)))(x)
+        np.testing.assert_allclose(bounds_diffusion.mixture_score(x, LOC, WEIGHT, SCALE, t), auto,
+                                   rtol=1e-10, atol=1e-12)
+
+
+def test_ou_marginal_is_the_law_of_the_forward_process():
+    x0 = sample_mixture(jax.random.key(2), TRUTH, 200_000)
+    t = 0.6
+    mean, std = D.ou_mean_std(t)
+    xt = x0 * mean + std * jax.random.normal(jax.random.key(3), x0.shape)
+    loc_t, w, scale_t = bounds_diffusion.ou_marginal(LOC, WEIGHT, SCALE, t)
+    second = jnp.sum(w * (loc_t ** 2 + scale_t ** 2))
+    z = (jnp.mean(xt ** 2) - second) / (jnp.std(xt ** 2) / math.sqrt(xt.size))
+    assert abs(float(z)) < 4
+
+
+def _histogram_tv(samples, density):
+    counts, _ = np.histogram(np.asarray(samples), bins=GRID.size, range=(GRID.lo, GRID.hi))
+    return 0.5 * np.sum(np.abs(counts / (len(samples) * GRID.step) - np.asarray(density))) * GRID.step
+
+
+def test_sde_grid_density_is_the_law_of_the_sde_sampler():
+    params, _ = _trained(jax.random.key(4))
+    density, lost = D.sde_density_on_grid(params, NODES, 4.0, 50)
+    samples = D.sample_sde(jax.random.key(5), params, 100_000, 4.0, 50)
+    tv = _histogram_tv(samples, density)
+    # Histogram noise ~ sqrt(cells / samples) / 2 ≈ 0.02 with 128 cells; a sampler off by
+    # a step (50 vs 25 steps) moves TV by ~0.03 more.
+    assert abs(float(lost)) < 1e-2
+    assert tv < 0.03, tv
+    wrong = D.sample_sde(jax.random.key(5), params, 100_000, 4.0, 10)
+    assert _histogram_tv(wrong, density) > tv + 0.02
+
+
+def test_ode_density_by_change_of_variables_matches_ode_samples():
+    params, _ = _trained(jax.random.key(6))
+    log_q = D.ode_log_density(params, NODES, 4.0, 200)
+    density = jnp.exp(log_q)
+    assert abs(float(jnp.sum(density) * GRID.step) - 1.0) < 0.02
+    samples = D.sample_ode(jax.random.key(7), params, 100_000, 4.0, 200)
+    assert _histogram_tv(samples, density) < 0.03
+
+
+def test_sde_sampler_converges_in_step_count():
+    exact = lambda x, t: bounds_diffusion.mixture_score(x, LOC, WEIGHT, SCALE, t)  # noqa: E731
+    p0 = metrics.mixture_density(GRID, TRUTH)
+    tvs = [float(metrics.tv_on_grid(GRID, D.sde_density_for_score(exact, NODES, 4.0, k)[0], p0)[0])
+           for k in (25, 50, 100, 200)]
+    assert all(a > b for a, b in zip(tvs, tvs[1:]))
+    ratios = np.asarray(tvs[:-1]) / np.asarray(tvs[1:])
+    assert np.all(np.abs(ratios - 2.0) < 0.1), ratios    # first order: TV ∝ 1/steps
+    assert tvs[-1] < 0.01
+
+
+def _gaussian_case(score_fn, s0=0.8, horizon=5.0, steps=800):
+    """KL(p0 ‖ q) with q the reverse SDE's law on a fine grid, and the Girsanov bound."""
+    nodes = jnp.asarray(metrics.grid_nodes(metrics.make_grid(-8.0, 8.0, 512)))
+    delta = float(nodes[1] - nodes[0])
+    q, _ = D.sde_density_for_score(score_fn, nodes, horizon, steps)
+    p0 = jnp.exp(-0.5 * (nodes / s0) ** 2) / (math.sqrt(2 * math.pi) * s0)
+    kl = float(delta * jnp.sum(p0 * jnp.log(p0 / q)))
+    bound = bounds_diffusion.girsanov_kl_bound(score_fn, jnp.zeros(1), jnp.ones(1),
+                                               jnp.array([s0]), horizon, nodes)
+    return kl, bound
+
+
+def _ou_variance(s, t):
+    return s ** 2 * jnp.exp(-2 * t) - jnp.expm1(-2 * t)
+
+
+def test_girsanov_bound_is_attained_by_a_consistent_gaussian_score():
+    """p0 = N(0, s0²), score of the OU diffusion of N(0, s1²): the reverse SDE returns
+    N(0, s1²) (up to the prior mismatch), and path KL = marginal KL, so the bound is
+    attained: it checks the factor 1 in front of the integral (a factor 2 or ½ fails)."""
+    s0 = 0.8
+    for s1 in (0.6, 1.0):
+        kl, bound = _gaussian_case(lambda x, t: -x / _ou_variance(s1, t), s0)
+        exact = 0.5 * (s0 ** 2 / s1 ** 2 - 1 + math.log(s1 ** 2 / s0 ** 2))
+        assert abs(float(bound.kl) / exact - 1) < 1e-3, (float(bound.kl), exact)
+        assert abs(kl / exact - 1) < 0.1, (kl, exact)    # first-order discretisation (800 steps)
+
+
+def test_girsanov_bound_exceeds_kl_in_a_gaussian_case():
+    """Score −x / (c v(t)) with the true OU variance v scaled by c (not a diffusion's score):
+    KL(p0‖q) = 0.119 and 0.078 by the variance ODE, bounds 0.959 and 0.278."""
+    s0 = 0.8
+    for c, kl_ode, bound_quad in ((0.7, 0.11905, 0.95935), (1.3, 0.07837, 0.27816)):
+        kl, bound = _gaussian_case(lambda x, t: -x / (c * _ou_variance(s0, t)), s0)
+        assert abs(float(bound.kl) / bound_quad - 1) < 1e-3
+        assert abs(kl / kl_ode - 1) < 0.05
+        assert kl < float(bound.kl)
+        assert float(bound.prior) < kl          # the prior term alone is not a bound
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(width=0, tau=1.0), "width W"), (dict(width=8, tau=0.0), "training time tau"),
+    (dict(width=8, tau=1.0, horizon=-1.0), "time horizon T"),
+    (dict(width=8, tau=1.0, steps=0), "steps"), (dict(width=8, tau=float("nan")), "tau")])
+def test_invalid_parameters_raise_naming_them(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        D.diffusion(**kwargs)
+
+
+def test_nan_sampler_output_is_reported_with_generation_and_replica():
+    model = D.diffusion(16, 100.0, steps=20)
+
+    def bad_sample(key, params, m):
+        out = model.sample(key, params, m)
+        return jnp.where(jax.random.uniform(key) < 0.3, jnp.nan, out)
+
+    broken = model._replace(name="broken", sample=bad_sample)
+    plan = sims.make_plan("reuse", n=20, m=20, generations=4)
+    with pytest.raises(NonFiniteError) as err:
+        sims.run(jax.random.key(0), broken, TRUTH, plan, D.diffusion_tv_metric(GRID, 4.0, 20),
+                 replicas=8, batch_size=8, real_sampler=gaussian_mixture_sampler)
+    assert err.value.generation >= 1 and 0 <= err.value.replica < 8
+
+
+# --- claims (quick grids) and negative controls -------------------------------------------
+
+from verify import claim as claim_lib  # noqa: E402
+from verify.claims import diffusion as claims_diffusion  # noqa: E402
+
+
+def _evaluate(claim, theories, seed=0):
+    """Measure the quick grid once and compare with each theory: list of summaries."""
+    points = claim.grid("quick")
+    measured = [claim.measure(claim_lib.claim_key(seed, claim.id, k), p) for k, p in enumerate(points)]
+    summaries = []
+    for theory in theories:
+        rows = []
+        for k, (point, m) in enumerate(zip(points, measured)):
+            rows += claim_lib.rows_for_point(k, point, m.quantities, theory(point, m.context))
+        summaries.append((claim_lib.compare(rows, claim.alpha), rows))
+    return summaries, measured
+
+
+def test_b2_oneshot_passes_and_a_bound_without_its_score_term_fails():
+    claim = claims_diffusion.B2_ONESHOT
+    wrong = lambda p, c: claims_diffusion.b2_oneshot_theory(p, c, drop_score_term=True)  # noqa: E731
+    (good, rows), (bad, _) = _evaluate(claim, [claim.theory, wrong])[0]
+    assert good["rejected"] == 0 and good["bound_rows"] >= 10
+    assert all(np.isfinite(r["measured"]) for r in rows)
+    assert bad["violations"] > 0
+
+
+def test_b2_loop_passes_and_wrong_theories_fail():
+    claim = claims_diffusion.B2_LOOP
+
+    def no_real_data_theory(point, context):
+        # A loop with real data treated as if it collapsed: the growth row must fail.
+        return claims_diffusion.b2_loop_theory(dict(point, lam=0.0), context)
+
+    def understated_eps(point, context):
+        return claims_diffusion.b2_loop_theory(point, dict(context, eps=0.3 * context["eps"]))
+
+    summaries, _ = _evaluate(claim, [claim.theory, no_real_data_theory, understated_eps])
+    (good, _), (no_real, _), (under, _) = summaries
+    assert good["rejected"] == 0 and good["effect_rows"] > 0
+    assert no_real["rejected"] > 0
+    assert under["violations"] > 0
+
+
+def test_no_early_stopping_and_too_few_features_degrade_as_the_bound_predicts():
+    sizes, taus = (100,), (1e3, 1e7)
+    wide = claims_diffusion.oneshot_sweep(jax.random.key(11), sizes, taus, width=64, draws=4,
+                                          replicas=8)
+    narrow = claims_diffusion.oneshot_sweep(jax.random.key(11), sizes, (1e3,), width=4, draws=4,
+                                            replicas=8)
+    score = lambda run: run["bound_kl"] - run["bound_prior"]  # noqa: E731
+    # No early stopping: the estimation (variance) term, growing in tau, dominates.
+    assert np.mean(score(wide)[:, 0, 1] > score(wide)[:, 0, 0]) >= 0.75
+    assert wide["tv"][:, 0, 1].mean() > wide["tv"][:, 0, 0].mean()
+    # Too few features: the approximation term keeps the score error and TV high
+    # (medians: a bad random first layer gives a heavy right tail).
+    assert np.median(score(narrow)[:, 0, 0]) > 2 * np.median(score(wide)[:, 0, 0])
+    assert np.median(narrow["tv"][:, 0, 0]) > np.median(wide["tv"][:, 0, 0])
+
+
+def test_b3_diffusion_verdict_matches_its_finding():
+    """B3-diffusion either resolves a peak (pass) or says it did not (a finding, status fail)."""
+    record = claim_lib.evaluate(claims_diffusion.B3_DIFFUSION, "quick")
+    assert record["status"] in ("pass", "fail"), record["message"]
+    peak_notes = [n for n in record["notes"] if "peak minus ends" in n]
+    assert len(peak_notes) == len(claims_diffusion.B3_GENERATIONS)
+    effects = [r for r in record["rows"] if r["kind"] == "exceeds"]
+    assert len(effects) == 2 * len(claims_diffusion.B3_GENERATIONS)
+    if record["status"] == "pass":
+        assert all("PEAK resolved" in n for n in peak_notes)
+    else:
+        assert any(r["reject"] for r in effects)
+        assert any("NO resolved peak" in n for n in peak_notes)
+
+
+def test_samplers_validate_steps_and_horizon():
+    params = D.random_features(jax.random.key(0), 4)
+    with pytest.raises(ValueError, match="steps"):
+        D.sample_sde(jax.random.key(1), params, 10, 4.0, 0)
+    with pytest.raises(ValueError, match="time horizon T"):
+        D.sde_density_on_grid(params, NODES, -1.0, 10)
+    with pytest.raises(ValueError, match="steps"):
+        D.ode_log_density(params, NODES, 4.0, 0)
