@@ -29,7 +29,7 @@ def phase_diagram_figure(record):
     fig, (phase, errors) = plt.subplots(1, 2, figsize=(11.5, 4.4))
     if points:
         d, m = points[0]["d"], points[0]["m"]
-        lam = np.linspace(0.0, 0.8, 200)
+        lam = np.linspace(0.0, 0.65, 200)
         phase.plot(lam, la.mean_square_boundary(lam, d, m), "C0-", label="gamma_ms (mean square)")
         phase.plot(lam, la.almost_sure_boundary(lam, d, m), "C3-", label="gamma_as (almost sure)")
         phase.plot(lam, 1.0 / (1.0 - lam), "C7:", label="1/(1-lam) (mean)")

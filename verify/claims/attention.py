@@ -139,6 +139,8 @@ def _lam(point):
 
 
 def measure(key, point):
+    """One cell: coupled twin loops (``reuse``, shared draws, example 0 replaced), plus a
+    one-shot run of prompts of length ``n + m`` in the ``gamma*`` cell."""
     gamma, n, m, d, gens = (point[k] for k in ("gamma", "n", "m", "d", "generations"))
     model = linear_attention(gamma, d, point["tau"])
     sampler = icl_real_sampler(d, point["sigma"])
