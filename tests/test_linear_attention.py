@@ -279,3 +279,10 @@ def test_simulator_with_wrong_noise_fails():
     record = _run("noisier-simulator")
     assert record["status"] == "fail"
     assert attention.ERROR in _rejected(record)
+
+
+def test_figure_draws_from_the_record():
+    import matplotlib.pyplot as plt
+    fig = attention.figure(_run())
+    assert len(fig.axes) == 2
+    plt.close(fig)
