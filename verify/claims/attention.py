@@ -1,4 +1,4 @@
-"""Claim A2 (paper A: the architecture decides stability) for linear-attention in-context regression.
+"""Claim A2 (paper A: architecture decides stability): linear-attention in-context regression.
 
 The loop of THEORY section 4: ``w_hat_i = gamma (1/N) sum x y`` over the reused real
 prompt ``S0`` (``n`` examples) and ``m`` synthetic inputs labelled by ``w_hat_{i-1}``
