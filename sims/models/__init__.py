@@ -11,3 +11,6 @@ from sims.models.ridge import RidgeData, ridge, ridge_pool, ridge_spec  # noqa: 
 
 __all__ += ["mean_estimation", "mean_estimation_coupler", "RidgeData", "ridge", "ridge_pool",
             "ridge_spec"]
+from sims.models.linear_attention import ICLData, icl_real_sampler, linear_attention  # noqa: E402
+
+__all__ += ["ICLData", "icl_real_sampler", "linear_attention"]

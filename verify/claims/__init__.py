@@ -1,7 +1,7 @@
 """Claim declarations. Importing this package registers every claim."""
 import importlib
 
-for _module in ("peers", "paper_a", "paper_b", "diffusion"):
+for _module in ("peers", "paper_a", "attention", "transformer", "paper_b", "diffusion"):
     try:  # paper modules register themselves once they exist
         importlib.import_module(f"verify.claims.{_module}")
     except ModuleNotFoundError as err:
