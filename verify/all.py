@@ -165,7 +165,8 @@ def _main(argv) -> int:
         _print_claim(record, seconds, reused)
     for problem in store.problems if store else []:
         print(f"warning: {problem}", file=sys.stderr)
-    status = "pass" if all(r["status"] == "pass" for r in records) else "fail"
+    # "untested" (no evidence row: a finding) is never a pass, but it is not a failure either.
+    status = "fail" if any(r["status"] in ("fail", "error") for r in records) else "pass"
     problems = []
     if args.check_baseline:
         problems = baseline.check(records, baseline.load(), mode, args.seed)
@@ -197,8 +198,10 @@ def _main(argv) -> int:
                                                                           args.seed))
         print(f"baseline written to {baseline.BASELINE_PATH}")
     compiled = full["run"]["compilation"]
+    untested = [r["id"] for r in records if r["status"] == "untested"]
     print(f"{status.upper()}: {sum(r['status'] == 'pass' for r in records)}/{len(records)} claims "
-          f"pass in {full['run']['wall_seconds']:.1f} s ({compiled['compiled']} compiled, "
+          f"pass" + (f", {len(untested)} untested ({', '.join(untested)})" if untested else "")
+          + f" in {full['run']['wall_seconds']:.1f} s ({compiled['compiled']} compiled, "
           f"{compiled['loaded_from_cache']} cached executables, {compiled['compile_seconds']:.1f}"
           f" s); report in {out / 'report.md'}")
     return 0 if status == "pass" else 1
