@@ -221,3 +221,23 @@ def test_capacity_is_checked():
     assert plan.block == 5 and plan.buffer_size == 2 + 5 * 3
     assert plan.layout == schemes.make_plan("accumulate", n=2, m=[5, 0, 1], generations=4,
                                             capacity=5).layout
+
+
+def test_coupled_loops_share_a_compilation_across_m_too():
+    from sims.coupled import run_coupled
+    from sims.models import mean_estimation
+
+    def gap(key, gen, gen_prime, truth):
+        return {"gap": jnp.abs(gen.params - gen_prime.params)}
+
+    model = mean_estimation("uniform", 1.0)
+    runs = []
+    for m in (2, 9, 9):
+        plan = sims.make_plan("reuse", n=5, m=m, generations=3, capacity=9)
+        runs.append(run_coupled(jax.random.key(1), model, jnp.asarray(0.0), plan, gap,
+                                replaced_index=0, replicas=4, batch_size=4, reduce=False)["gap"])
+        if m == 2:
+            before = loop.compile_count()
+    assert loop.compile_count() == before
+    np.testing.assert_array_equal(runs[1], runs[2])
+    assert not np.array_equal(runs[0][:, 1:], runs[1][:, 1:])
