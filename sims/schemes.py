@@ -36,12 +36,13 @@ SCHEMES = ("reuse", "fresh", "synthetic", "accumulate")
 
 
 class LoopPlan(NamedTuple):
-    """Static description of one self-consuming loop (hashable, used as a jit key).
+    """Description of one self-consuming loop (hashable; its ``layout`` is the jit key).
 
     Attributes:
       scheme: one of ``SCHEMES``.
       n: real samples per generation (``S0`` size).
-      m: synthetic samples for generations ``1 .. generations-1`` (a tuple).
+      m: synthetic samples for generations ``1 .. generations-1`` (a tuple; ``None``
+        in a ``layout``, where the sizes are data).
       generations: number of fitted generations ``G_0 .. G_{generations-1}``.
       capacity: slots reserved for one synthetic set, ``>= max(m)``
         (``None``: ``max(m)``).
