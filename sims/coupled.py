@@ -104,7 +104,7 @@ def _unstack(tree):
 
 def coupled_trajectory(key: jax.Array, model: GenerativeModel, truth: Any, plan: LoopPlan,
                        metric: CoupledMetric, replaced_index: int, coupler: Coupler,
-                       real_sampler: Callable | None = None) -> Any:
+                       real_sampler: Callable | None = None, sizes: Any = None) -> Any:
     """One coupled replica: ``metric(key, gen, gen_prime, truth)`` at every generation.
 
     Args:
@@ -116,11 +116,13 @@ def coupled_trajectory(key: jax.Array, model: GenerativeModel, truth: Any, plan:
       replaced_index: which of the ``n`` real examples differs, ``0 <= j < n``.
       coupler: ``(key, params, params', m) -> (synthetic, synthetic')``.
       real_sampler: ``(key, truth, n) -> data`` (default ``model.sample``).
+      sizes: ``m_i`` per generation (may be traced); default ``plan.sizes()``.
 
     Returns:
       The metric pytree with a leading generation axis.
     """
     real_sampler = real_sampler or model.sample
+    sizes = jnp.asarray(plan.sizes() if sizes is None else sizes)
     loop_key, replacement_key = twin_keys(key)
     keys0 = generation_keys(loop_key, 0)
     real = real_sampler(keys0.real, truth, plan.n)
@@ -136,17 +138,18 @@ def coupled_trajectory(key: jax.Array, model: GenerativeModel, truth: Any, plan:
     if plan.generations == 1:
         return jax.tree.map(lambda a: a[None], first)
 
-    def step(state, i):
+    def step(state, i_and_size):
+        i, m_i = i_and_size
         keys = generation_keys(loop_key, i)
         a, b = _unstack(state)
         synthetic = _stack(*coupler(keys.synthetic, a.params, b.params, plan.block))
         fresh = real_sampler(keys.real, truth, plan.n) if plan.scheme == "fresh" else None
 
-        new = jax.vmap(lambda old, synth: refit(model, plan, keys, old, i, fresh, synth))(
+        new = jax.vmap(lambda old, synth: refit(model, plan, keys, old, i, fresh, synth, m_i))(
             state, synthetic)
         return new, measure(keys.metric, i, new, state)
 
-    _, rest = jax.lax.scan(step, start, jnp.arange(1, plan.generations))
+    _, rest = jax.lax.scan(step, start, (jnp.arange(1, plan.generations), sizes[1:]))
     return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
 
 
@@ -183,9 +186,10 @@ def run_coupled(key: jax.Array, model: GenerativeModel, truth: Any, plan: LoopPl
         raise ValueError(f"replaced_index must be an integer in [0, n) = [0, {plan.n}), "
                          f"got {replaced_index}")
     coupler = coupler or shared_keys(model)
+    layout = plan.layout
     return run_replicas(
-        key, lambda k, t: coupled_trajectory(k, model, t, plan, metric, index, coupler,
-                                             real_sampler),
-        ("coupled", model, plan, metric, index, coupler, real_sampler), truth,
+        key, lambda k, data: coupled_trajectory(k, model, data[0], layout, metric, index, coupler,
+                                                real_sampler, data[1]),
+        ("coupled", model, layout, metric, index, coupler, real_sampler), (truth, plan.sizes()),
         replicas=replicas, batch_size=batch_size, reduce=reduce, progress=progress,
         devices=devices, description=f"{model.name}/{plan.scheme}/coupled")

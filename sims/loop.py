@@ -6,8 +6,9 @@ on real data, then scans over generations ``1 .. G-1``. A replica's key is
 are batched or how many devices share them.
 
 ``run`` evaluates replicas in chunks of ``batch_size`` per device. The chunk is a
-compiled function of ``(base_key, replica_indices, truth)``: a new seed, a new
-replica count or new truth *values* reuse it, with no recompilation. The replica
+compiled function of ``(base_key, replica_indices, truth, sizes)``: a new seed, a
+new replica count, new truth *values* or new per-generation sizes ``m_i`` (same
+``plan.layout``) reuse it, with no recompilation. The replica
 axis of a chunk is sharded over all devices with ``shard_map``. Only one chunk
 lives on the devices at a time; with ``reduce=True`` only running moments live on
 the host too, so memory is flat in the replica count.
@@ -107,22 +108,23 @@ def first_generation(model: GenerativeModel, plan: LoopPlan, keys: GenerationKey
 
 
 def refit(model: GenerativeModel, plan: LoopPlan, keys: GenerationKeys, state: LoopState,
-          i: Any, fresh_real: Any, synthetic: Any) -> LoopState:
+          i: Any, fresh_real: Any, synthetic: Any, m_i: Any = None) -> LoopState:
     """Fit ``G_i`` on generation ``i``'s training set, given its new real and synthetic samples."""
-    data, weights = next_training_set(plan, state.data, state.weights, i, fresh_real, synthetic)
+    data, weights = next_training_set(plan, state.data, state.weights, i, fresh_real, synthetic,
+                                      m_i)
     return LoopState(model.fit(keys.fit, data, weights), data, weights)
 
 
 def next_generation(model: GenerativeModel, plan: LoopPlan, real_sampler: Callable, truth: Any,
-                    keys: GenerationKeys, state: LoopState, i: Any) -> LoopState:
+                    keys: GenerationKeys, state: LoopState, i: Any, m_i: Any = None) -> LoopState:
     """Form generation ``i``'s training set from ``G_{i-1}`` and fit ``G_i``."""
     synthetic = model.sample(keys.synthetic, state.params, plan.block)
     fresh = real_sampler(keys.real, truth, plan.n) if plan.scheme == "fresh" else None
-    return refit(model, plan, keys, state, i, fresh, synthetic)
+    return refit(model, plan, keys, state, i, fresh, synthetic, m_i)
 
 
 def trajectory(key: jax.Array, model: GenerativeModel, truth: Any, plan: LoopPlan,
-               metric: Metric, real_sampler: Callable | None = None) -> Any:
+               metric: Metric, real_sampler: Callable | None = None, sizes: Any = None) -> Any:
     """One replica: ``metric`` at every generation, stacked on a leading axis.
 
     Args:
@@ -130,14 +132,17 @@ def trajectory(key: jax.Array, model: GenerativeModel, truth: Any, plan: LoopPla
       model: the generator refitted in the loop.
       truth: parameters of the real distribution ``p0``, in the form
         ``real_sampler`` (default ``model.sample``) accepts.
-      plan: the loop (scheme, sizes, generations).
+      plan: the loop (scheme, sizes, generations); only ``plan.layout`` is used
+        when ``sizes`` is given.
       metric: ``(key, Generation, truth) -> pytree`` of per-generation measurements.
       real_sampler: ``(key, truth, n) -> data``; defaults to ``model.sample``.
+      sizes: ``m_i`` per generation (``plan.sizes()``, may be traced); default from ``plan``.
 
     Returns:
       The metric pytree with a leading generation axis of length ``plan.generations``.
     """
     real_sampler = real_sampler or model.sample
+    sizes = jnp.asarray(plan.sizes() if sizes is None else sizes)
     keys0 = generation_keys(key, 0)
     state = first_generation(model, plan, keys0, real_sampler(keys0.real, truth, plan.n))
     first = metric(keys0.metric, Generation(jnp.asarray(0), state.params, state.params,
@@ -145,14 +150,15 @@ def trajectory(key: jax.Array, model: GenerativeModel, truth: Any, plan: LoopPla
     if plan.generations == 1:
         return jax.tree.map(lambda a: a[None], first)
 
-    def step(state, i):
+    def step(state, i_and_size):
+        i, m_i = i_and_size
         keys = generation_keys(key, i)
-        new = next_generation(model, plan, real_sampler, truth, keys, state, i)
+        new = next_generation(model, plan, real_sampler, truth, keys, state, i, m_i)
         out = metric(keys.metric, Generation(i, new.params, state.params, new.data, new.weights),
                      truth)
         return new, out
 
-    _, rest = jax.lax.scan(step, state, jnp.arange(1, plan.generations))
+    _, rest = jax.lax.scan(step, state, (jnp.arange(1, plan.generations), sizes[1:]))
     return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
 
 
@@ -281,7 +287,7 @@ def check_loop_inputs(key: Any, model: Any, truth: Any, plan: Any,
     for leaf in leaves:
         validate.check_in_range("truth", leaf, -np.inf, np.inf)  # numeric and finite
     spec = tuple(jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)) for a in leaves)
-    _check_truth_shapes(model, plan, real_sampler, treedef, spec,
+    _check_truth_shapes(model, plan.layout, real_sampler, treedef, spec,
                         jax.ShapeDtypeStruct(np.shape(key), key.dtype))
 
 
@@ -316,7 +322,9 @@ def run(key: jax.Array, model: GenerativeModel, truth: Any, plan: LoopPlan, metr
       model: the generative model (build it with a cached factory to reuse compilations).
       truth: parameters of ``p0`` (see ``trajectory``). Its values are traced: changing
         them does not recompile.
-      plan: from ``sims.make_plan``.
+      plan: from ``sims.make_plan``. Its sizes ``m_i`` are traced too: plans with the
+        same ``plan.layout`` (scheme, ``n``, capacity, generations) share one compiled
+        loop, so give a grid over ``m`` or ``lam`` one ``capacity``.
       metric: ``(key, Generation, truth) -> pytree``; pass the same function object
         across calls to reuse the compiled loop.
       replicas: number of independent loops, ``>= 1``.
@@ -338,11 +346,12 @@ def run(key: jax.Array, model: GenerativeModel, truth: Any, plan: LoopPlan, metr
       trajectories would not fit; the message suggests a batch size.
     """
     check_loop_inputs(key, model, truth, plan, real_sampler)
+    layout = plan.layout
     return run_replicas(
-        key, lambda k, t: trajectory(k, model, t, plan, metric, real_sampler),
-        ("trajectory", model, plan, metric, real_sampler), truth, replicas=replicas,
-        batch_size=batch_size, reduce=reduce, progress=progress, devices=devices,
-        description=f"{model.name}/{plan.scheme}")
+        key, lambda k, data: trajectory(k, model, data[0], layout, metric, real_sampler, data[1]),
+        ("trajectory", model, layout, metric, real_sampler), (truth, plan.sizes()),
+        replicas=replicas, batch_size=batch_size, reduce=reduce, progress=progress,
+        devices=devices, description=f"{model.name}/{plan.scheme}")
 
 
 def run_replicas(key: jax.Array, replica_fn: Callable[[jax.Array, Any], Any], static_key: tuple,
@@ -354,7 +363,9 @@ def run_replicas(key: jax.Array, replica_fn: Callable[[jax.Array, Any], Any], st
       key: base PRNG key; replica ``r`` gets ``fold_in(key, r)``.
       replica_fn: ``(replica_key, truth) -> pytree`` with a leading generation axis.
       static_key: hashable tuple identifying ``replica_fn`` (its compilation cache key).
-      truth, replicas, batch_size, reduce, progress, devices: as in ``run``.
+      truth: the traced data of every replica (any pytree of arrays: ``p0``'s
+        parameters, per-generation sizes...); new values, same shapes: no recompilation.
+      replicas, batch_size, reduce, progress, devices: as in ``run``.
       description: progress-bar label.
 
     Returns:

@@ -10,6 +10,17 @@ slot (1 = present, 0 = absent), so that ``lax.scan`` sees static shapes:
 
 Generation 0 (``G_0``) is always fit on ``n`` real samples only. ``m`` may vary
 by generation (``m_i`` for ``i >= 1``); slots beyond ``m_i`` get weight 0.
+
+Sizes are data, shapes are static. A synthetic block has ``capacity`` slots
+(default: the largest ``m_i``); ``m_i`` itself only decides which slots get
+weight 1, so the engine passes the per-generation sizes (``LoopPlan.sizes``) as a
+traced vector and one compiled loop serves every plan with the same
+``LoopPlan.layout`` (scheme, ``n``, capacity, generations). Give several plans
+of a grid the same ``capacity`` to share one compilation. The generator always
+draws ``capacity`` samples and the first ``m_i`` count; with JAX's counter-based
+PRNG the first ``m_i`` of a larger draw are the same numbers as a draw of
+``m_i``, so a loop's random numbers do not depend on the capacity (its fits agree
+to rounding: sums over more zero-weight slots may round differently).
 """
 from __future__ import annotations
 
@@ -25,24 +36,42 @@ SCHEMES = ("reuse", "fresh", "synthetic", "accumulate")
 
 
 class LoopPlan(NamedTuple):
-    """Static description of one self-consuming loop (hashable, used as a jit key).
+    """Description of one self-consuming loop (hashable; its ``layout`` is the jit key).
 
     Attributes:
       scheme: one of ``SCHEMES``.
       n: real samples per generation (``S0`` size).
-      m: synthetic samples for generations ``1 .. generations-1`` (a tuple).
+      m: synthetic samples for generations ``1 .. generations-1`` (a tuple; ``None``
+        in a ``layout``, where the sizes are data).
       generations: number of fitted generations ``G_0 .. G_{generations-1}``.
+      capacity: slots reserved for one synthetic set, ``>= max(m)``
+        (``None``: ``max(m)``).
     """
 
     scheme: str
     n: int
-    m: tuple
+    m: tuple | None
     generations: int
+    capacity: int | None = None
 
     @property
     def block(self) -> int:
-        """Slots reserved for one synthetic set (the largest ``m_i``)."""
+        """Slots reserved for one synthetic set (the capacity, by default the largest ``m_i``)."""
+        if self.capacity is not None:
+            return self.capacity
         return max(self.m) if self.m else 0
+
+    @property
+    def layout(self) -> "LoopPlan":
+        """The static part of the plan, what fixes array shapes (``m`` is left out: data).
+
+        Two plans with equal ``layout`` share one compiled loop.
+        """
+        return self._replace(m=None, capacity=self.block)
+
+    def sizes(self) -> np.ndarray:
+        """``m_i`` for every generation ``i`` as int32 (``m_0 = 0``: ``G_0`` sees only real data)."""
+        return np.asarray((0,) + tuple(self.m), np.int32)
 
     @property
     def buffer_size(self) -> int:
@@ -68,7 +97,7 @@ class LoopPlan(NamedTuple):
 
 
 def make_plan(scheme: str, *, n: int, generations: int, m: int | Sequence[int] | None = None,
-              lam: float | None = None) -> LoopPlan:
+              lam: float | None = None, capacity: int | None = None) -> LoopPlan:
     """Validate loop parameters and build a ``LoopPlan``.
 
     Args:
@@ -80,6 +109,9 @@ def make_plan(scheme: str, *, n: int, generations: int, m: int | Sequence[int] |
       lam: real proportion ``n / (n + m)`` in ``(0, 1]`` (``reuse``/``fresh``/
         ``accumulate``); ``m`` is then ``round(n (1 - lam) / lam)``.
         For ``synthetic`` omit both (``m = n``) or give ``m``.
+      capacity: static slots per synthetic set, ``>= max(m)`` (default ``max(m)``).
+        Plans that differ only in ``m`` (or ``lam``) and share ``capacity`` share
+        one compiled loop; a larger capacity costs time in every generation.
 
     Raises:
       ValueError: on any invalid parameter, naming it and its allowed range.
@@ -109,7 +141,13 @@ def make_plan(scheme: str, *, n: int, generations: int, m: int | Sequence[int] |
     sizes = tuple(validate.check_nonnegative_int("m", s) for s in sizes)
     if scheme == "synthetic" and any(s < 1 for s in sizes):
         raise ValueError("scheme 'synthetic' needs m >= 1 in every generation")
-    return LoopPlan(scheme, n, sizes, generations)
+    largest = max(sizes, default=0)
+    if capacity is None:
+        capacity = largest
+    capacity = validate.check_nonnegative_int("capacity", capacity)
+    if capacity < largest:
+        raise ValueError(f"capacity must be an integer >= max(m) = {largest}, got {capacity}")
+    return LoopPlan(scheme, n, sizes, generations, capacity)
 
 
 def _zeros_like_rows(tree: Any, rows: int) -> Any:
@@ -131,18 +169,20 @@ def initial_training_set(plan: LoopPlan, real: Any) -> tuple[Any, jax.Array]:
 
 
 def next_training_set(plan: LoopPlan, data: Any, weights: jax.Array, i: jax.Array,
-                      fresh_real: Any, synthetic: Any) -> tuple[Any, jax.Array]:
-    """Buffer and weights for generation ``i >= 1`` (``i`` may be traced).
+                      fresh_real: Any, synthetic: Any, m_i: Any = None) -> tuple[Any, jax.Array]:
+    """Buffer and weights for generation ``i >= 1`` (``i`` and ``m_i`` may be traced).
 
     Args:
-      plan: the loop.
+      plan: the loop (only its layout is used when ``m_i`` is given).
       data, weights: generation ``i-1``'s buffer.
       i: generation index.
       fresh_real: ``n`` new real samples (used by ``fresh`` only).
       synthetic: ``plan.block`` samples from ``G_{i-1}``; only the first ``m_i`` count.
+      m_i: synthetic samples of generation ``i`` (default ``plan.m[i-1]``).
     """
-    sizes = jnp.asarray((0,) + plan.m)
-    present = (jnp.arange(plan.block) < sizes[i]).astype(weights.dtype)
+    if m_i is None:
+        m_i = jnp.asarray(plan.sizes())[i]
+    present = (jnp.arange(plan.block) < m_i).astype(weights.dtype)
     if plan.scheme == "synthetic":
         data = _write(data, synthetic, 0)
         weights = jnp.zeros_like(weights).at[: plan.block].set(present)

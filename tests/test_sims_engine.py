@@ -176,3 +176,68 @@ def test_bad_driver_arguments():
         _run(replicas=0)
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
         _run(batch_size=-2)
+
+
+# --- sizes are data -------------------------------------------------------------------
+
+def test_one_compiled_loop_serves_every_m_and_lam_of_a_capacity():
+    model = gaussian(1, True)
+    plans = [sims.make_plan("reuse", n=10, m=m, generations=4, capacity=32) for m in (3, 17)]
+    plans += [sims.make_plan("reuse", n=10, lam=0.4, generations=4, capacity=32),
+              sims.make_plan("reuse", n=10, m=[32, 0, 5], generations=4, capacity=32)]
+    sims.run(jax.random.key(0), model, TRUTH, plans[0], mean_var_metric, replicas=8, batch_size=8)
+    before = loop.compile_count()
+    outs = [sims.run(jax.random.key(0), model, TRUTH, plan, mean_var_metric, replicas=8,
+                     batch_size=8)["var"] for plan in plans]
+    assert loop.compile_count() == before
+    assert not np.allclose(outs[0][:, 1:], outs[1][:, 1:])  # m really changes the loop
+    np.testing.assert_array_equal(outs[0][:, 0], outs[1][:, 0])  # G_0 sees real data only
+    # A different capacity is a different layout: a new compilation.
+    sims.run(jax.random.key(0), model, TRUTH, sims.make_plan("reuse", n=10, m=3, generations=4),
+             mean_var_metric, replicas=8, batch_size=8)
+    assert loop.compile_count() == before + 1
+
+
+@pytest.mark.parametrize("scheme", schemes.SCHEMES)
+def test_results_do_not_depend_on_the_capacity(scheme):
+    """Same random numbers (prefix draws); the fits agree to rounding."""
+    m = None if scheme == "synthetic" else [7, 2, 7, 5]
+    outs = [sims.run(jax.random.key(2), gaussian(1, True), TRUTH,
+                     sims.make_plan(scheme, n=10, m=m, generations=5, capacity=capacity),
+                     mean_var_metric, replicas=16, batch_size=16)
+            for capacity in (None, 13, 64)]
+    for out in outs[1:]:
+        np.testing.assert_allclose(out["var"], outs[0]["var"], rtol=1e-12)
+        np.testing.assert_allclose(out["mean"], outs[0]["mean"], rtol=1e-12, atol=1e-15)
+
+
+def test_capacity_is_checked():
+    with pytest.raises(ValueError, match="capacity must be an integer >= max\\(m\\) = 7"):
+        schemes.make_plan("reuse", n=10, m=[7, 2], generations=3, capacity=5)
+    with pytest.raises(ValueError, match="capacity must be an integer >= 0"):
+        schemes.make_plan("reuse", n=10, m=0, generations=3, capacity=-1)
+    assert schemes.make_plan("reuse", n=10, m=[7, 2], generations=3).block == 7
+    plan = schemes.make_plan("accumulate", n=2, m=3, generations=4, capacity=5)
+    assert plan.block == 5 and plan.buffer_size == 2 + 5 * 3
+    assert plan.layout == schemes.make_plan("accumulate", n=2, m=[5, 0, 1], generations=4,
+                                            capacity=5).layout
+
+
+def test_coupled_loops_share_a_compilation_across_m_too():
+    from sims.coupled import run_coupled
+    from sims.models import mean_estimation
+
+    def gap(key, gen, gen_prime, truth):
+        return {"gap": jnp.abs(gen.params - gen_prime.params)}
+
+    model = mean_estimation("uniform", 1.0)
+    runs = []
+    for m in (2, 9, 9):
+        plan = sims.make_plan("reuse", n=5, m=m, generations=3, capacity=9)
+        runs.append(run_coupled(jax.random.key(1), model, jnp.asarray(0.0), plan, gap,
+                                replaced_index=0, replicas=4, batch_size=4, reduce=False)["gap"])
+        if m == 2:
+            before = loop.compile_count()
+    assert loop.compile_count() == before
+    np.testing.assert_array_equal(runs[1], runs[2])
+    assert not np.array_equal(runs[0][:, 1:], runs[1][:, 1:])

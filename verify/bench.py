@@ -10,7 +10,13 @@ For each loop (Gaussian, OLS, KDE) it times, in the same process and run:
   numbers and reducing them to a checksum. No implementation can beat it.
 
 Machines are noisy, so only ratios measured in one run are reported: JAX speed-up
-over each NumPy version, and JAX time as a multiple of the floor. ``--memory``
+over each NumPy version, and JAX time as a multiple of the floor. JAX runs on every
+device it sees (``--host-devices N`` makes N CPU devices); the vectorised NumPy
+version is also timed in one process per core (``--processes``, replicas split
+evenly), so that both sides use every core. Compile time is measured apart: the
+first call minus a steady call. ``--prng`` compares float64 normal generators
+(threefry + erfinv, the default; Box-Muller; the ``rbg`` and ``unsafe_rbg`` key
+implementations) and checks which give the same numbers whatever the batch. ``--memory``
 also measures peak RSS of the Gaussian loop at 1e4, 1e5, 1e6 replicas (running
 moments, so memory should stay flat). Results go to ``OUT/bench.json``. This is
 never part of the test suite.
@@ -18,8 +24,12 @@ never part of the test suite.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import multiprocessing
+import os
 import platform
+import statistics
 import resource
 import subprocess
 import sys
@@ -79,6 +89,7 @@ class Case(NamedTuple):
     floor: Callable[[int, int], object]         # same draws, checksum only
     numpy_loop: Callable[[int, int], object]    # (replicas, seed)
     numpy_vectorised: Callable[[int, int], object]
+    factory: tuple = ()                         # (name, args): rebuilds the case in a worker
 
 
 def _floor(draw: Callable, generations: int, batch: int):
@@ -140,7 +151,7 @@ def gaussian_case(M: int, generations: int, batch: int) -> Case:
         return out
 
     return Case(f"gaussian (M={M})", jax_run, _floor(draw, generations, batch), numpy_loop,
-                numpy_vectorised)
+                numpy_vectorised, ("gaussian", (M, generations, batch)))
 
 
 def ols_case(T: int, d: int, generations: int, batch: int) -> Case:
@@ -176,7 +187,7 @@ def ols_case(T: int, d: int, generations: int, batch: int) -> Case:
         return out
 
     return Case(f"ols (T={T}, d={d})", jax_run, _floor(draw, generations, batch), numpy_loop,
-                numpy_vectorised)
+                numpy_vectorised, ("ols", (T, d, generations, batch)))
 
 
 def kde_case(n: int, m: int, generations: int, batch: int, h: float = 0.5) -> Case:
@@ -222,27 +233,137 @@ def kde_case(n: int, m: int, generations: int, batch: int, h: float = 0.5) -> Ca
         return out
 
     return Case(f"kde (n={n}, m={m})", jax_run, _floor(draw, generations, batch), numpy_loop,
-                numpy_vectorised)
+                numpy_vectorised, ("kde", (n, m, generations, batch)))
 
 
-def measure(case: Case, replicas: int, generations: int, loop_replicas: int, repeats: int) -> dict:
+CASES = {"gaussian": gaussian_case, "ols": ols_case, "kde": kde_case}
+
+
+@functools.lru_cache(maxsize=None)
+def _worker_case(name: str, args: tuple) -> Case:
+    return CASES[name](*args)
+
+
+def _numpy_share(job):
+    """One process's share of the vectorised NumPy loop (its own seed)."""
+    factory, replicas, seed = job
+    return _worker_case(*factory).numpy_vectorised(replicas, seed)
+
+
+def numpy_parallel(case: Case, pool, processes: int) -> Callable[[int, int], object]:
+    """The vectorised NumPy loop with its replicas split over ``processes`` processes."""
+
+    def run(replicas, seed):
+        share = -(-replicas // processes)
+        return pool.map(_numpy_share, [(case.factory, share, seed * 1000 + w)
+                                       for w in range(processes)])
+
+    return run
+
+
+def median_of(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - tic)
+    return statistics.median(times)
+
+
+def measure(case: Case, replicas: int, generations: int, loop_replicas: int, repeats: int,
+            pool=None, processes: int = 1) -> dict:
     tic = time.perf_counter()
     jax.block_until_ready(case.jax_run(replicas, 0))  # compiles
     compile_and_first = time.perf_counter() - tic
     jax.block_until_ready(case.floor(replicas, 0))
-    engine = best_of(lambda: case.jax_run(replicas, 1), repeats)
-    floor = best_of(lambda: case.floor(replicas, 1), repeats)
-    vectorised = best_of(lambda: case.numpy_vectorised(replicas, 1), repeats)
+    parallel = numpy_parallel(case, pool, processes) if pool is not None else None
+    if parallel is not None:
+        parallel(replicas, 0)  # workers import and build the case once
+    # Interleaved, so that a change in the machine's load hits every contestant alike.
+    timed = {"engine": lambda: case.jax_run(replicas, 1), "floor": lambda: case.floor(replicas, 1),
+             "vectorised": lambda: case.numpy_vectorised(replicas, 1)}
+    if parallel is not None:
+        timed["parallel"] = lambda: parallel(replicas, 1)
+    times = {k: [] for k in timed}
+    for _ in range(repeats):
+        for k, fn in timed.items():
+            times[k].append(best_of(fn, 1))
+    engine, floor, vectorised = (statistics.median(times[k]) for k in ("engine", "floor",
+                                                                        "vectorised"))
     # The looping version is timed on fewer replicas (it is linear in them) and scaled.
     looping = best_of(lambda: case.numpy_loop(loop_replicas, 1), 1) * replicas / loop_replicas
-    return {"case": case.name, "replicas": replicas, "generations": generations,
-            "jax_seconds": engine, "jax_compile_plus_first_run_seconds": compile_and_first,
-            "floor_seconds": floor, "numpy_vectorised_seconds": vectorised,
-            "numpy_loop_seconds_scaled": looping, "numpy_loop_replicas_timed": loop_replicas,
-            "replica_generations_per_second": replicas * generations / engine,
-            "speedup_vs_numpy_loop": looping / engine,
-            "speedup_vs_numpy_vectorised": vectorised / engine,
-            "multiple_of_floor": engine / floor}
+    row = {"case": case.name, "replicas": replicas, "generations": generations,
+           "devices": len(jax.devices()), "timing": f"median of {repeats}, interleaved",
+           "jax_seconds": engine, "jax_compile_plus_first_run_seconds": compile_and_first,
+           "jax_compile_seconds": max(compile_and_first - engine, 0.0),
+           "floor_seconds": floor, "numpy_vectorised_seconds": vectorised,
+           "numpy_loop_seconds_scaled": looping, "numpy_loop_replicas_timed": loop_replicas,
+           "replica_generations_per_second": replicas * generations / engine,
+           "speedup_vs_numpy_loop": looping / engine,
+           "speedup_vs_numpy_vectorised": vectorised / engine,
+           "multiple_of_floor": engine / floor}
+    if parallel is not None:
+        row["numpy_vectorised_processes"] = processes
+        row["numpy_vectorised_all_cores_seconds"] = statistics.median(times["parallel"])
+        row["speedup_vs_numpy_vectorised_all_cores"] = row[
+            "numpy_vectorised_all_cores_seconds"] / engine
+    return row
+
+
+# --- float64 normal generators ----------------------------------------------------------
+
+def box_muller(key, shape):
+    """``shape[0]`` float64 standard normals by Box-Muller from ``shape[0]`` uniforms."""
+    half = (shape[0] + 1) // 2
+    u = jax.random.uniform(key, (2, half), jnp.float64, minval=jnp.finfo(jnp.float64).tiny)
+    radius, angle = jnp.sqrt(-2.0 * jnp.log(u[0])), 2.0 * jnp.pi * u[1]
+    return jnp.concatenate([radius * jnp.cos(angle), radius * jnp.sin(angle)])[: shape[0]]
+
+
+GENERATORS = {"threefry2x32 + erfinv (default)": ("threefry2x32", jax.random.normal),
+              "threefry2x32 + Box-Muller": ("threefry2x32", box_muller),
+              "rbg + erfinv": ("rbg", jax.random.normal),
+              "unsafe_rbg + erfinv": ("unsafe_rbg", jax.random.normal)}
+
+
+def prng_comparison(samples: int, generations: int, replicas: int, repeats: int) -> list[dict]:
+    """ns per float64 normal in the engine's pattern (per-replica keys, scan, vmap).
+
+    ``batch_independent``: a replica draws the same numbers alone, in a batch of 8 and in
+    a batch of ``replicas`` (the engine's results must not depend on the batch size).
+    """
+    rows, fns = [], {}
+    for name, (impl, normal) in GENERATORS.items():
+        def replica(key, normal=normal):
+            def step(total, i):
+                return total + jnp.sum(normal(jax.random.fold_in(key, i), (samples,))), None
+            return jax.lax.scan(step, 0.0, jnp.arange(generations))[0]
+
+        base = jax.random.key(0, impl=impl)
+        run = jax.jit(lambda b, idx, replica=replica: jax.vmap(
+            lambda r: replica(jax.random.fold_in(b, r)))(idx))
+        draw = jax.jit(lambda b, idx, normal=normal: jax.vmap(
+            lambda r: normal(jax.random.fold_in(b, r), (samples,)))(idx))
+        batches = [np.asarray(draw(base, jnp.arange(size, dtype=jnp.uint32)))[:3]
+                   for size in (8, replicas)]
+        alone = np.concatenate([np.asarray(draw(base, jnp.arange(r, r + 1, dtype=jnp.uint32)))
+                                for r in range(3)])
+        tic = time.perf_counter()
+        jax.block_until_ready(run(base, jnp.arange(replicas, dtype=jnp.uint32)))
+        rows.append({"generator": name, "impl": impl,
+                     "compile_plus_first_seconds": time.perf_counter() - tic,
+                     "batch_independent": bool(np.array_equal(batches[0], batches[1])
+                                               and np.array_equal(alone, batches[0]))})
+        fns[name] = (run, base)
+    times = {name: [] for name in fns}
+    indices = jnp.arange(replicas, dtype=jnp.uint32)
+    for _ in range(repeats):  # interleaved
+        for name, (run, base) in fns.items():
+            times[name].append(best_of(lambda: run(base, indices), 1))
+    for row in rows:
+        row["ns_per_normal"] = statistics.median(times[row["generator"]]) / (
+            replicas * generations * samples) * 1e9
+    return rows
 
 
 def peak_rss_child(replicas: int) -> float:
@@ -271,26 +392,49 @@ def main(argv=None) -> int:
     parser.add_argument("--only", default="gaussian,ols,kde")
     parser.add_argument("--memory", action="store_true",
                         help="also measure peak RSS at 1e4, 1e5, 1e6 replicas")
+    parser.add_argument("--processes", type=int, default=os.cpu_count(),
+                        help="processes for the all-cores vectorised NumPy version (1: skip)")
+    parser.add_argument("--host-devices", type=int, default=None,
+                        help="run JAX on this many CPU devices (re-executes with XLA_FLAGS)")
+    parser.add_argument("--prng", action="store_true",
+                        help="also compare float64 normal generators")
     parser.add_argument("--out", default="results")
     parser.add_argument("--no-compile-cache", action="store_true",
                         help="compile from scratch (compile times then include XLA compilation)")
     args = parser.parse_args(argv)
     if not args.no_compile_cache:
         enable_compilation_cache()
+    if args.host_devices and len(jax.devices("cpu")) != args.host_devices:
+        flags = f"--xla_force_host_platform_device_count={args.host_devices}"
+        env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip())
+        os.execve(sys.executable, [sys.executable, "-m", "verify.bench",
+                                   *(sys.argv[1:] if argv is None else argv)], env)
     R, G = args.replicas, args.generations
-    cases = {"gaussian": lambda: gaussian_case(args.samples, G, R),
-             "ols": lambda: ols_case(20, 5, G, R),
-             "kde": lambda: kde_case(100, 100, G, min(R, 1024))}
+    factories = {"gaussian": (args.samples, G, R), "ols": (20, 5, G, R),
+                 "kde": (100, 100, G, min(R, 1024))}
+    pool = None
+    if args.processes > 1:  # spawn: forking a process that runs JAX threads can deadlock
+        pool = multiprocessing.get_context("spawn").Pool(args.processes)
     results = []
+    print(f"JAX on {len(jax.devices())} device(s); NumPy on 1 and {args.processes} process(es)")
     print(f"{'loop':22s} {'rep*gen/s':>11s} {'vs NumPy loop':>14s} {'vs NumPy vec':>13s} "
-          f"{'x floor':>8s} {'compile+1st s':>14s}")
+          f"{'vs vec, all cores':>18s} {'x floor':>8s} {'compile s':>10s}")
     for name in args.only.split(","):
-        row = measure(cases[name](), R, G, args.loop_replicas, args.repeats)
+        row = measure(CASES[name](*factories[name]), R, G, args.loop_replicas, args.repeats,
+                      pool, args.processes)
         results.append(row)
         print(f"{row['case']:22s} {row['replica_generations_per_second']:11.3g} "
               f"{row['speedup_vs_numpy_loop']:13.1f}x {row['speedup_vs_numpy_vectorised']:12.2f}x "
-              f"{row['multiple_of_floor']:8.2f} {row['jax_compile_plus_first_run_seconds']:14.2f}",
-              flush=True)
+              f"{row.get('speedup_vs_numpy_vectorised_all_cores', float('nan')):17.2f}x "
+              f"{row['multiple_of_floor']:8.2f} {row['jax_compile_seconds']:10.2f}", flush=True)
+    if pool is not None:
+        pool.close()
+    generators = []
+    if args.prng:
+        generators = prng_comparison(args.samples, G, R, args.repeats)
+        for row in generators:
+            print(f"{row['generator']:34s} {row['ns_per_normal']:7.2f} ns/normal  "
+                  f"batch-independent: {row['batch_independent']}", flush=True)
     memory = {}
     if args.memory:
         for replicas in (10 ** 4, 10 ** 5, 10 ** 6):
@@ -298,7 +442,7 @@ def main(argv=None) -> int:
             print(f"peak RSS, gaussian loop with running moments, {replicas:>8d} replicas: "
                   f"{memory[replicas]:.0f} MiB", flush=True)
     info = {"provenance": report.provenance(0, "bench"), "processor": platform.processor(),
-            "cpu_count": __import__("os").cpu_count(), "results": results,
+            "cpu_count": os.cpu_count(), "results": results, "normal_generators": generators,
             "peak_rss_mib": memory}
     report.atomic_write_json(Path(args.out) / "bench.json", info)
     return 0
