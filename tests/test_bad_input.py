@@ -198,7 +198,8 @@ def test_unknown_claim_lists_the_known_ones(capsys):
 
 @pytest.mark.parametrize("only, expected", [
     ("B1", ["B1-synthetic", "B1-reuse", "B1-fresh", "B1-accumulate"]),
-    ("A2", ["A2-gamma"]),
+    ("A2", ["A2", "A2-gamma"]),
+    ("B3", ["B3", "B3-diffusion"]),
     ("P7,B1-fresh", ["P7", "B1-fresh"]),
     ("P1,P1", ["P1"]),
     ("P1", ["P1"]),  # not P1x: a family is ID-*
