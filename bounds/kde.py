@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bounds import validate
-from bounds.tv import check_lam_schedule, eps_rate, one_minus_power
+from bounds.tv import eps_rate, one_minus_power
 
 __all__ = [
     "KdeMixture",
@@ -48,7 +48,7 @@ class KdeMixture(NamedTuple):
 
 
 def _check_lam_and_h(lam: Any, h: Any) -> tuple[jax.Array, jax.Array]:
-    check_lam_schedule("lam", lam)
+    validate.check_lam_schedule("lam", lam)
     validate.check_positive("h", h)
     lam = jnp.asarray(lam, jnp.float64)
     h = jnp.asarray(h, jnp.float64)

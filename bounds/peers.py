@@ -23,7 +23,7 @@ __all__ = [
     "unbiased_sd_chain", "unbiased_log_variance_chain", "w2_squared_unbiased_chain",
     "gaussian_design_trace", "ols_replace_error", "ols_accumulate_error", "ols_accumulate_bound",
     "ols_fresh_design_test_error", "categorical_collision_chain", "kde_excess_variance",
-    "kde_second_moment", "kde_accumulate_excess_variance", "kde_accumulate_second_moment",
+    "kde_accumulate_excess_variance", "kde_accumulate_second_moment",
 ]
 
 PI_SQUARED_OVER_6 = math.pi ** 2 / 6
@@ -236,16 +236,6 @@ def kde_excess_variance(i, lam, h):
     factor = jnp.where(lam > 0, (1.0 - (1.0 - lam) ** (i + 1)) / jnp.where(lam > 0, lam, 1.0),
                        i + 1.0)
     return h ** 2 * factor
-
-
-def kde_second_moment(i, lam, h, p0_second_moment):
-    """P8 (exact): ``E int x^2 p_hat_i(x) dx = int x^2 p0 + kde_excess_variance(i, lam, h)``.
-
-    The second moment is linear in the density, so its expectation follows from
-    P8's expected density (docs/peers.md §P8); this is what the suite checks.
-    """
-    validate.check_positive("p0_second_moment", p0_second_moment)
-    return p0_second_moment + kde_excess_variance(i, lam, h)
 
 
 def kde_accumulate_excess_variance(n, m, h):

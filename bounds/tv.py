@@ -22,7 +22,6 @@ import numpy as np
 from bounds import validate
 
 __all__ = [
-    "check_lam_schedule",
     "one_minus_power",
     "tv_of_mixture_with_p0",
     "triangle_tv_bound",
@@ -44,23 +43,6 @@ __all__ = [
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def check_lam_schedule(name: str, lam: Any) -> None:
-    """Raise unless ``lam`` is a real-proportion schedule: entries in [0, 1], ``lam[..., 0] == 1``.
-
-    ``lam[..., 0] = 1`` pins the indexing convention (``G_0`` sees real data
-    only); a schedule that starts elsewhere is almost always an off-by-one.
-    """
-    validate.check_proportion(name, lam)
-    if validate.is_concrete(lam):
-        arr = np.asarray(lam)
-        if arr.ndim == 0 or arr.shape[-1] == 0:
-            raise ValueError(f"{name} must be a non-empty schedule indexed by generation "
-                             f"on its last axis, got shape {arr.shape}")
-        if not np.all(arr[..., 0] == 1.0):
-            raise ValueError(f"{name}[0] must be 1 (G_0 is fit on real data only), "
-                             f"got {name}[..., 0]={arr[..., 0]!r}")
 
 
 def _check_generations(name: str, value: Any) -> None:
@@ -170,7 +152,7 @@ def tv_recursion_bound(eps: Any, lam: Any) -> jax.Array:
       Bounds on ``TV(G_i, p0)`` for ``i = 0..G-1``, shape ``broadcast(eps, lam)``.
     """
     validate.check_nonnegative("eps", eps)
-    check_lam_schedule("lam", lam)
+    validate.check_lam_schedule("lam", lam)
     _check_schedule_length("eps", eps, "lam", lam)
     eps, lam = jnp.broadcast_arrays(jnp.asarray(eps, jnp.float64), jnp.asarray(lam, jnp.float64))
 

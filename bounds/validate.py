@@ -15,6 +15,7 @@ import numpy as np
 
 __all__ = [
     "check_positive_int",
+    "check_lam_schedule",
     "check_nonnegative_int",
     "check_positive",
     "check_nonnegative",
@@ -158,3 +159,20 @@ def check_prng_key(name: str, value: Any) -> Any:
         return value
     raise TypeError(f"{name} must be one PRNG key (e.g. jax.random.key(0)), got "
                     f"{type(value).__name__} with shape {np.shape(value)} and dtype {dtype}")
+
+
+def check_lam_schedule(name: str, lam: Any) -> None:
+    """Raise unless ``lam`` is a real-proportion schedule: entries in [0, 1], ``lam[..., 0] == 1``.
+
+    ``lam[..., 0] = 1`` pins the indexing convention (``G_0`` sees real data
+    only); a schedule that starts elsewhere is almost always an off-by-one.
+    """
+    check_proportion(name, lam)
+    if is_concrete(lam):
+        arr = np.asarray(lam)
+        if arr.ndim == 0 or arr.shape[-1] == 0:
+            raise ValueError(f"{name} must be a non-empty schedule indexed by generation "
+                             f"on its last axis, got shape {arr.shape}")
+        if not np.all(arr[..., 0] == 1.0):
+            raise ValueError(f"{name}[0] must be 1 (G_0 is fit on real data only), "
+                             f"got {name}[..., 0]={arr[..., 0]!r}")

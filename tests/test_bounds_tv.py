@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import optimize
 
-from bounds import tv
+from bounds import tv, validate
 
 
 # ---------------------------------------------------------------- R0
@@ -255,3 +255,21 @@ def test_template_has_one_interior_peak(alpha, i):
     assert sign_changes == 1
     peak = float(tv.threshold_m_star(1.0, alpha, i).m_star_over_n)
     assert u[np.argmax(b)] == pytest.approx(peak, rel=2e-3)
+
+
+@pytest.mark.parametrize("lam", [0.0, 1e-12, 1e-3, 0.3, 1.0])
+@pytest.mark.parametrize("i", [0, 1, 7, 1000])
+def test_one_minus_power_against_exact_rationals(lam, i):
+    """``1 - (1-lam)^i`` against exact rational arithmetic (an independent computation):
+    the naive float form loses every digit at lam = 1e-12, the expm1/log1p form must not."""
+    from fractions import Fraction
+    exact = 1 - (1 - Fraction(lam)) ** i
+    value = float(tv.one_minus_power(lam, i))
+    assert value == pytest.approx(float(exact), rel=1e-12, abs=1e-300)
+
+
+def test_lam_schedule_must_start_at_one():
+    with pytest.raises(ValueError, match=r"lam\[0\] must be 1"):
+        validate.check_lam_schedule("lam", [0.5, 0.5])
+    with pytest.raises(ValueError, match="lam"):
+        validate.check_lam_schedule("lam", [1.0, 1.5])

@@ -12,7 +12,6 @@ What is proven and what is fitted (docs/diffusion.md):
   and integrated exactly from ``N(0,1)`` at ``T`` (Girsanov + data processing;
   docs/diffusion.md §2). Evaluated by quadrature (``x``: midpoint on a grid; ``t``:
   Gauss–Legendre): exact up to quadrature.
-* ``girsanov_tv_bound``: upper (Pinsker on the above).
 * ``oneshot_error_shape``: rate. The shape ``a τ⁴/(W n) + b τ³/W² + c/τ + d`` of the
   one-shot error of the early-stopped random-feature model; ``a, b, c, d`` are fitted,
   never derived here.
@@ -32,8 +31,8 @@ import numpy as np
 from bounds import validate
 from bounds.tv import pinsker_tv_bound
 
-__all__ = ["ou_marginal", "mixture_log_density", "mixture_score", "prior_kl", "GirsanovBound",
-           "girsanov_kl_bound", "girsanov_tv_bound", "oneshot_error_shape",
+__all__ = ["ou_marginal", "mixture_log_density", "mixture_score", "GirsanovBound",
+           "girsanov_kl_bound", "oneshot_error_shape",
            "optimal_training_time"]
 
 
@@ -81,7 +80,7 @@ def _check_nodes(nodes):
     return nodes
 
 
-def prior_kl(loc: Any, weight: Any, scale: Any, horizon: Any, nodes: Any) -> jax.Array:
+def _prior_kl(loc: Any, weight: Any, scale: Any, horizon: Any, nodes: Any) -> jax.Array:
     """``KL(p_T ‖ N(0,1))`` by the midpoint rule on equally spaced ``nodes``.
 
     Claim: B2 (first term of the Girsanov bound). Kind: exact up to quadrature
@@ -154,13 +153,8 @@ def girsanov_kl_bound(score_fn: Callable, loc: Any, weight: Any, scale: Any, hor
 
     values = jax.vmap(integrand)(jnp.asarray(times))
     score_term = jnp.sum(jnp.asarray(t_weights) * values)
-    prior = prior_kl(loc, weight, scale, horizon, nodes)
+    prior = _prior_kl(loc, weight, scale, horizon, nodes)
     return GirsanovBound(prior, score_term, prior + score_term, jnp.asarray(times), values)
-
-
-def girsanov_tv_bound(bound: GirsanovBound) -> jax.Array:
-    """``TV(p0, q) ≤ sqrt(KL/2)`` (Pinsker) on the Girsanov KL bound. Claim: B2. Kind: upper."""
-    return pinsker_tv_bound(bound.kl) if validate.is_concrete(bound.kl) else jnp.sqrt(bound.kl / 2)
 
 
 def oneshot_error_shape(tau: Any, n: Any, width: Any, coef: Any) -> jax.Array:

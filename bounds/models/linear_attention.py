@@ -31,7 +31,6 @@ __all__ = [
     "gamma_star",
     "icl_risk",
     "LoopMoments",
-    "affine_moments",
     "moments",
     "coupled_difference_moments",
     "contraction_factor",
@@ -42,7 +41,6 @@ __all__ = [
     "tame_generations",
     "recursive_stability_constant",
     "recursive_stability_scale",
-    "replaced_example_second_moment",
 ]
 
 
@@ -134,7 +132,7 @@ class LoopMoments(NamedTuple):
     Attributes:
       mean: ``E w_hat_i``, shape ``(G, d)``.
       second: ``E w_hat_i w_hat_i^T``, shape ``(G, d, d)``.
-      error: ``E |w_hat_i - w|^2`` (``moments``) or ``E |w_hat_i|^2`` (``affine_moments``,
+      error: ``E |w_hat_i - w|^2`` (``moments``) or ``E |w_hat_i|^2`` (``_affine_moments``,
         ``coupled_difference_moments``), shape ``(G,)``.
     """
 
@@ -154,7 +152,7 @@ def _check_loop(gamma, n, m, generations):
     return int(n), int(m), int(generations)
 
 
-def affine_moments(gamma: Any, n: int, m: int, r_mean: Any, r_second: Any, tau: Any,
+def _affine_moments(gamma: Any, n: int, m: int, r_mean: Any, r_second: Any, tau: Any,
                    generations: int) -> LoopMoments:
     """Exact moments of ``v_0 = (gamma/n) r``, ``v_i = (gamma/N) r + A_i v_{i-1} + e_i``.
 
@@ -230,7 +228,7 @@ def moments(gamma: Any, n: int, m: int, w: Any, sigma: Any, tau: Any,
     ``S0`` (``n`` examples ``x ~ N(0, I_d)``, ``y = w.x + sigma xi``, drawn once and
     reused), the synthetic inputs and the synthetic label noise ``tau``. This is
     what one replica of the simulated loop averages over (the engine draws ``S0``
-    per replica). ``affine_moments`` with ``E r = n w`` and
+    per replica). ``_affine_moments`` with ``E r = n w`` and
     ``E r r^T = n(n+1) w w^T + n(|w|^2 + sigma^2) I``.
 
     Claim A2 (THEORY section 4, "first and second moments follow an exact
@@ -254,12 +252,12 @@ def moments(gamma: Any, n: int, m: int, w: Any, sigma: Any, tau: Any,
     sigma = jnp.asarray(sigma, jnp.float64)
     outer = jnp.outer(w, w)
     r_second = n * (n + 1) * outer + n * (w @ w + sigma ** 2) * jnp.eye(w.shape[0])
-    loop = affine_moments(gamma, n, m, n * w, r_second, tau, generations)
+    loop = _affine_moments(gamma, n, m, n * w, r_second, tau, generations)
     error = loop.error - 2.0 * loop.mean @ w + w @ w
     return loop._replace(error=error)
 
 
-def replaced_example_second_moment(w: Any, sigma: Any) -> jax.Array:
+def _replaced_example_second_moment(w: Any, sigma: Any) -> jax.Array:
     """``E u u^T`` for ``u = x y - x' y'``, two independent real examples.
 
     ``= 2 Cov(x y) = 2[(|w|^2 + sigma^2) I + w w^T]`` (Isserlis:
@@ -286,8 +284,8 @@ def coupled_difference_moments(gamma: Any, n: int, m: int, w: Any, sigma: Any,
     The twins share every synthetic input and noise draw (``sims.coupled.shared_keys``),
     so ``Delta_i = w_hat_i - w_hat'_i`` obeys ``Delta_0 = (gamma/n) u``,
     ``Delta_i = (gamma/N) u + A_i Delta_{i-1}`` with ``u = x_j y_j - x'_j y'_j``: the
-    synthetic noise cancels. ``affine_moments`` with ``E u = 0``, ``tau = 0`` and
-    ``E u u^T`` from ``replaced_example_second_moment``.
+    synthetic noise cancels. ``_affine_moments`` with ``E u = 0``, ``tau = 0`` and
+    ``E u u^T`` from ``_replaced_example_second_moment``.
 
     Claim A2 (recursive stability, R2). Kind: exact (for fixed ``w``, averaged over
     ``S0``, the replacement and the shared draws). Proof: LA s.4.
@@ -299,8 +297,8 @@ def coupled_difference_moments(gamma: Any, n: int, m: int, w: Any, sigma: Any,
       ``LoopMoments``; ``error[i] = E |Delta_i|^2``.
     """
     _check_loop(gamma, n, m, generations)
-    second = replaced_example_second_moment(w, sigma)
-    return affine_moments(gamma, n, m, jnp.zeros(second.shape[0]), second, 0.0, generations)
+    second = _replaced_example_second_moment(w, sigma)
+    return _affine_moments(gamma, n, m, jnp.zeros(second.shape[0]), second, 0.0, generations)
 
 
 # --------------------------------------------------------------------------- #
@@ -495,6 +493,6 @@ def recursive_stability_scale(w: Any, sigma: Any, m: Any) -> jax.Array:
       float64 scalar.
     """
     _check_int("m", m, 1)
-    second = replaced_example_second_moment(w, sigma)
+    second = _replaced_example_second_moment(w, sigma)
     d = second.shape[0]
     return jnp.sqrt(jnp.trace(second) / (1.0 + (d + 1.0) / m))

@@ -143,8 +143,9 @@ def fit_shape(taus, sizes, width, mean, se):
     Rows weighted by ``1/se``. Returns ``coef = (a, b, c, d)``.
     """
     tau_grid, n_grid = np.meshgrid(np.asarray(taus, float), np.asarray(sizes, float))
-    basis = np.stack([tau_grid ** 4 / (width * n_grid), tau_grid ** 3 / width ** 2,
-                      1.0 / tau_grid, np.ones_like(tau_grid)], -1).reshape(-1, 4)
+    # The shape is linear in its coefficients: column k is the shape at the unit vector e_k.
+    basis = np.stack([np.asarray(bounds_diffusion.oneshot_error_shape(tau_grid, n_grid, width, e))
+                      for e in np.eye(4)], -1).reshape(-1, 4)
     w = 1.0 / np.maximum(np.asarray(se, float).ravel(), 1e-12)
     # Scale the columns to unit norm so NNLS is well conditioned.
     scale = np.linalg.norm(basis * w[:, None], axis=0)
