@@ -1,0 +1,1 @@
+"""Per-model constants and exact forms, mirroring ``sims/models/``."""
