@@ -176,6 +176,21 @@ def test_linear_attention_forms():
     assert abs(float(icl_risk(0.0, N, d, s)) - (d + s * s)) < 1e-12
 
 
+@pytest.mark.parametrize("gamma", [0.3, 0.7017543859649122, 1.0])
+def test_icl_risk_matches_monte_carlo(gamma):
+    """``icl_risk`` against 200,000 prompts (NumPy, z-test at |z| < 4); a 5% error in the
+    ``N + d + 1 + sigma^2`` factor moves it by > 10 SE at gamma = 1."""
+    N, d, s, count = 10, 3, 0.5, 200_000
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((count, d))
+    x = rng.standard_normal((count, N + 1, d))
+    y = np.einsum("cnd,cd->cn", x, w) + s * rng.standard_normal((count, N + 1))
+    readout = np.einsum("cnd,cn,cd->c", x[:, :N], y[:, :N], x[:, N]) / N
+    loss = (y[:, N] - gamma * readout) ** 2
+    z = (loss.mean() - float(icl_risk(gamma, N, d, s))) / (loss.std() / np.sqrt(count))
+    assert abs(z) < 4, z
+
+
 def test_late_slope_tolerance_and_slopes():
     spec = a4.spec_of(a4._a4_grid("quick")[0])
     C = a4.collapse_range(spec)

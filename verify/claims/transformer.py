@@ -45,8 +45,8 @@ SIZES = {
                             batch=32, warmup=25, train_prompts=8000),
                   generations=10, loops=4, lams=(0.0, 0.5), coupled_lams=()),
     "default": dict(spec=dict(dim=3, context=10, width=16, heads=2, layers=2, mlp=32,
-                              steps=400, batch=32, warmup=40, train_prompts=12800),
-                    generations=12, loops=8, lams=(0.0, 0.1, 0.3, 0.5), coupled_lams=(0.0, 0.5)),
+                              steps=300, batch=32, warmup=30, train_prompts=9600),
+                    generations=12, loops=6, lams=(0.0, 0.1, 0.3, 0.5), coupled_lams=(0.0, 0.5)),
     "full": dict(spec=dict(dim=5, context=20, width=32, heads=2, layers=3, mlp=64, steps=1000,
                            batch=64, warmup=100, train_prompts=64000),
                  generations=20, loops=32, lams=(0.0, 0.1, 0.3, 0.5),
@@ -128,8 +128,11 @@ def summarise(out: tr.LoopOutput, point, coupled: tr.Coupled | None = None) -> M
             slopes[:, None], "first generation of the fit", [0])
     if coupled is not None:
         quantities["coupled distance"] = _series(coupled.distance)
+    spec = spec_of(point)
+    risk = lambda g: np.asarray(icl_risk(np.asarray(g), spec.context, spec.dim,  # noqa: E731
+                                         spec.noise)).mean(0)  # per replica, then the mean
     context = dict(gamma=np.asarray(out.gamma).mean(0), linearity=np.asarray(out.linearity).mean(0),
-                   lsa_gamma=np.asarray(out.lsa_gamma).mean(0))
+                   risk_at_gamma=risk(out.gamma), lsa_risk=risk(out.lsa_gamma))
     if coupled is not None:
         lsa = np.asarray(coupled.lsa_distance, np.float64)
         context.update(lsa_distance=lsa.mean(0), lsa_distance_se=lsa.std(0, ddof=1) /
@@ -141,7 +144,9 @@ def _a4_measure(key, point):
     spec = spec_of(point)
     if point["coupled"]:
         coupled = tr.run_coupled(key, spec, point["lam"], point["generations"], point["replicas"])
-        check_finite(coupled.loops, point["lam"])
+        for twin in (0, 1):
+            check_finite(tr.LoopOutput(*(np.asarray(a)[:, twin] for a in coupled.loops)),
+                         f"{point['lam']}, twin {twin}")
         out = tr.LoopOutput(*(np.asarray(a)[:, 0] for a in coupled.loops))
         return summarise(out, point, coupled)
     out = tr.run_loop(key, spec, point["lam"], point["generations"], point["replicas"])
@@ -160,12 +165,11 @@ def a4_theory(point, context, *, tolerance_scale: float = 1.0):
     G, lam = point["generations"], point["lam"]
     N, d, sigma = spec.context, spec.dim, spec.noise
     g_star = float(gamma_star(N, d, sigma))
-    out = {"test error": Theory("report", np.asarray(icl_risk(context["gamma"], N, d, sigma)),
+    out = {"test error": Theory("report", context["risk_at_gamma"],
                                 "icl_risk(fitted gamma) (fitted to the same networks)"),
            "effective gamma": Theory("report", np.full(G, g_star), "gamma* = N/(N+d+1+sigma^2)"),
            "linear-attention loop test error": Theory(
-               "report", np.asarray(icl_risk(context["lsa_gamma"], N, d, sigma)),
-               "icl_risk(trained LSA gamma)"),
+               "report", context["lsa_risk"], "icl_risk(trained LSA gamma)"),
            "slope of test error (grows)": Theory("exceeds", np.zeros(1), "0 (collapse: grows)"),
            "late slope of test error (bounded)": Theory(
                "upper", np.full(1, tolerance_scale * late_slope_tolerance(spec, lam, G)),
