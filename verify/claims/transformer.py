@@ -244,7 +244,11 @@ def a4_figure(record):
                               float)
             ax.plot(x, theory, ":" if quantity == "test error" else "--", color=colour, lw=1.2)
         if quantity == "coupled distance":
-            ax.set_yscale("log")
+            if ax.lines:
+                ax.set_yscale("log")
+            else:
+                ax.text(0.5, 0.5, "no coupled points in this mode", ha="center",
+                        transform=ax.transAxes)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(GEN)
         ax.grid(alpha=0.3)
