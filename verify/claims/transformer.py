@@ -102,7 +102,8 @@ def check_finite(out: tr.LoopOutput, lam: float) -> None:
 
 def _stats(values: np.ndarray):
     n = values.shape[0]
-    return values.mean(0), values.std(0, ddof=1) / np.sqrt(n), n
+    se = values.std(0, ddof=1) / np.sqrt(n) if n > 1 else np.full(values.shape[1:], np.nan)
+    return values.mean(0), se, n
 
 
 def _series(values, label=GEN, x=None):
@@ -134,9 +135,8 @@ def summarise(out: tr.LoopOutput, point, coupled: tr.Coupled | None = None) -> M
     context = dict(gamma=np.asarray(out.gamma).mean(0), linearity=np.asarray(out.linearity).mean(0),
                    risk_at_gamma=risk(out.gamma), lsa_risk=risk(out.lsa_gamma))
     if coupled is not None:
-        lsa = np.asarray(coupled.lsa_distance, np.float64)
-        context.update(lsa_distance=lsa.mean(0), lsa_distance_se=lsa.std(0, ddof=1) /
-                       np.sqrt(lsa.shape[0]))
+        lsa_mean, lsa_se, _ = _stats(np.asarray(coupled.lsa_distance, np.float64))
+        context.update(lsa_distance=lsa_mean, lsa_distance_se=lsa_se)
     return Measurement(quantities, context)
 
 
