@@ -107,7 +107,7 @@ def test_check_finite_names_generation_and_replica():
 
 def test_fit_gamma_recovers_a_linear_readout():
     p = tr.sample_prompts(jax.random.key(4), TINY, 50)
-    gamma, r2 = tr.fit_gamma(0.7 * tr.ridge_readout(p), p)
+    gamma, r2 = tr.fit_gamma(0.7 * tr.linear_readout(p), p)
     assert abs(float(gamma) - 0.7) < 1e-12 and abs(float(r2) - 1) < 1e-12
 
 

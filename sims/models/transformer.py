@@ -43,8 +43,8 @@ import optax
 from bounds import validate
 
 __all__ = ["TransformerSpec", "Prompts", "TrainInfo", "ICLTransformer", "make_spec",
-           "sample_prompts", "tokens", "init_params", "predict", "train", "train_replicas",
-           "ridge_readout", "fit_gamma", "LoopOutput", "Coupled", "loop_trajectory", "run_loop",
+           "sample_prompts", "replica_data", "ReplicaData", "tokens", "init_params", "predict", "train", "train_replicas",
+           "linear_readout", "fit_gamma", "LoopOutput", "Coupled", "loop_trajectory", "run_loop",
            "run_coupled"]
 
 
@@ -269,7 +269,7 @@ def train_replicas(keys: jax.Array, spec: TransformerSpec, prompts: Prompts,
 
 # --- the linear-attention readout ---------------------------------------------------------
 
-def ridge_readout(prompts: Prompts) -> jax.Array:
+def linear_readout(prompts: Prompts) -> jax.Array:
     """``(1/N) sum_j y_j x_j . x_q``: the linear-attention prediction at ``gamma = 1``."""
     return jnp.einsum("...nd,...n,...d->...", prompts.x, prompts.y, prompts.query) / \
         prompts.y.shape[-1]
@@ -280,7 +280,7 @@ def fit_gamma(predictions: jax.Array, prompts: Prompts) -> tuple[jax.Array, jax.
 
     ``R^2 = 1 - RSS / sum prediction^2`` (no intercept: a linear-attention layer has none).
     """
-    s = ridge_readout(prompts)
+    s = linear_readout(prompts)
     gamma = jnp.sum(predictions * s, -1) / jnp.sum(s * s, -1)
     resid = predictions - gamma[..., None] * s
     return gamma, 1.0 - jnp.sum(resid ** 2, -1) / jnp.sum(predictions ** 2, -1)
@@ -340,7 +340,7 @@ def loop_trajectory(key: jax.Array, spec: TransformerSpec, data: ReplicaData, la
     """
     train_set = data.train
     real = jnp.arange(spec.train_prompts) < jnp.round(lam * spec.train_prompts)
-    s_train, s_test = ridge_readout(train_set), ridge_readout(data.test)
+    s_train, s_test = linear_readout(train_set), linear_readout(data.test)
 
     def lsa_fit(targets):  # least-squares gamma of the one-parameter linear-attention model
         return jnp.sum(s_train * targets) / jnp.sum(s_train ** 2)
@@ -444,7 +444,7 @@ def run_coupled(key: jax.Array, spec: TransformerSpec, lam: float, generations: 
     out = _loops(pair(keys, keys), spec, jax.tree.map(lambda a: pair(a, a), data)._replace(
         train=twins.train), jnp.asarray(lam, jnp.float64), generations)
     out = jax.tree.map(lambda a: a.reshape((replicas, 2) + a.shape[1:]), out)
-    power = jnp.mean(ridge_readout(data.probe) ** 2, -1)  # (replica,)
+    power = jnp.mean(linear_readout(data.probe) ** 2, -1)  # (replica,)
     return Coupled(out, jnp.mean((out.probe_predictions[:, 0] - out.probe_predictions[:, 1]) ** 2,
                                  -1),
                    (out.lsa_gamma[:, 0] - out.lsa_gamma[:, 1]) ** 2 * power[:, None])

@@ -154,13 +154,8 @@ def _a4_measure(key, point):
     return summarise(out, point)
 
 
-def a4_theory(point, context, *, tolerance_scale: float = 1.0):
-    """A4's rows: bounded late slope (``upper``), growth (``exceeds``), and report rows.
-
-    ``tolerance_scale`` multiplies the bounded row's tolerance (a negative control: 0 asserts
-    an exactly flat error, which the loop's sampling noise alone need not violate, while
-    ``lam`` treated as 0 in the *simulator* must violate the unscaled tolerance).
-    """
+def a4_theory(point, context):
+    """A4's rows: bounded late slope (``upper``), growth (``exceeds``), and report rows."""
     spec = spec_of(point)
     G, lam = point["generations"], point["lam"]
     N, d, sigma = spec.context, spec.dim, spec.noise
@@ -172,7 +167,7 @@ def a4_theory(point, context, *, tolerance_scale: float = 1.0):
                "report", context["lsa_risk"], "icl_risk(trained LSA gamma)"),
            "slope of test error (grows)": Theory("exceeds", np.zeros(1), "0 (collapse: grows)"),
            "late slope of test error (bounded)": Theory(
-               "upper", np.full(1, tolerance_scale * late_slope_tolerance(spec, lam, G)),
+               "upper", np.full(1, late_slope_tolerance(spec, lam, G)),
                "C (1-lam)^(G/2) / (G/2), C = d + sigma^2 - icl_risk(gamma*)"),
            }
     if "lsa_distance" in context:
