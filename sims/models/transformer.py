@@ -43,9 +43,9 @@ import optax
 from bounds import validate
 
 __all__ = ["TransformerSpec", "Prompts", "TrainInfo", "ICLTransformer", "make_spec",
-           "sample_prompts", "replica_data", "ReplicaData", "tokens", "init_params", "predict", "train", "train_replicas",
-           "linear_readout", "fit_gamma", "LoopOutput", "Coupled", "loop_trajectory", "run_loop",
-           "run_coupled"]
+           "sample_prompts", "replica_data", "ReplicaData", "tokens", "init_params", "predict",
+           "train", "train_replicas", "linear_readout", "fit_gamma", "LoopOutput", "Coupled",
+           "loop_trajectory", "run_loop", "run_coupled"]
 
 
 class TransformerSpec(NamedTuple):
