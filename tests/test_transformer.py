@@ -1,4 +1,4 @@
-"""Claim A4's transformer (sims.models.transformer) and the claim itself (verify.claims.transformer).
+"""A4's transformer loop (sims.models.transformer) and the claim (verify.claims.transformer).
 
 Unit tests share one tiny spec, so each compiled function is built once. The claim tests
 run A4's quick grid and two broken simulators (a loop that ignores real data, a loop that
@@ -21,6 +21,11 @@ from verify.claims import transformer as a4
 TINY = tr.make_spec(dim=2, context=4, width=8, heads=2, layers=2, mlp=8, steps=60, batch=16,
                     warmup=5, learning_rate=1e-2, train_prompts=960, test_prompts=64,
                     probe_prompts=64)
+
+
+# Training tests run in float64 (see test_vmapped_training_equals_per_replica_training) and
+# share this spec, so train_replicas compiles once for all of them.
+TRAIN_SPEC = TINY._replace(dtype="float64")
 
 
 def _data(replicas, seed=0):
@@ -55,17 +60,17 @@ def test_prompt_labels_follow_the_linear_model():
 @functools.lru_cache(maxsize=None)
 def _trained(replicas=2):
     keys, data = _data(replicas)
-    return keys, data, tr.train_replicas(keys, TINY, data.train, data.train.target)
+    return keys, data, tr.train_replicas(keys, TRAIN_SPEC, data.train, data.train.target)
 
 
 def test_training_reduces_loss():
     keys, data, (params, info) = _trained()
     assert bool(np.all(info.finite))
     for r in range(2):
-        init = tr.init_params(jax.random.split(keys[r])[0], TINY)
+        init = tr.init_params(jax.random.split(keys[r])[0], TRAIN_SPEC)
         test = jax.tree.map(lambda a: a[r], data.test)
-        before = float(np.mean((tr.predict(init, TINY, test) - test.target) ** 2))
-        after = float(np.mean((tr.predict(jax.tree.map(lambda a: a[r], params), TINY, test)
+        before = float(np.mean((tr.predict(init, TRAIN_SPEC, test) - test.target) ** 2))
+        after = float(np.mean((tr.predict(jax.tree.map(lambda a: a[r], params), TRAIN_SPEC, test)
                                - test.target) ** 2))
         assert after < 0.8 * before, (before, after)
 
@@ -75,9 +80,8 @@ def test_vmapped_training_equals_per_replica_training():
     same ``q.b`` to every logit, so softmax makes its gradient exactly 0 in exact arithmetic;
     Adam's ``m / sqrt(v)`` turns the rounding noise left there into full-size steps, which
     differ with the reduction order of a vmapped batch and change no prediction."""
-    spec = TINY._replace(dtype="float64", steps=20)
-    keys, data = _data(2)
-    params, info = tr.train_replicas(keys, spec, data.train, data.train.target)
+    spec = TRAIN_SPEC
+    keys, data, (params, info) = _trained()
     single = jax.jit(tr.train, static_argnums=1)
     for r in range(2):
         p_r, info_r = single(keys[r], spec, jax.tree.map(lambda a: a[r], data.train),
@@ -91,7 +95,7 @@ def test_vmapped_training_equals_per_replica_training():
 def test_nan_loss_is_a_flag_not_an_exception():
     keys, data, _ = _trained()
     targets = data.train.target.at[1].set(jnp.nan)  # replica 1 only
-    _, info = tr.train_replicas(keys, TINY, data.train, targets)
+    _, info = tr.train_replicas(keys, TRAIN_SPEC, data.train, targets)
     assert list(np.asarray(info.finite)) == [True, False]
 
 

@@ -363,7 +363,8 @@ def loop_trajectory(key: jax.Array, spec: TransformerSpec, data: ReplicaData, la
                          jnp.mean((gamma_lsa * s_test - data.test.target) ** 2),
                          info.final_loss.astype(jnp.float64), info.finite)
         noise = spec.noise * jax.random.normal(k_label, targets.shape, jnp.float64)
-        relabel = lambda synthetic: jnp.where(real, train_set.target, synthetic + noise)  # noqa: E731
+        def relabel(synthetic):
+            return jnp.where(real, train_set.target, synthetic + noise)
         return (relabel(predictions[:cut_test]), relabel(gamma_lsa * s_train)), out
 
     start = (train_set.target, train_set.target)

@@ -183,8 +183,8 @@ def _a4_notes(point, measured, theory, context):
     risk_fit = np.asarray(theory["test error"].value)
     g_star = float(gamma_star(spec.context, spec.dim, spec.noise))
     notes = [f"A4 lam={lam}{' (coupled)' if point['coupled'] else ''}: test error "
-             f"{err.mean[0]:.3f} ± {err.se[0]:.2g} (i=0) -> {err.mean[-1]:.3f} ± {err.se[-1]:.2g} "
-             f"(i={G - 1}); replicas={err.replicas}; zero predictor d+sigma^2="
+             f"{err.mean[0]:.3f} ± {err.se[0]:.2g} (i=0) -> {err.mean[-1]:.3f} ± "
+             f"{err.se[-1]:.2g} (i={G - 1}); replicas={err.replicas}; zero predictor d+sigma^2="
              f"{spec.dim + spec.noise ** 2:.3g}, LSA optimum icl_risk(gamma*)="
              f"{float(icl_risk(g_star, spec.context, spec.dim, spec.noise)):.3g}",
              f"A4 lam={lam}: effective gamma {context['gamma'][0]:.3f} (i=0) -> "
