@@ -90,14 +90,15 @@ def per_replica_slopes(error: np.ndarray, start: int) -> np.ndarray:
                                                                                     centred)
 
 
-def check_finite(out: tr.LoopOutput, lam: float) -> None:
-    """Raise ``NonFiniteError`` naming the first diverged (generation, replica)."""
+def check_finite(out: tr.LoopOutput, where) -> None:
+    """Raise ``NonFiniteError`` naming the first diverged (generation, replica); ``where``
+    (the point's ``lam``, a twin) goes into the message."""
     finite = np.array(out.finite).reshape(-1, np.shape(out.finite)[-1])
     finite &= np.isfinite(np.asarray(out.test_error).reshape(finite.shape))
     if not finite.all():
         bad = np.argwhere(~finite)
         replica, generation = bad[np.argmin(bad[:, 1])]
-        raise NonFiniteError(f"training loss (lam={lam})", int(generation), int(replica))
+        raise NonFiniteError(f"training loss (lam={where})", int(generation), int(replica))
 
 
 def _stats(values: np.ndarray):
@@ -119,7 +120,9 @@ def summarise(out: tr.LoopOutput, point, coupled: tr.Coupled | None = None) -> M
     quantities = {"test error": _series(error),
                   "effective gamma": _series(out.gamma),
                   "linear-attention loop test error": _series(out.lsa_test_error)}
-    if point["lam"] > 0:
+    if coupled is not None:  # half the replicas of a plain point: report rows only
+        pass
+    elif point["lam"] > 0:
         slopes = per_replica_slopes(error, G // 2)
         quantities["late slope of test error (bounded)"] = _series(
             slopes[:, None], "first generation of the fit", [G // 2])
