@@ -448,6 +448,51 @@ def main(argv=None) -> int:
     return 0
 
 
+def transformer_bench(replica_counts=(1, 2, 4), generations: int = 4, repeats: int = 2,
+                      dtypes=("float32", "float64"), out: str | None = None, **spec) -> list[dict]:
+    """Claim A4's transformer: Adam steps per second and wall time per loop generation.
+
+    For each floating type and replica count ``R`` (replicas vmapped in one call), times
+    ``train_replicas`` (one training run per replica) and ``run_loop`` over ``generations``
+    generations, compile excluded (reported separately). ``spec`` overrides A4's quick sizes.
+    Run: ``python -c "from verify.bench import transformer_bench; transformer_bench()"``.
+    """
+    from sims.models import transformer as tr
+    from verify.claims.transformer import SIZES
+
+    rows = []
+    for dtype in dtypes:
+        s = tr.make_spec(**{**SIZES["quick"]["spec"], "dtype": dtype, **spec})
+        for R in replica_counts:
+            keys = jax.random.split(jax.random.key(0), R)
+            data = jax.vmap(lambda k: tr.replica_data(k, s))(keys)
+            run_train = lambda: tr.train_replicas(keys, s, data.train, data.train.target)  # noqa: E731
+            tic = time.perf_counter()
+            jax.block_until_ready(run_train())
+            train_compile = time.perf_counter() - tic
+            train_s = best_of(run_train, repeats)
+            run_loop = lambda: tr.run_loop(jax.random.key(1), s, 0.5, generations, R)  # noqa: E731
+            tic = time.perf_counter()
+            jax.block_until_ready(run_loop())
+            loop_compile = time.perf_counter() - tic
+            loop_s = best_of(run_loop, repeats)
+            row = {"dtype": dtype, "replicas": R, "steps": s.steps,
+                   "train_steps_per_second": s.steps / train_s,
+                   "replica_steps_per_second": R * s.steps / train_s,
+                   "seconds_per_generation": loop_s / generations,
+                   "train_compile_plus_first_s": train_compile,
+                   "loop_compile_plus_first_s": loop_compile}
+            rows.append(row)
+            print(f"transformer {dtype} R={R}: {row['replica_steps_per_second']:.0f} replica-steps/s,"
+                  f" {row['seconds_per_generation']:.2f} s per generation (all {R} replicas), "
+                  f"compile+first: train {train_compile:.1f} s, loop {loop_compile:.1f} s",
+                  flush=True)
+    if out is not None:
+        report.atomic_write_json(Path(out) / "bench_transformer.json",
+                                 {"provenance": report.provenance(0, "bench"), "results": rows})
+    return rows
+
+
 if __name__ == "__main__":
     sys.exit(main())
 
