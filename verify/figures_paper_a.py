@@ -38,7 +38,7 @@ def terms_figure(record):
     points = record["points"]
     cols = min(5, max(1, len(points)))
     nrows = math.ceil(len(points) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(3.8 * cols, 3.2 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.8 * cols, 3.2 * nrows + 1.2), squeeze=False)
     quantities = [GAP] + list(dict.fromkeys(r["quantity"] for r in record["rows"]
                                             if r["quantity"].startswith(TERM_PREFIX)))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -84,7 +84,7 @@ def terms_figure(record):
     fig.suptitle(f"{record['id']} ({record['status']}): each R3 term (line; dotted = report) "
                  "beside the measured quantity it bounds (markers ± 2 SE); black: total bound "
                  "vs measured gap", fontsize=9)
-    fig.tight_layout(rect=(0, 0.12, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.22 / nrows, 1, 0.95))
     return fig
 
 
