@@ -264,25 +264,6 @@ def loss_constants(point) -> tuple[float, float]:
             float(st.ridge_loss_bound(kappa, RIDGE_B, RIDGE_RHO)))
 
 
-def r2_uncapped(point, generations) -> np.ndarray:
-    """R2's ``gamma_i`` before the cap at 1, at ``generations`` (base ``gamma_0`` on ``n``)."""
-    n, m, _ = _sizes(point)
-    N = n + m
-    if point["model"] == "mean":
-        const = st.mean_estimation_uniform_constants(HALF_WIDTH, n, m)
-        eps, gamma_0 = float(const.eps_N), float(const.gamma_0)
-    elif point["model"] == "categorical":
-        eps = float(st.categorical_replace_one_tv(N, NUM_SYMBOLS))
-        gamma_0 = float(st.categorical_replace_one_tv(n, NUM_SYMBOLS))
-    else:
-        c = float(st.ridge_generator_constant(ridge_spec(ridge_model()).feature_bound, RIDGE_B,
-                                              RIDGE_RHO, RIDGE_TAU))
-        eps, gamma_0 = c / N, c / n
-    i = np.asarray(generations)
-    value = np.asarray(st.recursive_stability_closed_form(eps, m, i, gamma_0=gamma_0))
-    return np.where(i == 0, gamma_0, value)
-
-
 # The A1 rows: the total, then each R3 term against the quantity it bounds (docs 9.2).
 GAP = "gap <= R3 bound"
 TERM_REAL = "term real: lam E[R_p0(h) - R_S0(h)] <= lam beta_N (1 + m gamma_(i-1))"
@@ -331,7 +312,7 @@ def a1_measure(key, point):
     if point["model"] != "ridge":  # no maximal coupler for ridge: R2 is not proved there
         gamma = _scaled(_a1_gamma(key, point, i - 1), lam * beta * m)
         gamma = gamma._replace(x=i)
-        tested = r2_uncapped(point, i - 1) < 1.0
+        tested = r2_values(point, generations=i - 1, uncapped=True)[0] < 1.0
         for name, mask in ((TERM_REC, tested), (TERM_REC + CAPPED, ~tested)):
             if mask.any():
                 out[name] = _scaled(gamma, 1.0, mask)
@@ -374,7 +355,7 @@ def a1_theory(point, *, drop: str | None = None, keep_power: int = 1,
                           "(1-lam) M x (Jensen bound on E TV)" + (
                               ridge_tv_note if point["model"] == "ridge" else ""))
     if m > 0 and point["model"] != "ridge":
-        tested = r2_uncapped(point, i - 1) < 1.0
+        tested = r2_values(point, generations=i - 1, uncapped=True)[0] < 1.0
         rec = term(bound.recursive_stability)
         out[TERM_REC] = Theory("upper", rec[tested], "lam beta_N m R2(gamma_(i-1))")
         out[TERM_REC + CAPPED] = Theory("report", rec[~tested],
@@ -679,14 +660,16 @@ def r2_tested(point) -> np.ndarray:
     return r2_values(point, uncapped=True)[0] < 1.0
 
 
-def r2_values(point, *, keep_power: int = 1, drop: str | None = None,
+def r2_values(point, *, generations=None, keep_power: int = 1, drop: str | None = None,
               uncapped: bool = False) -> tuple[np.ndarray, float]:
-    """R2 at the report generations (capped at 1) and the contraction ``c (1-lam)``.
+    """R2 (capped at 1 unless ``uncapped``) and the contraction ``c (1-lam)``, at
+    ``generations`` (default: 0 and the report generations); base ``gamma_0`` on ``n``.
 
     ``keep_power=2`` uses ``c (1-lam)^2`` (i.e. ``m (1-lam)`` synthetic points) and
     ``drop="propagation"`` drops the ``m gamma_{i-1}`` term: negative controls.
     """
-    i = np.concatenate([[0], report_generations(point["generations"])])
+    i = (np.concatenate([[0], report_generations(point["generations"])])
+         if generations is None else np.asarray(generations))
     n, m, lam = _sizes(point)
     N = n + m
     if point["model"] == "mean":
