@@ -309,10 +309,12 @@ def a1_measure(key, point):
     out[TERM_SYNTH] = _scaled(measured(moments, "synthetic_part", axis, select=i), 1 - lam)
     out[TERM_SHIFT] = _scaled(measured(moments, "shift_part", axis, select=i), 1 - lam)
     out[TERM_TV] = _scaled(measured(moments, "tv_prev", axis, select=i), (1 - lam) * loss_range)
-    if point["model"] != "ridge":  # no maximal coupler for ridge: R2 is not proved there
+    tested = r2_values(point, generations=i - 1, uncapped=True)[0] < 1.0
+    # No maximal coupler for ridge (R2 is not proved there); where R2 < 1 only at i = 1
+    # (mean, lam <= 0.618) the coupled run would test nothing but gamma_0: skipped.
+    if point["model"] != "ridge" and tested.sum() >= 2:
         gamma = _scaled(_a1_gamma(key, point, i - 1), lam * beta * m)
         gamma = gamma._replace(x=i)
-        tested = r2_values(point, generations=i - 1, uncapped=True)[0] < 1.0
         for name, mask in ((TERM_REC, tested), (TERM_REC + CAPPED, ~tested)):
             if mask.any():
                 out[name] = _scaled(gamma, 1.0, mask)
