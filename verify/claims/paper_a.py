@@ -310,9 +310,10 @@ def a1_measure(key, point):
     out[TERM_SHIFT] = _scaled(measured(moments, "shift_part", axis, select=i), 1 - lam)
     out[TERM_TV] = _scaled(measured(moments, "tv_prev", axis, select=i), (1 - lam) * loss_range)
     tested = r2_values(point, generations=i - 1, uncapped=True)[0] < 1.0
-    # No maximal coupler for ridge (R2 is not proved there); where R2 < 1 only at i = 1
-    # (mean, lam <= 0.618) the coupled run would test nothing but gamma_0: skipped.
-    if point["model"] != "ridge" and tested.sum() >= 2:
+    # No maximal coupler for ridge (R2 is not proved there). Coupled runs only where they
+    # share their compilation with A2-gamma (lam in 0.2 .. 0.8; at m = 19n a pair of loops
+    # would cost more than the rest of the point) and test more than gamma_0.
+    if point["model"] != "ridge" and lam >= 0.2 and tested.sum() >= 2:
         gamma = _scaled(_a1_gamma(key, point, i - 1), lam * beta * m)
         gamma = gamma._replace(x=i)
         for name, mask in ((TERM_REC, tested), (TERM_REC + CAPPED, ~tested)):
@@ -622,11 +623,12 @@ def _a2_grid(mode):
     base = dict(n=20, generations=gens, replicas=reps)
     points = [dict(base, model="mean", coupling="maximal", lam=0.5),
               dict(base, model="categorical", coupling="maximal", lam=0.5)]
-    if mode != "quick":
+    if mode != "quick":  # lam 0.8 and 0.2: the same coupled loops as A1's recursive rows
         points += [dict(base, model="mean", coupling="shared", lam=0.5),
-                   dict(base, model="mean", coupling="maximal", lam=0.9),
-                   dict(base, model="mean", coupling="maximal", lam=0.1),
-                   dict(base, model="categorical", coupling="maximal", lam=0.1),
+                   dict(base, model="mean", coupling="maximal", lam=0.8),
+                   dict(base, model="mean", coupling="maximal", lam=0.2),
+                   dict(base, model="categorical", coupling="maximal", lam=0.8),
+                   dict(base, model="categorical", coupling="maximal", lam=0.2),
                    dict(base, model="ridge", coupling="shared", lam=0.5)]
     return points
 
