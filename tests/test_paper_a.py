@@ -1,10 +1,8 @@
 """Paper A claims (A1, A2-gamma, A3, A5): they pass on the quick grid, and each fails
 under a wrong theory (predictions 5% off, a bound scaled just inside its measured slack,
 a dropped term) and, for A3's collapse rows, under a broken simulator."""
-import dataclasses
 import functools
 
-import jax
 import numpy as np
 import pytest
 
