@@ -52,6 +52,8 @@ __all__ = [
     "categorical_expected_tv_bound",
     "categorical_gap_bound",
     "ridge_gap_bound",
+    "ridge_weight_l2_bound",
+    "ridge_error_plateau_bound",
 ]
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
@@ -915,3 +917,118 @@ def ridge_gap_bound(feature_bound: Any, label_bound: Any, rho: Any, noise_scale:
     return expected_gap_bound(ridge_uniform_stability(feature_bound, label_bound, rho, N), m,
                               gamma_prev, n / N, ridge_loss_bound(feature_bound, label_bound, rho),
                               tv_prev)
+
+
+# --------------------------------------------------------------------------- #
+# A3 for the ridge loop: a uniform-in-i bound on the error (docs/paper_a.md 7.7).
+# --------------------------------------------------------------------------- #
+def _ridge_weight_map(feature_bound, second_moment, label_bound, rho, noise_scale, n, m, lam,
+                      w_star_norm):
+    """``u -> (lam r0 + (1-lam) s(u)) / rho`` and ``r0``: one step of the L2 recursion."""
+    kappa, lam_c, B, rho, tau = (float(v) for v in (feature_bound, second_moment, label_bound,
+                                                     rho, noise_scale))
+
+    def label_moment(norm):  # E y^2 <= min(B^2, lam_C ||w||^2 + tau^2)
+        return np.minimum(B ** 2, lam_c * norm ** 2 + tau ** 2)
+
+    r0 = math.sqrt(lam_c ** 2 * w_star_norm ** 2 + kappa ** 2 * label_moment(w_star_norm) / n)
+
+    def step(u):
+        if m == 0:
+            return r0 / rho
+        s = np.sqrt(lam_c ** 2 * u ** 2 + kappa ** 2 * label_moment(u) / m)
+        return (lam * r0 + (1.0 - lam) * s) / rho
+
+    return step, r0
+
+
+def _check_ridge_plateau(feature_bound, second_moment, label_bound, rho, noise_scale, n, m,
+                         lam, w_star_norm):
+    _check_ridge(feature_bound, label_bound, rho)
+    check_positive("noise_scale", noise_scale)
+    check_nonnegative("w_star_norm", w_star_norm)
+    validate.check_in_range("second_moment", second_moment, 0.0,
+                            float(feature_bound) ** 2 * (1 + 1e-12))
+    n = check_positive_int("n", n)
+    m = validate.check_nonnegative_int("m", m)
+    lam = float(_lam_for_sizes(n, m, lam)) if (m > 0 or lam is not None) else 1.0
+    if m == 0 and lam != 1.0:
+        raise ValueError(f"m must be >= 1 when lam < 1, got m=0, lam={lam}")
+    return n, m, lam
+
+
+def ridge_weight_l2_bound(feature_bound: Any, second_moment: Any, label_bound: Any, rho: Any,
+                          noise_scale: Any, n: int, m: int, generation: Any,
+                          w_star_norm: Any, lam: Any = None) -> np.ndarray:
+    """``u_i >= sqrt(E ||w_i||^2)`` for the clipped ridge loop, by an L2 recursion.
+
+    Claim A3, ridge. Kind: upper (every generation ``i``). Loop: ``x`` from a fixed
+    law with ``||x|| <= kappa`` and ``lam_C = ||E x x^T||`` (``second_moment``),
+    labels ``clip(<w, x> + tau xi, -B, B)`` (``w = w*`` for ``p0``, ``w_{i-1}`` for
+    the generator), ``w_i = (C_hat + rho I)^{-1} b_hat`` on ``lam``-weighted real and
+    synthetic parts (``reuse``; ``lam = 0``: fully synthetic). With
+    ``r0^2 = lam_C^2 ||w*||^2 + kappa^2 min(B^2, lam_C ||w*||^2 + tau^2) / n`` and
+    ``s(u)^2 = lam_C^2 u^2 + kappa^2 min(B^2, lam_C u^2 + tau^2) / m``:
+    ``u_0 = r0 / rho``, ``u_i = (lam r0 + (1-lam) s(u_{i-1})) / rho``.
+    Proof: docs/paper_a.md section 7.7.
+
+    Args:
+      feature_bound: ``kappa``, finite ``> 0``.
+      second_moment: ``lam_C``, the largest eigenvalue of ``E x x^T``, in ``[0, kappa^2]``.
+      label_bound: ``B``, finite ``> 0``.
+      rho: penalty ``> 0``.
+      noise_scale: ``tau > 0``.
+      n: real samples, integer ``>= 1``.
+      m: synthetic samples, integer ``>= 0``.
+      generation: ``i >= 0`` (int or integer array).
+      w_star_norm: ``||w*|| >= 0``.
+      lam: optional real weight in ``[0, 1]`` (default ``n / (n + m)``).
+
+    Returns:
+      float64 array shaped like ``generation``.
+    """
+    n, m, lam = _check_ridge_plateau(feature_bound, second_moment, label_bound, rho,
+                                     noise_scale, n, m, lam, w_star_norm)
+    _check_sizes("generation", generation, 0)
+    step, r0 = _ridge_weight_map(feature_bound, second_moment, label_bound, rho, noise_scale,
+                                 n, m, lam, float(w_star_norm))
+    i = np.asarray(generation)
+    values = [float(r0) / float(rho)]
+    for _ in range(int(i.max(initial=0))):
+        values.append(float(step(values[-1])))
+    return np.asarray(values)[i]
+
+
+def ridge_error_plateau_bound(feature_bound: Any, second_moment: Any, label_bound: Any, rho: Any,
+                              noise_scale: Any, n: int, m: int, w_star_norm: Any,
+                              lam: Any = None) -> float:
+    """``sup_i E ||w_i - w*||^2 <= (||w*|| + max(u_0, u_inf))^2`` for the clipped ridge loop.
+
+    Claim A3, ridge. Kind: upper, uniform in the generation ``i``. ``u_i`` is
+    ``ridge_weight_l2_bound``; its map is increasing, so ``u_i`` is monotone and
+    ``sup_i u_i = max(u_0, u_inf)`` with ``u_inf`` its fixed point, which exists when
+    ``(1-lam) sqrt(lam_C^2 + kappa^2 lam_C / m) < rho`` (else ``inf``). Minkowski in
+    L2 gives ``sqrt(E ||w_i - w*||^2) <= ||w*|| + u_i``. Proof: docs/paper_a.md section 7.7.
+
+    Args:
+      as ``ridge_weight_l2_bound`` (no ``generation``).
+
+    Returns:
+      float (``inf`` when the recursion does not contract).
+    """
+    n, m, lam = _check_ridge_plateau(feature_bound, second_moment, label_bound, rho,
+                                     noise_scale, n, m, lam, w_star_norm)
+    step, r0 = _ridge_weight_map(feature_bound, second_moment, label_bound, rho, noise_scale,
+                                 n, m, lam, float(w_star_norm))
+    lam_c, kappa = float(second_moment), float(feature_bound)
+    lipschitz = (1.0 - lam) * math.sqrt(lam_c ** 2 + (kappa ** 2 * lam_c / m if m else 0.0))
+    if lipschitz >= float(rho):
+        return math.inf
+    u = float(r0) / float(rho)
+    start = u
+    for _ in range(10_000):  # a contraction: converges geometrically
+        new = float(step(u))
+        if abs(new - u) <= 1e-15 * max(1.0, new):
+            break
+        u = new
+    return (float(w_star_norm) + max(start, u)) ** 2

@@ -303,3 +303,58 @@ def test_ridge_constants_hold_on_random_replacements():
             assert loss.max() <= M + 1e-12
             worst = max(worst, np.abs(loss - loss2).max())
         assert worst <= beta
+
+
+# ----------------------------------------------------------------------------- A3 ridge
+RIDGE_ARGS = dict(feature_bound=1.0, second_moment=0.25, label_bound=1.0, rho=1.0,
+                  noise_scale=0.5, n=20, w_star_norm=0.8)
+
+
+def _ridge_step(u, lam, m, a=RIDGE_ARGS):
+    """One step of the L2 recursion of docs/paper_a.md section 7.7, written out by hand."""
+    lc, k, B, t = a["second_moment"], a["feature_bound"], a["label_bound"], a["noise_scale"]
+    w = a["w_star_norm"]
+    r0 = math.sqrt(lc ** 2 * w ** 2 + k ** 2 * min(B ** 2, lc * w ** 2 + t ** 2) / a["n"])
+    s = math.sqrt(lc ** 2 * u ** 2 + k ** 2 * min(B ** 2, lc * u ** 2 + t ** 2) / m)
+    return r0, (lam * r0 + (1 - lam) * s) / a["rho"]
+
+
+def test_ridge_weight_bound_hand_values():
+    r0, u1 = _ridge_step(0.0, 0.5, 20)
+    u = st.ridge_weight_l2_bound(**RIDGE_ARGS, m=20, generation=np.array([0, 1, 2]))
+    assert u[0] == pytest.approx(r0)
+    assert u[1] == pytest.approx(_ridge_step(r0, 0.5, 20)[1])
+    assert u[2] == pytest.approx(_ridge_step(u[1], 0.5, 20)[1])
+    # m = 0 (lam = 1): every generation is the fit on the n real points
+    np.testing.assert_allclose(st.ridge_weight_l2_bound(**RIDGE_ARGS, m=0, generation=[0, 3]),
+                               [r0, r0])
+
+
+@pytest.mark.parametrize("m,lam", [(20, None), (380, None), (20, 0.0)])
+def test_ridge_plateau_is_sup_of_the_recursion(m, lam):
+    u = st.ridge_weight_l2_bound(**RIDGE_ARGS, m=m, generation=np.arange(400), lam=lam)
+    sup = st.ridge_error_plateau_bound(**RIDGE_ARGS, m=m, lam=lam)
+    assert sup == pytest.approx((RIDGE_ARGS["w_star_norm"] + u.max()) ** 2, rel=1e-9)
+    assert np.all(np.diff(u) <= 1e-15) or np.all(np.diff(u) >= -1e-15)  # monotone
+
+
+def test_ridge_plateau_infinite_without_contraction():
+    args = dict(RIDGE_ARGS, second_moment=1.0, rho=0.5)
+    assert math.isinf(st.ridge_error_plateau_bound(**args, m=20, lam=0.0))
+
+
+@pytest.mark.parametrize("change,param", [
+    (dict(second_moment=1.5), "second_moment"),  # > kappa^2
+    (dict(w_star_norm=-1.0), "w_star_norm"),
+    (dict(n=0), "n"),
+    (dict(noise_scale=0.0), "noise_scale"),
+    (dict(label_bound=np.inf), "label_bound"),
+])
+def test_ridge_plateau_rejects_bad_inputs(change, param):
+    with pytest.raises(ValueError, match=param):
+        st.ridge_error_plateau_bound(**dict(RIDGE_ARGS, **change), m=20)
+
+
+def test_ridge_plateau_needs_synthetic_data_when_lam_below_one():
+    with pytest.raises(ValueError, match="m"):
+        st.ridge_weight_l2_bound(**RIDGE_ARGS, m=0, generation=1, lam=0.5)
