@@ -49,7 +49,6 @@ __all__ = [
     "ridge_uniform_stability",
     "ridge_generator_constant",
     "categorical_loop_mse",
-    "categorical_expected_tv_bound",
     "categorical_gap_bound",
     "ridge_gap_bound",
     "ridge_weight_l2_bound",
@@ -833,7 +832,7 @@ def categorical_loop_mse(probs: Any, n: int, m: int, generation: Any, lam: Any =
     return powered * q / n + beta * (1.0 - powered) / (1.0 - rho)
 
 
-def categorical_expected_tv_bound(probs: Any, n: int, m: int, generation: Any,
+def _categorical_expected_tv_bound(probs: Any, n: int, m: int, generation: Any,
                                   lam: Any = None) -> jax.Array:
     """``E TV(p0, p_hat_i) <= min(1, (1/2) sum_k sqrt(v_i(k)))``.
 
@@ -857,7 +856,7 @@ def categorical_gap_bound(probs: Any, n: int, m: int, generation: Any) -> GapBou
     loop (``alpha = 0``, ``lam = n/N``). Constants: loss in ``[0, 1]`` (``M = 1``);
     replace-one learner stability ``beta_N = 1/N`` (one point moves ``p_hat(x)``
     by at most ``1/N``); ``gamma_{i-1} <= 1/n`` (R2, section 6); and
-    ``E TV(p0, G_{i-1})`` from ``categorical_expected_tv_bound``.
+    ``E TV(p0, G_{i-1})`` from ``_categorical_expected_tv_bound``.
     Proof: docs/paper_a.md section 6.3.
 
     Args:
@@ -877,7 +876,7 @@ def categorical_gap_bound(probs: Any, n: int, m: int, generation: Any) -> GapBou
     lam = n / N
     gamma_prev = categorical_recursive_stability_sup(n, m, num_symbols)
     previous = np.asarray(generation) - 1
-    tv_prev = categorical_expected_tv_bound(probs, n, m, previous) if m > 0 else 0.0 * previous
+    tv_prev = _categorical_expected_tv_bound(probs, n, m, previous) if m > 0 else 0.0 * previous
     return expected_gap_bound(1.0 / N, m, gamma_prev, lam, 1.0, tv_prev)
 
 
