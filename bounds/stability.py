@@ -61,18 +61,7 @@ _SQRT_2PI = math.sqrt(2.0 * math.pi)
 # --------------------------------------------------------------------------- #
 # Input checks specific to this module (the generic ones live in validate.py).
 # --------------------------------------------------------------------------- #
-def _check_sizes(name: str, value: Any, minimum: int) -> Any:
-    """Raise unless ``value`` (int or integer array) is ``>= minimum`` everywhere."""
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if not is_concrete(value):
-        return value
-    arr = np.asarray(value)
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if np.any(arr < minimum):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+_check_sizes = validate.check_integer_at_least
 
 
 def _check_bound(name: str, value: Any, what: str) -> Any:

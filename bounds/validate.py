@@ -8,7 +8,6 @@ checks are skipped (they already ran at the boundary).
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -16,6 +15,7 @@ import numpy as np
 __all__ = [
     "check_positive_int",
     "check_lam_schedule",
+    "check_integer_at_least",
     "check_nonnegative_int",
     "check_positive",
     "check_nonnegative",
@@ -176,3 +176,20 @@ def check_lam_schedule(name: str, lam: Any) -> None:
         if not np.all(arr[..., 0] == 1.0):
             raise ValueError(f"{name}[0] must be 1 (G_0 is fit on real data only), "
                              f"got {name}[..., 0]={arr[..., 0]!r}")
+
+
+def check_integer_at_least(name: str, value: Any, minimum: int) -> Any:
+    """Raise unless ``value`` (an int or integer array) is an integer ``>= minimum`` everywhere.
+
+    Traced values pass through unchecked (their shape is all JAX knows).
+    """
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if not is_concrete(value):
+        return value
+    arr = np.asarray(value)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if np.any(arr < minimum):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value

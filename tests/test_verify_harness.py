@@ -13,7 +13,7 @@ import pytest
 import sims
 from sims.models import GaussianParams, gaussian
 from verify import all as verify_all, baseline, report
-from verify.claim import REGISTRY, Claim, Measured, Theory, evaluate
+from verify.claim import REGISTRY, Claim, Measured, evaluate
 from verify.claims import peers as peer_claims
 
 from conftest import ROOT

@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import multiprocessing
 import os
 import platform
 import statistics
-import resource
 import subprocess
 import sys
 import time

@@ -75,7 +75,7 @@ def terms_figure(record):
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(points):]:
         ax.set_visible(False)
-    handles, labels = {}, {}
+    handles = {}
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)

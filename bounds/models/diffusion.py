@@ -29,7 +29,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from bounds import validate
-from bounds.tv import pinsker_tv_bound
 
 __all__ = ["ou_marginal", "mixture_log_density", "mixture_score", "GirsanovBound",
            "girsanov_kl_bound", "oneshot_error_shape",

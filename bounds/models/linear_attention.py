@@ -25,7 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import digamma
 
-from bounds.validate import check_nonnegative, check_positive, check_proportion, is_concrete
+from bounds.validate import (check_integer_at_least, check_nonnegative, check_positive,
+                             check_proportion, is_concrete)
 
 __all__ = [
     "gamma_star",
@@ -47,18 +48,7 @@ __all__ = [
 # --------------------------------------------------------------------------- #
 # Input checks (named parameter, stated condition).
 # --------------------------------------------------------------------------- #
-def _check_int(name: str, value: Any, minimum: int) -> Any:
-    """Raise unless ``value`` (int or integer array) is an integer ``>= minimum``."""
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if not is_concrete(value):
-        return value
-    arr = np.asarray(value)
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if np.any(arr < minimum):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+_check_int = check_integer_at_least
 
 
 def _check_lam(lam: Any) -> Any:
