@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from verify import baseline, report, stats
-from verify.claim import Claim, Measured, Theory, compare, evaluate
+from verify.claim import Claim, Measured, Theory, evaluate
 
 Z = NormalDist()  # an independent normal quantile (the harness uses scipy)
 
