@@ -178,7 +178,7 @@ def test_fresh_twins_differ_by_the_bare_product():
     (lambda: la.gamma_star(0, 5, 0.5), "N must be an integer >= 1"),
     (lambda: la.gamma_star(10, 0, 0.5), "d must be an integer >= 1"),
     (lambda: la.gamma_star(10, 5, -1.0), "sigma must be >= 0"),
-    (lambda: la.icl_risk(-0.1, 10, 5, 0.5), "gamma must be >= 0"),
+    (lambda: la.icl_risk(float("nan"), 10, 5, 0.5), "gamma"),
     (lambda: la.icl_risk(1.0, 2.5, 5, 0.5), "N must be an integer >= 1"),
     (lambda: la.contraction_factor(1.0, 0.1, 5, 0), "m must be an integer >= 1"),
     (lambda: la.contraction_factor(1.0, 1.0, 5, 9), "lam must lie in"),

@@ -25,8 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import digamma
 
-from bounds.validate import (check_integer_at_least, check_nonnegative, check_positive,
-                             check_proportion, is_concrete)
+from bounds.validate import (check_in_range, check_integer_at_least, check_nonnegative,
+                             check_positive, check_proportion, is_concrete)
 
 __all__ = [
     "gamma_star",
@@ -97,7 +97,7 @@ def icl_risk(gamma: Any, N: Any, d: Any, sigma: Any) -> jax.Array:
     Proof: LA s.1 (``E[W A W] = N(N+1) A + N tr(A) I`` for ``W = X^T X``).
 
     Args:
-      gamma: the attention scale, ``>= 0``.
+      gamma: the attention scale, any finite real (a trained network's fitted scale can be < 0).
       N: prompt length, integer ``>= 1``.
       d: input dimension, integer ``>= 1``.
       sigma: label-noise standard deviation, ``>= 0``.
@@ -105,7 +105,7 @@ def icl_risk(gamma: Any, N: Any, d: Any, sigma: Any) -> jax.Array:
     Returns:
       float64 array broadcast over the inputs.
     """
-    check_nonnegative("gamma", gamma)
+    check_in_range("gamma", gamma, -np.inf, np.inf)  # the risk is a quadratic in any real gamma
     _check_int("N", N, 1)
     _check_int("d", d, 1)
     check_nonnegative("sigma", sigma)
