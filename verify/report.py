@@ -118,13 +118,20 @@ def _percent(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.2g}%"
 
 
+def _slack_text(slack) -> str:
+    # An infinite slack: the measurement's lower confidence end is <= 0, so no bound value,
+    # however small, would be flagged by this run.
+    if not math.isfinite(float(slack)):
+        return "∞: this run could not flag any value of the bound"
+    return f"{_fmt(slack, 3)}× (tightest point)"
+
+
 def _power_cells(power: dict) -> tuple[str, str, str]:
     """Exact, bound and effect power as short texts (``—`` where the claim has none)."""
     exact, bound, effect = (power.get(k) for k in ("exact", "bound", "effect"))
     return ((f"{_percent(exact['min_detectable_rel_error'])} (best point) – "
              f"{_percent(exact['max_detectable_rel_error'])} (worst)") if exact else "—",
-            f"{_fmt(bound['slack'], 3)}× (tightest point)" if bound and bound["slack"] is not None
-            else "—",
+            _slack_text(bound["slack"]) if bound and bound["slack"] is not None else "—",
             f"≥ {_fmt(effect['min_resolved_effect'], 2)}" if effect else "—")
 
 
