@@ -249,15 +249,9 @@ def _claim(variant=None):
     return evaluate(claim, "quick", seed=0)
 
 
-@pytest.mark.slow
-def test_a4_passes_quick():
-    record = _claim()
-    assert record["status"] == "pass", record["message"]
-    kinds = {r["quantity"]: r["kind"] for r in record["rows"]}
-    assert kinds["slope of test error (grows)"] == "exceeds"
-    assert kinds["late slope of test error (bounded)"] == "upper"
-    assert record["summary"]["effect_rows"] >= 1 and record["summary"]["bound_rows"] >= 1
-    assert len(record["notes"]) >= 4
+# A4 passing on its quick grid, with its row kinds and row set, is checked by
+# tests/test_verify_harness.py's quick run against the committed baseline (kinds and the set
+# of tested rows are part of it); running it again here cost 80 s of CI.
 
 
 @pytest.mark.slow
