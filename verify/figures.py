@@ -33,6 +33,17 @@ def _legend_label(point: dict, keys: list[str]) -> str:
     return ", ".join(f"{k}={point.get(k)}" for k in keys)
 
 
+def plot_measured(ax, rows: list[dict], colour, label: str, marker: str = "o",
+                  alpha: float = 0.25) -> np.ndarray:
+    """Saved rows' Monte Carlo mean with a ± 2 SE band; returns their ``x``."""
+    x = np.array([r["x"] for r in rows], float)
+    mean = np.array([r["measured"] for r in rows])
+    se = np.array([r["se"] for r in rows])
+    ax.plot(x, mean, marker, ms=3, color=colour, label=label)
+    ax.fill_between(x, mean - 2 * se, mean + 2 * se, color=colour, alpha=alpha, lw=0)
+    return x
+
+
 def default_figure(record: dict):
     """Simulation mean ± 2 SE against theory, one panel per quantity."""
     quantities = list(dict.fromkeys(r["quantity"] for r in record["rows"]))
@@ -47,11 +58,7 @@ def default_figure(record: dict):
             if not rows:
                 continue
             colour = colours[index % len(colours)]
-            x = np.array([r["x"] for r in rows], float)
-            mean = np.array([r["measured"] for r in rows])
-            se = np.array([r["se"] for r in rows])
-            ax.plot(x, mean, "o", ms=3, color=colour, label=_legend_label(point, keys))
-            ax.fill_between(x, mean - 2 * se, mean + 2 * se, color=colour, alpha=0.25, lw=0)
+            x = plot_measured(ax, rows, colour, _legend_label(point, keys))
             if rows[0]["theory"] is not None:
                 theory = np.array([r["theory"] for r in rows], float)
                 bound = rows[0]["kind"] in ("upper", "lower")

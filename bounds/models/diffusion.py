@@ -54,7 +54,11 @@ def _component_log_pdf(x, loc, weight, scale):
 
 
 def mixture_log_density(x: Any, loc: Any, weight: Any, scale: Any) -> jax.Array:
-    """``log Σ_k π_k N(x; μ_k, s_k²)`` (logsumexp; ``x`` any shape). Kind: exact."""
+    """``log Σ_k π_k N(x; μ_k, s_k²)`` (logsumexp; ``x`` any shape).
+
+    Claim: B2 (the data law p0 and every OU marginal p_t). Kind: exact. Proof: none needed
+    (definition); docs/diffusion.md §2.1 uses it for the exact scores.
+    """
     x = jnp.asarray(x, jnp.float64)
     return jax.scipy.special.logsumexp(_component_log_pdf(x, loc, weight, scale), axis=-1)
 

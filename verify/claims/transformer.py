@@ -219,7 +219,7 @@ def a4_figure(record):
     gamma, dotted), effective gamma vs gamma*, coupled distance vs linear attention."""
     import matplotlib.pyplot as plt
 
-    from verify.figures import rows_of
+    from verify.figures import plot_measured, rows_of
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -232,12 +232,8 @@ def a4_figure(record):
             if not rows:
                 continue
             colour = colours[index % len(colours)]
-            x = np.array([r["x"] for r in rows], float)
-            mean = np.array([r["measured"] for r in rows])
-            se = np.array([r["se"] for r in rows])
             label = f"lam={point['lam']}" + (" (coupled)" if point.get("coupled") else "")
-            ax.plot(x, mean, "o-", ms=3, color=colour, label=label)
-            ax.fill_between(x, mean - 2 * se, mean + 2 * se, color=colour, alpha=0.2, lw=0)
+            x = plot_measured(ax, rows, colour, label, marker="o-", alpha=0.2)
             theory = np.array([np.nan if r["theory"] is None else r["theory"] for r in rows],
                               float)
             ax.plot(x, theory, ":" if quantity == "test error" else "--", color=colour, lw=1.2)
