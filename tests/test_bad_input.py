@@ -165,6 +165,8 @@ CLI_CASES = [
     ("empty claim list", ["--only", ","], "--only"),
     ("negative seed", ["--seed", "-1"], "--seed"),
     ("non-integer seed", ["--seed", "1.5"], "--seed"),
+    ("zero jobs", ["--jobs", "0"], "--jobs"),
+    ("non-integer jobs", ["--jobs", "two"], "--jobs"),
     ("unwritable output directory", ["--out", "/proc/x"], "--out"),
     ("output path is a file", ["--out", str(ROOT / "README.md")], "--out"),
     ("unwritable figures directory", ["--figures-dir", "/proc/x"], "--figures-dir"),

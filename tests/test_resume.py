@@ -161,3 +161,27 @@ def test_a_run_writes_figures_under_its_output_directory_not_into_the_checkout(t
     assert verify_all.main(["--quick", "--only", "P7", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "figures" / "P7.png").stat().st_size > 10_000
     assert {p: p.stat().st_mtime_ns for p in (ROOT / "figures").glob("*.png")} == committed
+
+
+def test_claims_run_at_once_resume_to_the_report_of_one_at_a_time(tmp_path):
+    """Two claims in two threads, interrupted midway: the rerun gives the sequential report."""
+    twins = {"STL_TOY_CLAIMS": "2"}
+    sequential = _cli(tmp_path / "one", "--jobs", "1", **twins)
+    assert sequential.returncode == 0, sequential.stderr
+    out = tmp_path / "two"
+    stopped = _cli(out, "--jobs", "2", STL_TOY_SIGNAL="INT", STL_TOY_AT="2", **twins)
+    assert stopped.returncode == 130, stopped.stderr
+    assert "waiting for the running grid points to end" in stopped.stderr
+    assert not (out / "report.json").exists()
+    kept = {claim: sorted(p.name for p in (out / "points" / claim).glob("*.json"))
+            for claim in (toy_sweep.ID, toy_sweep.ID + "-b")}
+    assert kept[toy_sweep.ID] == ["0.json", "1.json"]  # nothing after the interruption is kept
+    # The twin ran alongside and stops at its next point (it, too, signals at point 2).
+    assert kept[toy_sweep.ID + "-b"] in (["0.json", "1.json"], ["0.json"], []), kept
+    resumed = _cli(out, "--jobs", "2", **twins)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "TOY-sweep      pass" in resumed.stdout and "2/4 points resumed" in resumed.stdout
+    two, one = _report(out), _report(tmp_path / "one")  # other --out and --jobs: same claims
+    assert two["status"] == one["status"] and two["claims"] == one["claims"]
+    run = json.loads((out / "report.json").read_text())["run"]
+    assert run["jobs"] == 2 and run["cpu_seconds"] > 0 and run["cores_busy"] > 0

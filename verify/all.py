@@ -4,6 +4,8 @@ Every finished grid point is stored in ``OUT/points/`` as soon as it is done, so
 rerunning the same command after an interruption computes only what is missing
 (``--fresh`` recomputes everything). Figures go to ``OUT/figures/`` unless
 ``--figures-dir`` says otherwise (``--figures-dir figures`` refreshes the committed ones).
+Claims run ``--jobs`` at a time (default: one per core) in threads; the numbers do
+not depend on it, since every grid point's key is a function of (seed, claim, point).
 
 Exit status 0 when every selected claim passes (and, with ``--check-baseline``,
 nothing regressed against ``verify/baseline.json``); 1 when a claim fails or errors,
@@ -13,9 +15,14 @@ interrupted (finished points are kept).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import datetime
+import functools
+import os
+import resource
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -54,6 +61,9 @@ def parse_args(argv):
                         help="where PNGs go (default: OUT/figures; `figures` refreshes the "
                              "committed ones)")
     parser.add_argument("--no-figures", action="store_true", help="skip drawing figures")
+    parser.add_argument("--jobs", type=int, default=available_cores(),
+                        help="claims evaluated at once, an integer >= 1 (default: the cores "
+                             f"this process may use, here {available_cores()})")
     again = parser.add_mutually_exclusive_group()
     again.add_argument("--fresh", action="store_true",
                        help="recompute every grid point, ignoring OUT/points/")
@@ -74,6 +84,8 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.seed < 0:
         raise UsageError(f"--seed must be an integer >= 0, got {args.seed}")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be an integer >= 1, got {args.jobs}")
     if args.write_baseline and args.only:
         raise UsageError("--write-baseline records every claim; drop --only")
     return args
@@ -152,17 +164,9 @@ def _main(argv) -> int:
         enable_compilation_cache()
     # On several hosts every process must compute the same points, so nothing is resumed.
     store = PointStore(out / "points", fresh=args.fresh) if jax.process_count() == 1 else None
-    started, started_utc = time.perf_counter(), _utc_now()
-    records, per_claim = [], {}
-    for claim in claims:
-        tic, reused_before = time.perf_counter(), store.reused if store else 0
-        record = evaluate(claim, mode, args.seed, progress=sys.stderr.isatty(), store=store)
-        reused = (store.reused if store else 0) - reused_before
-        seconds = time.perf_counter() - tic
-        per_claim[claim.id] = {"seconds": seconds, "points": len(record["points"]),
-                               "points_reused": reused}
-        records.append(record)
-        _print_claim(record, seconds, reused)
+    started, started_utc, cpu_before = time.perf_counter(), _utc_now(), _cpu_seconds()
+    records, per_claim = _evaluate_all(claims, mode, args.seed, store, args.jobs)
+    wall, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_before
     for problem in store.problems if store else []:
         print(f"warning: {problem}", file=sys.stderr)
     # "untested" (no evidence row: a finding) is never a pass, but it is not a failure either.
@@ -178,11 +182,13 @@ def _main(argv) -> int:
         return 0 if status == "pass" else 1
     from sims.loop import compile_count
     full = {"status": status, "provenance": report.provenance(args.seed, mode, [PROG, *argv]),
-            "config": {**vars(args), "figures_dir": str(figures_dir)},
+            # How many claims ran at once is not an input: it never changes a number.
+            "config": {**{k: v for k, v in vars(args).items() if k != "jobs"},
+                       "figures_dir": str(figures_dir)},
             "baseline_problems": problems, "claims": records,
             # Everything that depends on this execution rather than on its inputs:
-            "run": {"started_utc": started_utc,
-                    "wall_seconds": time.perf_counter() - started, "claims": per_claim,
+            "run": {"started_utc": started_utc, "wall_seconds": wall, "jobs": args.jobs,
+                    "cpu_seconds": cpu, "cores_busy": cpu / wall, "claims": per_claim,
                     "compilation": {"compiled_loops": compile_count(), **compile_stats()},
                     "store_problems": store.problems if store else []}}
     full["provenance"].pop("time_utc")  # in "run": reports of equal inputs are equal
@@ -201,17 +207,77 @@ def _main(argv) -> int:
     untested = [r["id"] for r in records if r["status"] == "untested"]
     print(f"{status.upper()}: {sum(r['status'] == 'pass' for r in records)}/{len(records)} claims "
           f"pass" + (f", {len(untested)} untested ({', '.join(untested)})" if untested else "")
-          + f" in {full['run']['wall_seconds']:.1f} s ({compiled['compiled']} compiled, "
+          + f" in {wall:.1f} s on {cpu / wall:.2f} cores ({compiled['compiled']} compiled, "
           f"{compiled['loaded_from_cache']} cached executables, {compiled['compile_seconds']:.1f}"
           f" s); report in {out / 'report.md'}")
     return 0 if status == "pass" else 1
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _evaluate_all(claims, mode: str, seed: int, store, jobs: int):
+    """Every claim's record (in the order given) and its timings, ``jobs`` claims at a time.
+
+    Claims run in threads: JAX releases the GIL while it compiles and while XLA runs,
+    so one claim compiles while another computes, and a small vmapped loop that
+    keeps one core busy leaves the other to the next claim. Each grid point's key
+    depends only on (seed, claim, point), so the numbers do not depend on ``jobs``.
+    On Ctrl-C the running claims stop at their next grid point and store nothing
+    more; finished points are kept for the rerun.
+    """
+    stop = threading.Event()
+    bar = None
+    if sys.stderr.isatty():
+        from tqdm.auto import tqdm
+        bar = tqdm(total=sum(len(c.grid(mode)) for c in claims), unit="point", leave=False)
+    say = bar.write if bar is not None else functools.partial(print, flush=True)
+
+    def one(claim):
+        tic = time.perf_counter()
+        record = evaluate(claim, mode, seed, store=store, stop=stop,
+                          on_point=bar.update if bar is not None else None)
+        seconds = time.perf_counter() - tic
+        reused = store.reused_by_claim[claim.id] if store is not None else 0
+        say(_claim_line(record, seconds, reused))
+        return record, {"seconds": seconds, "points": len(record["points"]),
+                        "points_reused": reused}
+
+    try:
+        if jobs == 1 or len(claims) == 1:
+            done = [one(claim) for claim in claims]
+        else:
+            with concurrent.futures.ThreadPoolExecutor(jobs, "claim") as pool:
+                futures = [pool.submit(one, claim) for claim in claims]
+                try:
+                    done = [future.result() for future in futures]
+                except KeyboardInterrupt:
+                    stop.set()  # running claims stop at their next point; queued ones never start
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    print(f"{PROG}: interrupted; waiting for the running grid points to end "
+                          "(finished points are kept)", file=sys.stderr)
+                    raise
+    finally:
+        if bar is not None:
+            bar.close()
+    return [record for record, _ in done], {c.id: timing for c, (_, timing) in zip(claims, done)}
 
 
 def _utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _print_claim(record: dict, seconds: float, reused: int) -> None:
+def _claim_line(record: dict, seconds: float, reused: int) -> str:
     summary = record.get("summary", {})
     detail = (f"max|z|={summary['max_abs_z']:.2f} " if "max_abs_z" in summary else "") + (
         f"ratio≤{summary['max_ratio']:.3f} violations={summary['violations']} "
@@ -219,8 +285,8 @@ def _print_claim(record: dict, seconds: float, reused: int) -> None:
     if summary.get("power", {}).get("weak"):
         detail += "(weak) "
     resumed = f" ({reused}/{len(record['points'])} points resumed)" if reused else ""
-    print(f"{record['id']:14s} {record['status']:8s} {seconds:6.1f}s  {detail} "
-          f"{record['message']}".rstrip() + resumed, flush=True)
+    return (f"{record['id']:14s} {record['status']:8s} {seconds:6.1f}s  {detail} "
+            f"{record['message']}".rstrip() + resumed)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ is reported in ``problems`` and recomputed, never read as data.
 """
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import json
@@ -59,7 +60,12 @@ class PointStore:
         self.root = Path(root)
         self.fresh = fresh
         self.problems: list[str] = []  # corrupted records found (and recomputed)
-        self.reused = 0
+        self.reused_by_claim: collections.Counter = collections.Counter()
+
+    @property
+    def reused(self) -> int:
+        """Records reused so far, over all claims."""
+        return sum(self.reused_by_claim.values())
 
     def path(self, identity: Mapping[str, Any]) -> Path:
         return self.root / str(identity["claim"]) / f"{int(identity['index'])}.json"
@@ -81,7 +87,7 @@ class PointStore:
             return self._corrupted(path, "checksum mismatch")
         if saved.get("config_hash") != self.config_hash(identity):
             return None  # made by other code or settings: recompute
-        self.reused += 1
+        self.reused_by_claim[identity["claim"]] += 1
         return saved["result"]
 
     def _corrupted(self, path: Path, why: str) -> None:
