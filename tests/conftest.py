@@ -1,11 +1,32 @@
-"""Shared test set-up: float64 everywhere, the persistent compilation cache, and the repository root."""
+"""Shared test set-up: float64 everywhere, the persistent compilation cache, measurements
+shared across tests, and the repository root."""
 import pathlib
 
 import jax
+import pytest
 
 from verify.cache import enable_compilation_cache
+from verify.claim import reuse_measurements
 
 jax.config.update("jax_enable_x64", True)
 enable_compilation_cache()  # a loop compiled by one test session is loaded by the next
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+_SHARED = reuse_measurements()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "fresh_measurements: measure again, never reuse "
+                            "another test's measurement (determinism, environment-driven faults)")
+    _SHARED.__enter__()  # one claim measured once per session: negative controls swap theory
+
+
+@pytest.fixture(autouse=True)
+def _measurements(request):
+    """Tests share measurements (``verify.claim.reuse_measurements``) unless marked fresh."""
+    if request.node.get_closest_marker("fresh_measurements"):
+        with reuse_measurements(False):
+            yield
+    else:
+        yield

@@ -8,6 +8,7 @@ a deliberately wrong one (``dataclasses.replace``) is how negative controls work
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -446,9 +447,44 @@ def evaluate(claim: Claim, mode: str = "default", seed: int = 0, *, store=None,
     return record
 
 
+_MEASUREMENTS: dict | None = None  # see reuse_measurements
+
+
+@contextlib.contextmanager
+def reuse_measurements(enabled: bool = True):
+    """Within this context, ``evaluate`` measures each (measure, key, point) only once.
+
+    A negative control that swaps a claim's *theory* (``dataclasses.replace(claim,
+    theory=wrong)``) then compares the wrong theory with the very measurement the
+    correct one saw, without simulating again; swapping ``measure`` (a broken
+    simulator) is a new function and always runs. The test suite runs inside it.
+    Measurements are shared, never copied: theory and notes must not mutate them.
+    ``enabled=False`` measures afresh inside (a test of determinism, a measurement
+    that reads the environment).
+    """
+    global _MEASUREMENTS
+    outer = _MEASUREMENTS
+    _MEASUREMENTS = ({} if outer is None else outer) if enabled else None
+    try:
+        yield
+    finally:
+        _MEASUREMENTS = outer
+
+
+def _measure(claim: Claim, key: jax.Array, point: Mapping[str, Any]):
+    memo = _MEASUREMENTS
+    if memo is None:
+        return claim.measure(key, point)
+    which = (claim.measure, np.asarray(jax.random.key_data(key)).tobytes(),
+             repr(sorted((k, _jsonable(v)) for k, v in point.items())))
+    if which not in memo:
+        memo[which] = claim.measure(key, point)
+    return memo[which]
+
+
 def _evaluate_point(claim: Claim, seed: int, index: int, point: Mapping[str, Any]) -> dict:
     """One grid point: its rows (theory included) and notes, all JSON-friendly."""
-    measured = claim.measure(claim_key(seed, claim.id, index), point)
+    measured = _measure(claim, claim_key(seed, claim.id, index), point)
     extra = ()
     if isinstance(measured, Measurement):
         measured, extra = measured.quantities, (measured.context,)
