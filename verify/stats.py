@@ -98,11 +98,12 @@ def tightness(mean, se, bound, *, upper: bool = True) -> Tightness:
     """Tightness ratio of an upper (or lower) bound, with its MC interval and the
     one-sided p-value against "the bound holds"."""
     mean, se, bound = (np.asarray(a, np.float64) for a in (mean, se, bound))
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero bound: infinite ratio
         ratio = mean / bound
         half = Z_975 * se / np.abs(bound)
+        low, high = ratio - half, ratio + half
     excess = z_scores(mean, se, bound) * (1 if upper else -1)
-    return Tightness(ratio, ratio - half, ratio + half, normal_sf(excess))
+    return Tightness(ratio, low, high, normal_sf(excess))
 
 
 class Slope(NamedTuple):
