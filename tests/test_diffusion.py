@@ -206,13 +206,21 @@ def _evaluate(claim, theories, seed=0):
     return summaries, measured
 
 
-def test_b2_oneshot_passes_and_a_bound_without_its_score_term_fails():
+def test_b2_oneshot_passes_and_a_bound_without_its_score_or_inverse_tau_term_fails():
     claim = claims_diffusion.B2_ONESHOT
-    wrong = lambda p, c: claims_diffusion.b2_oneshot_theory(p, c, drop_score_term=True)  # noqa: E731
-    (good, rows), (bad, _) = _evaluate(claim, [claim.theory, wrong])[0]
-    assert good["rejected"] == 0 and good["bound_rows"] >= 10
+    no_score = functools.partial(claims_diffusion.b2_oneshot_theory, drop_score_term=True)
+    no_inverse_tau = functools.partial(claims_diffusion.b2_oneshot_theory, drop_inverse_tau=True)
+    (good, rows), (bad, _), (flat, flat_rows) = _evaluate(claim, [claim.theory, no_score,
+                                                                 no_inverse_tau])[0]
+    assert good["rejected"] == 0 and good["bound_rows"] >= 9
     assert all(np.isfinite(r["measured"]) for r in rows)
+    shape_rows = [r for r in rows if "3-term shape" in r["quantity"]]
+    assert len(shape_rows) == 2 * len(claim.grid("quick")[0]["sizes"])
+    assert all(r["kind"] == "exact" for r in shape_rows)
     assert bad["violations"] > 0
+    # Without 1/tau the fitted shape cannot fall in tau: it misses the held-out points.
+    assert flat["rejected"] > 0
+    assert any(r["reject"] for r in flat_rows if "3-term shape" in r["quantity"])
 
 
 def test_b2_loop_passes_and_wrong_theories_fail():
