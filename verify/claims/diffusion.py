@@ -37,6 +37,10 @@ from verify import figures_diffusion, stats
 from verify.claim import Claim, Measured, Measurement, Theory, register
 
 TWO_MODES = dict(loc=(-2.0, 2.0), weight=(0.5, 0.5), scale=(1.0, 1.0))
+# 2-D (full mode only): four unit-variance modes at (±2, ±2).
+FOUR_MODES_2D = dict(loc=((-2.0, -2.0), (-2.0, 2.0), (2.0, -2.0), (2.0, 2.0)),
+                     weight=(0.25,) * 4, scale=(1.0,) * 4)
+CELLS_2D = 48          # per axis: 2-D grid densities cost O(cells^3) per sampler step
 CELLS = 128            # default/full TV grid on [-7, 7]; quick uses QUICK_CELLS
 TAIL_MASS = 1e-6
 HORIZON = 4.0
@@ -57,11 +61,12 @@ DISC_TOLERANCE = 0.1
 GEN = "generation i"
 
 
-def _grid(cells: int):
-    return metrics.make_grid(-7.0, 7.0, int(cells))
+def _grid(cells: int, dim: int = 1):
+    return metrics.make_grid(-7.0, 7.0, int(cells), int(dim))
 
 
-def _mixture(spec=TWO_MODES) -> Mixture:
+def _mixture(dim: int = 1) -> Mixture:
+    spec = TWO_MODES if dim == 1 else FOUR_MODES_2D
     return Mixture(*(jnp.asarray(spec[k], jnp.float64) for k in ("loc", "weight", "scale")))
 
 
@@ -77,18 +82,18 @@ def _mean_se(samples, axis=0):
 # --- one-generation sweep over (n, τ) ---------------------------------------------------
 
 @functools.lru_cache(maxsize=None)
-def _oneshot_fn(sizes, taus, width, draws, steps, cells, with_bound):
+def _oneshot_fn(sizes, taus, width, draws, steps, cells, with_bound, dim):
     """jit(vmap over replicas) of: fit on nested prefixes of one iid draw, every τ, measure."""
     n_max = max(sizes)
-    grid = _grid(cells)
+    grid = _grid(cells, dim)
     nodes = jnp.asarray(metrics.grid_nodes(grid))
-    delta = grid.step
+    cell = grid.cell_volume
 
     def one(key, truth):
         key_data, key_features, key_draws = jax.random.split(key, 3)
         data = sample_mixture(key_data, truth, n_max)
-        params = D.random_features(key_features, width)
-        t, eps = D.dsm_draws(key_draws, n_max, draws, HORIZON, T_MIN)
+        params = D.random_features(key_features, width, dim=dim)
+        t, eps = D.dsm_draws(key_draws, n_max, draws, HORIZON, T_MIN, dim)
         p0 = metrics.mixture_density(grid, truth)
         p0_tail = 0.5 * metrics.mixture_tail_mass(grid, truth)
 
@@ -101,7 +106,7 @@ def _oneshot_fn(sizes, taus, width, draws, steps, cells, with_bound):
                 model = params._replace(readout=readout)
                 fine, lost = D.sde_density_on_grid(model, nodes, HORIZON, steps)
                 tv, quad = metrics.tv_on_grid(grid, fine, p0)
-                kl = delta * jnp.sum(p0 * (jnp.log(p0) - jnp.log(jnp.maximum(fine, 1e-300))))
+                kl = cell * jnp.sum(p0 * (jnp.log(p0) - jnp.log(jnp.maximum(fine, 1e-300))))
                 out = dict(tv=tv, tv_error=quad + 0.5 * jnp.abs(lost) + p0_tail, kl=kl)
                 if with_bound:   # the bound, and the discretisation budget it needs
                     coarse, _ = D.sde_density_on_grid(model, nodes, HORIZON, steps // 2)
@@ -120,11 +125,12 @@ def _oneshot_fn(sizes, taus, width, draws, steps, cells, with_bound):
 
 
 def oneshot_sweep(key, sizes, taus, *, width, draws, replicas, steps=STEPS, cells=CELLS,
-                  with_bound=True, batch_size=16) -> dict:
+                  with_bound=True, batch_size=16, dim=1) -> dict:
     """One-generation TVs and KLs for every ``n`` in ``sizes``, ``τ`` in ``taus``.
 
     ``with_bound`` adds the Girsanov bound (``bound_kl``, ``bound_prior``) and the
-    discretisation budget ``disc = TV(q_K, q_{K/2})``.
+    discretisation budget ``disc = TV(q_K, q_{K/2})``. ``dim = 2`` runs the 2-D model on
+    ``FOUR_MODES_2D`` with a ``cells × cells`` grid.
 
     Replica ``r`` uses ``fold_in(key, r)``: one iid draw of ``max(sizes)`` points, one
     random first layer and one set of DSM draws, shared by every ``(n, τ)`` (common
@@ -133,10 +139,11 @@ def oneshot_sweep(key, sizes, taus, *, width, draws, replicas, steps=STEPS, cell
     """
     sizes = tuple(int(size) for size in sizes)
     taus = tuple(float(t) for t in taus)
-    D.check_diffusion_args(width, min(taus), HORIZON, steps, draws, T_MIN)
-    truth = _mixture()
-    metrics.check_grid_covers(_grid(cells), truth, TAIL_MASS)
-    fn = _oneshot_fn(sizes, taus, int(width), int(draws), int(steps), int(cells), bool(with_bound))
+    D.check_diffusion_args(width, min(taus), HORIZON, steps, draws, T_MIN, dim)
+    truth = _mixture(dim)
+    metrics.check_grid_covers(_grid(cells, dim), truth, TAIL_MASS)
+    fn = _oneshot_fn(sizes, taus, int(width), int(draws), int(steps), int(cells), bool(with_bound),
+                     int(dim))
     pieces = []
     batch_size = min(batch_size, replicas)
     for start in range(0, replicas, batch_size):
@@ -223,8 +230,13 @@ def _oneshot_grid(mode):
                   3e6, 1e7))
     replicas = _mode(mode, 12, 16, 96)
     cells, steps = _mode(mode, (QUICK_CELLS, QUICK_STEPS), (CELLS, STEPS), (CELLS, STEPS))
-    return [dict(width=64, draws=4, sizes=list(sizes), taus=list(taus), replicas=replicas,
-                 cells=cells, steps=steps, fit_taus=list(SHAPE_FIT_TAUS))]
+    points = [dict(width=64, draws=4, sizes=list(sizes), taus=list(taus), replicas=replicas,
+                   cells=cells, steps=steps, fit_taus=list(SHAPE_FIT_TAUS), dim=1)]
+    if mode == "full":   # 2-D: four modes at (±2, ±2), a 48 x 48 grid, a 50-step sampler
+        points.append(dict(width=64, draws=4, sizes=[200, 800, 3200],
+                           taus=list(SHAPE_HELD_TAUS + (1e6,)), replicas=16, cells=CELLS_2D,
+                           steps=QUICK_STEPS, fit_taus=list(SHAPE_FIT_TAUS), dim=2))
+    return points
 
 
 def _bound_label(tau):
@@ -243,7 +255,8 @@ def b2_oneshot_measure(key, point):
     sizes, taus = point["sizes"], point["taus"]
     key_test, key_fit = jax.random.split(key)
     common = dict(width=point["width"], draws=point["draws"], replicas=point["replicas"],
-                  steps=point["steps"], cells=point["cells"])
+                  steps=point["steps"], cells=point["cells"], dim=point.get("dim", 1),
+                  batch_size=16 if point.get("dim", 1) == 1 else 8)
     run = oneshot_sweep(key_test, sizes, taus, **common)
     # The shape's constants come from these runs only (own keys, other taus).
     fit_run = oneshot_sweep(key_fit, sizes, point["fit_taus"], with_bound=False, **common)
@@ -343,7 +356,7 @@ def b2_oneshot_notes(point, measured, theory, context):
     j = len(point["sizes"]) - 1
     shape = measured[_shape_label(point["sizes"][j])]
     return [
-        f"B2-oneshot (W={point['width']}, {point['draws']} DSM draws/point, T={HORIZON}, "
+        f"B2-oneshot ({point.get('dim', 1)}-D, W={point['width']}, {point['draws']} DSM draws/point, T={HORIZON}, "
         f"{point['steps']}-step SDE sampler, {point['cells']}-cell grid, {context['replicas']} "
         f"replicas): at the best tau, "
         f"KL ~ n^{fits['kl'].slope:.3f} [{fits['kl'].low:.3f}, {fits['kl'].high:.3f}] "
