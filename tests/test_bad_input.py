@@ -24,6 +24,7 @@ from bounds import kde as bkde, peers, stability, tv
 from sims import coupled, metrics
 from sims.models import (GaussianParams, Mixture, categorical, gaussian, kde, ols_fixed_design,
                          ridge_pool)
+from sims.models import diffusion as rf_diffusion
 from verify import all as verify_all
 from verify.claim import REGISTRY, evaluate
 
@@ -123,6 +124,20 @@ CASES = [
     ("kde_reuse_tv_sweep: empty m_grid",
      P(metrics.kde_reuse_tv_sweep, KEY, MIXTURE, n=10, m_grid=[], generations=2, bandwidth=0.3,
        rule="fixed", grid=GRID, replicas=4), "m_grid"),
+    # sims.models.diffusion (random-feature score diffusion, B2)
+    ("diffusion: width W = 0", P(rf_diffusion.diffusion, 0, 1.0), "width"),
+    ("diffusion: non-integer width", P(rf_diffusion.diffusion, 8.5, 1.0), "width"),
+    ("diffusion: training time tau = 0", P(rf_diffusion.diffusion, 8, 0.0), "tau"),
+    ("diffusion: NaN tau", P(rf_diffusion.diffusion, 8, NAN), "tau"),
+    ("diffusion: horizon T < 0", P(rf_diffusion.diffusion, 8, 1.0, horizon=-1.0), "T"),
+    ("diffusion: steps = 0", P(rf_diffusion.diffusion, 8, 1.0, steps=0), "steps"),
+    ("diffusion: dim = 3", P(rf_diffusion.diffusion, 8, 1.0, dim=3), "dim"),
+    ("diffusion: draws = 0", P(rf_diffusion.diffusion, 8, 1.0, draws=0), "draws"),
+    ("diffusion: sampler with steps = 0",
+     P(rf_diffusion.sample_sde, KEY, rf_diffusion.random_features(KEY, 4), 10, 4.0, 0), "steps"),
+    ("diffusion: grid density in dim 3",
+     P(rf_diffusion.sde_density_for_score, lambda x, t: x, jnp.linspace(-1, 1, 16), 4.0, 10,
+       dim=3), "dim"),
     # sims.run and run_coupled
     ("run: replicas = 0", P(run, replicas=0), "replicas"),
     ("run: non-integer batch_size", P(run, batch_size=2.5), "batch_size"),

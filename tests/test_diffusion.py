@@ -206,13 +206,21 @@ def _evaluate(claim, theories, seed=0):
     return summaries, measured
 
 
-def test_b2_oneshot_passes_and_a_bound_without_its_score_term_fails():
+def test_b2_oneshot_passes_and_a_bound_without_its_score_or_inverse_tau_term_fails():
     claim = claims_diffusion.B2_ONESHOT
-    wrong = lambda p, c: claims_diffusion.b2_oneshot_theory(p, c, drop_score_term=True)  # noqa: E731
-    (good, rows), (bad, _) = _evaluate(claim, [claim.theory, wrong])[0]
-    assert good["rejected"] == 0 and good["bound_rows"] >= 10
+    no_score = functools.partial(claims_diffusion.b2_oneshot_theory, drop_score_term=True)
+    no_inverse_tau = functools.partial(claims_diffusion.b2_oneshot_theory, drop_inverse_tau=True)
+    (good, rows), (bad, _), (flat, flat_rows) = _evaluate(claim, [claim.theory, no_score,
+                                                                 no_inverse_tau])[0]
+    assert good["rejected"] == 0 and good["bound_rows"] >= 9
     assert all(np.isfinite(r["measured"]) for r in rows)
+    shape_rows = [r for r in rows if "3-term shape" in r["quantity"]]
+    assert len(shape_rows) == 2 * len(claim.grid("quick")[0]["sizes"])
+    assert all(r["kind"] == "exact" for r in shape_rows)
     assert bad["violations"] > 0
+    # Without 1/tau the fitted shape cannot fall in tau: it misses the held-out points.
+    assert flat["rejected"] > 0
+    assert any(r["reject"] for r in flat_rows if "3-term shape" in r["quantity"])
 
 
 def test_b2_loop_passes_and_wrong_theories_fail():
@@ -272,3 +280,122 @@ def test_samplers_validate_steps_and_horizon():
         D.sde_density_on_grid(params, NODES, -1.0, 10)
     with pytest.raises(ValueError, match="steps"):
         D.ode_log_density(params, NODES, 4.0, 0)
+
+
+# --- 2-D (the full mode's B2-oneshot point) ------------------------------------------------
+
+LOC_2D = jnp.array([[-2.0, -2.0], [-2.0, 2.0], [2.0, -2.0], [2.0, 2.0]])
+TRUTH_2D = Mixture(LOC_2D, jnp.full(4, 0.25), jnp.ones(4))
+GRID_2D = metrics.make_grid(-7.0, 7.0, 32, dim=2)
+NODES_2D = jnp.asarray(metrics.grid_nodes(GRID_2D))
+
+
+@functools.lru_cache(maxsize=None)
+def _trained_2d(n=300, width=64, tau=1e3):
+    k_data, k_feat, k_draw = jax.random.split(jax.random.key(20), 3)
+    data = sample_mixture(k_data, TRUTH_2D, n)
+    params = D.random_features(k_feat, width, dim=2)
+    t, eps = D.dsm_draws(k_draw, n, 4, 4.0, 1e-3, dim=2)
+    quadratic = D.dsm_quadratic(params, data, jnp.ones(n), t, eps)
+    return params._replace(readout=D.train_exact(quadratic, tau)), quadratic
+
+
+def _inside(samples):
+    return float(np.mean(np.all(np.abs(np.asarray(samples)) < GRID_2D.hi, axis=1)))
+
+
+def _histogram_2d(samples):
+    counts, _, _ = np.histogram2d(np.asarray(samples[:, 0]), np.asarray(samples[:, 1]),
+                                  bins=GRID_2D.size, range=[[GRID_2D.lo, GRID_2D.hi]] * 2)
+    return counts / (len(samples) * GRID_2D.cell_volume)
+
+
+def _tv_2d(p, q):
+    return 0.5 * float(np.sum(np.abs(np.asarray(p) - np.asarray(q)))) * GRID_2D.cell_volume
+
+
+def test_2d_mixture_score_matches_autodiff():
+    x = jax.random.normal(jax.random.key(0), (7, 2)) * 2.5
+    for t in (0.0, 0.3, 2.0):
+        loc_t, w, scale_t = bounds_diffusion.ou_marginal(LOC_2D, TRUTH_2D.weight, TRUTH_2D.scale, t)
+        auto = jax.vmap(jax.grad(lambda y: bounds_diffusion.mixture_log_density(
+            y, loc_t, w, scale_t)))(x)
+        exact = bounds_diffusion.mixture_score(x, LOC_2D, TRUTH_2D.weight, TRUTH_2D.scale, t)
+        assert exact.shape == (7, 2)
+        np.testing.assert_allclose(exact, auto, rtol=1e-10, atol=1e-12)
+
+
+def test_2d_training_is_one_1d_flow_per_output_coordinate():
+    params, quadratic = _trained_2d()
+    for k in range(2):
+        column = D.train_exact(quadratic._replace(linear=quadratic.linear[:, k]), 1e3)
+        np.testing.assert_allclose(params.readout[:, k], column, rtol=1e-10, atol=1e-10)
+    assert float(D.dsm_loss(quadratic, params.readout)) < float(
+        D.dsm_loss(quadratic, jnp.zeros_like(params.readout)))
+
+
+def test_2d_score_divergence_is_the_trace_of_the_jacobian():
+    params, _ = _trained_2d()
+    x = jax.random.normal(jax.random.key(1), (5, 2)) * 2
+    jac = jax.vmap(jax.jacfwd(lambda y: D.score(params, y, 0.4)))(x)
+    np.testing.assert_allclose(D.score_divergence(params, x, 0.4), jnp.trace(jac, axis1=1, axis2=2),
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_2d_sde_density_integrates_to_one_and_is_the_law_of_the_sampler():
+    params, _ = _trained_2d()
+    density, lost = D.sde_density_on_grid(params, NODES_2D, 4.0, 20)
+    assert density.shape == (32, 32)
+    samples = D.sample_sde(jax.random.key(2), params, 100_000, 4.0, 20)
+    # The mass on the grid is the samples' fraction inside it (a few 1e-3 escape).
+    mass = float(jnp.sum(density)) * GRID_2D.cell_volume
+    assert abs(mass - _inside(samples)) < 3e-3 and abs(1.0 - mass - float(lost)) < 1e-12
+    tv = _tv_2d(_histogram_2d(samples), density)
+    # Histogram noise with 1024 cells and 1e5 samples is ~0.03.
+    assert tv < 0.045, tv
+    wrong = D.sample_sde(jax.random.key(2), params, 100_000, 4.0, 4)
+    assert _tv_2d(_histogram_2d(wrong), density) > tv + 0.03
+
+
+def test_2d_ode_density_by_change_of_variables_matches_ode_samples():
+    """On a 64 x 64 grid: the relu network's ODE density has sharp edges, so at 32 cells the
+    midpoint value and the cell average (the histogram) differ by ~0.08 in TV."""
+    params, _ = _trained_2d()
+    grid = metrics.make_grid(-7.0, 7.0, 64, dim=2)
+    nodes = jnp.asarray(metrics.grid_nodes(grid))
+    density = np.exp(np.asarray(D.ode_log_density(params, D.grid_points(nodes, 2), 4.0, 100)))
+    density = density.reshape(64, 64)
+    samples = D.sample_ode(jax.random.key(3), params, 400_000, 4.0, 100)
+
+    def tv(points):
+        counts, _, _ = np.histogram2d(np.asarray(points[:, 0]), np.asarray(points[:, 1]), bins=64,
+                                      range=[[grid.lo, grid.hi]] * 2)
+        return 0.5 * np.sum(np.abs(counts / (len(points) * grid.cell_volume) - density)) * grid.cell_volume
+
+    # ~2% of the ODE's mass leaves [-7, 7]^2 (the flow is wild far from the data).
+    assert abs(density.sum() * grid.cell_volume - _inside(samples)) < 0.01
+    # Histogram noise with 4096 cells and 4e5 samples is ~0.04.
+    assert tv(samples) < 0.065, tv(samples)
+    # A coarser ODE sampler's samples are told apart from this density.
+    assert tv(D.sample_ode(jax.random.key(3), params, 400_000, 4.0, 3)) > tv(samples) + 0.03
+
+
+def test_2d_girsanov_bound_exceeds_the_measured_tv_and_full_grid_has_2d_points():
+    run = claims_diffusion.oneshot_sweep(jax.random.key(4), (100, 400), (1e3,), width=32, draws=2,
+                                         replicas=2, steps=20, cells=32, dim=2)
+    assert run["tv"].shape == (2, 2, 1)
+    assert all(np.all(np.isfinite(v)) for v in run.values())
+    measured = run["tv"] + run["tv_error"] + run["disc"]
+    assert np.all(measured < np.sqrt(run["bound_kl"] / 2.0))
+    # ... and the bound's prior term alone is far below the measured TV.
+    assert np.all(np.sqrt(run["bound_prior"] / 2.0) < run["tv"])
+    dims = {mode: [p.get("dim", 1) for p in claims_diffusion.B2_ONESHOT.grid(mode)]
+            for mode in ("quick", "default", "full")}
+    assert dims["quick"] == dims["default"] == [1] and 2 in dims["full"]
+
+
+def test_dimension_other_than_one_or_two_raises_naming_it():
+    with pytest.raises(ValueError, match="dim"):
+        D.diffusion(8, 1.0, dim=3)
+    with pytest.raises(ValueError, match="dim"):
+        D.sde_density_for_score(lambda x, t: x, NODES, 4.0, 10, dim=3)

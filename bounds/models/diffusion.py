@@ -1,8 +1,10 @@
-"""OU diffusion of a 1-D Gaussian mixture: exact marginals and scores, and the Girsanov bound (B2).
+"""OU diffusion of a Gaussian mixture (1-D or 2-D): exact marginals and scores, and the Girsanov bound (B2).
 
 For the OU process ``dX = −X dt + √2 dB`` started at a Gaussian mixture
-``p0 = Σ_k π_k N(μ_k, s_k²)``, every marginal is a Gaussian mixture,
-``p_t = Σ_k π_k N(μ_k e^{-t}, s_k² e^{-2t} + 1 − e^{-2t})``, so ``∇log p_t`` is exact.
+``p0 = Σ_k π_k N(μ_k, s_k² I)``, every marginal is a Gaussian mixture,
+``p_t = Σ_k π_k N(μ_k e^{-t}, (s_k² e^{-2t} + 1 − e^{-2t}) I)``, so ``∇log p_t`` is exact.
+``loc`` is ``(K,)`` for 1-D data (points ``x`` of any shape) or ``(K, d)`` for ``d``-D
+data (points ``(..., d)``); the mixture is isotropic (``scale`` is ``(K,)``).
 
 What is proven and what is fitted (docs/diffusion.md):
 
@@ -44,17 +46,25 @@ def ou_marginal(loc: Any, weight: Any, scale: Any, t: Any):
     t = jnp.asarray(t, jnp.float64)[..., None]
     loc, scale = jnp.asarray(loc, jnp.float64), jnp.asarray(scale, jnp.float64)
     decay = jnp.exp(-t)
-    return loc * decay, jnp.asarray(weight, jnp.float64), jnp.sqrt(
+    loc_t = loc * (decay if loc.ndim == 1 else decay[..., None])
+    return loc_t, jnp.asarray(weight, jnp.float64), jnp.sqrt(
         scale ** 2 * decay ** 2 - jnp.expm1(-2.0 * t))
 
 
 def _component_log_pdf(x, loc, weight, scale):
-    z = (x[..., None] - loc) / scale
-    return jnp.log(weight) - 0.5 * z ** 2 - jnp.log(scale) - 0.5 * math.log(2.0 * math.pi)
+    """``log π_k N(x; μ_k, s_k² I)``, shape ``batch + (K,)``; ``loc`` may carry batch axes."""
+    loc, scale = jnp.asarray(loc), jnp.asarray(scale)
+    if loc.ndim == scale.ndim:                                  # 1-D: loc (..., K)
+        square, dim = ((x[..., None] - loc) / scale) ** 2, 1
+    else:                                                       # d-D: loc (..., K, d)
+        dim = loc.shape[-1]
+        square = jnp.sum((x[..., None, :] - loc) ** 2, axis=-1) / scale ** 2
+    return (jnp.log(weight) - 0.5 * square - dim * jnp.log(scale)
+            - 0.5 * dim * math.log(2.0 * math.pi))
 
 
 def mixture_log_density(x: Any, loc: Any, weight: Any, scale: Any) -> jax.Array:
-    """``log Σ_k π_k N(x; μ_k, s_k²)`` (logsumexp; ``x`` any shape).
+    """``log Σ_k π_k N(x; μ_k, s_k² I)`` (logsumexp; ``x`` any shape in 1-D, ``(..., d)`` in d-D).
 
     Claim: B2 (the data law p0 and every OU marginal p_t). Kind: exact. Proof: none needed
     (definition); docs/diffusion.md §2.1 uses it for the exact scores.
@@ -68,12 +78,19 @@ def mixture_score(x: Any, loc: Any, weight: Any, scale: Any, t: Any) -> jax.Arra
 
     Claim: B2. Kind: exact. ``Σ_k r_k(x) (μ_k e^{-t} − x)/scale_k(t)²`` with
     responsibilities ``r_k`` from a softmax (no underflow far from the modes).
-    ``x`` and ``t`` broadcast.
+    ``x`` and ``t`` broadcast (in d-D, ``t`` against ``x.shape[:-1]``; the score is ``(..., d)``).
     """
-    x, t = jnp.broadcast_arrays(jnp.asarray(x, jnp.float64), jnp.asarray(t, jnp.float64))
+    x, t = jnp.asarray(x, jnp.float64), jnp.asarray(t, jnp.float64)
+    if jnp.ndim(loc) == 1:
+        x, t = jnp.broadcast_arrays(x, t)
+        loc_t, w, scale_t = ou_marginal(loc, weight, scale, t)
+        resp = jax.nn.softmax(_component_log_pdf(x, loc_t, w, scale_t), axis=-1)
+        return jnp.sum(resp * (loc_t - x[..., None]) / scale_t ** 2, axis=-1)
+    t = jnp.broadcast_to(t, x.shape[:-1])
     loc_t, w, scale_t = ou_marginal(loc, weight, scale, t)
     resp = jax.nn.softmax(_component_log_pdf(x, loc_t, w, scale_t), axis=-1)
-    return jnp.sum(resp * (loc_t - x[..., None]) / scale_t ** 2, axis=-1)
+    pull = (loc_t - x[..., None, :]) / scale_t[..., None] ** 2           # (..., K, d)
+    return jnp.sum(resp[..., None] * pull, axis=-2)
 
 
 def _check_nodes(nodes):
@@ -83,19 +100,36 @@ def _check_nodes(nodes):
     return nodes
 
 
+def _dim(loc) -> int:
+    return 1 if np.ndim(loc) == 1 else int(np.shape(loc)[-1])
+
+
+def _points(nodes, dim):
+    """Quadrature points and cell volume: ``nodes`` (1-D) or the product grid ``(G^d, d)``."""
+    x = jnp.asarray(nodes)
+    if dim > 1:
+        x = jnp.stack(jnp.meshgrid(*([x] * dim), indexing="ij"), -1).reshape(-1, dim)
+    return x, (nodes[1] - nodes[0]) ** dim
+
+
+def _squared_norm(v, dim):
+    return v ** 2 if dim == 1 else jnp.sum(v ** 2, axis=-1)
+
+
 def _prior_kl(loc: Any, weight: Any, scale: Any, horizon: Any, nodes: Any) -> jax.Array:
-    """``KL(p_T ‖ N(0,1))`` by the midpoint rule on equally spaced ``nodes``.
+    """``KL(p_T ‖ N(0, I))`` by the midpoint rule on equally spaced ``nodes`` (per axis).
 
     Claim: B2 (first term of the Girsanov bound). Kind: exact up to quadrature
     (the integrand is smooth and Gaussian-tailed; the grid must cover ``p_T``).
     """
     validate.check_positive("horizon", horizon)
     nodes = _check_nodes(nodes)
+    dim = _dim(loc)
     loc_t, w, scale_t = ou_marginal(loc, weight, scale, horizon)
-    x = jnp.asarray(nodes)
+    x, cell = _points(nodes, dim)
     log_p = mixture_log_density(x, loc_t, w, scale_t)
-    log_prior = -0.5 * x ** 2 - 0.5 * math.log(2.0 * math.pi)
-    return jnp.maximum((nodes[1] - nodes[0]) * jnp.sum(jnp.exp(log_p) * (log_p - log_prior)), 0.0)
+    log_prior = -0.5 * _squared_norm(x, dim) - 0.5 * dim * math.log(2.0 * math.pi)
+    return jnp.maximum(cell * jnp.sum(jnp.exp(log_p) * (log_p - log_prior)), 0.0)
 
 
 class GirsanovBound(NamedTuple):
@@ -129,12 +163,16 @@ def girsanov_kl_bound(score_fn: Callable, loc: Any, weight: Any, scale: Any, hor
     is ``g²/2 = 1``), ``s`` Lipschitz in ``x`` (a relu random-feature score is),
     ``KL(p0‖·)`` finite. Proof: docs/diffusion.md §2 (Song et al. 2021, Thm 1).
     A discretised sampler is not covered: its error is budgeted separately.
+    In ``d`` dimensions (``loc`` ``(K, d)``) the same bound holds with ``N(0, I)`` and
+    ``‖s − ∇log p_t‖²`` (the Girsanov argument is coordinate-free); the expectation is
+    the midpoint rule on the product grid ``nodes^d``.
 
     Args:
-      score_fn: ``(x, t) -> s(x, t)``, broadcasting (``x`` of shape (G,), ``t`` scalar).
+      score_fn: ``(x, t) -> s(x, t)``, broadcasting (``x`` of shape (G,) in 1-D or
+        ``(G^d, d)``, ``t`` scalar).
       loc, weight, scale: the mixture ``p0``.
       horizon: ``T > 0``.
-      nodes: equally spaced ``x`` grid covering every ``p_t`` (midpoint rule).
+      nodes: equally spaced grid (per axis) covering every ``p_t`` (midpoint rule).
       time_nodes: Gauss–Legendre nodes per piece; ``t_split`` splits ``[0, T]``
         where the integrand changes fastest (small ``t``).
 
@@ -145,14 +183,14 @@ def girsanov_kl_bound(score_fn: Callable, loc: Any, weight: Any, scale: Any, hor
     validate.check_positive_int("time_nodes", time_nodes)
     nodes = _check_nodes(nodes)
     times, t_weights = _gauss_legendre(float(horizon), time_nodes, t_split)
-    x = jnp.asarray(nodes)
-    delta = nodes[1] - nodes[0]
+    dim = _dim(loc)
+    x, cell = _points(nodes, dim)
 
     def integrand(t):
         loc_t, w, scale_t = ou_marginal(loc, weight, scale, t)
         density = jnp.exp(mixture_log_density(x, loc_t, w, scale_t))
         error = score_fn(x, t) - mixture_score(x, loc, weight, scale, t)
-        return delta * jnp.sum(density * error ** 2)
+        return cell * jnp.sum(density * _squared_norm(error, dim))
 
     values = jax.vmap(integrand)(jnp.asarray(times))
     score_term = jnp.sum(jnp.asarray(t_weights) * values)

@@ -1,13 +1,15 @@
-"""Random-feature score diffusion in 1-D, trained exactly (B2, B3-diffusion).
+"""Random-feature score diffusion in 1-D and 2-D, trained exactly (B2, B3-diffusion).
 
 Forward process: the OU process ``dX = −X dt + √2 dB``, so
 ``p_{t|0}(· | x) = N(x e^{-t}, 1 − e^{-2t})`` and ``p_t → N(0, 1)``.
 
 Score network (one hidden layer, random frozen first layer, trained readout):
-``s(x, t) = (1/W) Σ_j A_j relu(w_j x + u_j · e(t))`` with the time embedding
+``s(x, t) = (1/W) Σ_j A_j relu(w_j·x + u_j · e(t))`` with the time embedding
 ``e(t) = (1, e^{-t}, 1 − e^{-2t})`` (a bias, the OU mean factor and the OU variance:
 a feature's kink ``x = −u_j·e(t)/w_j`` can follow a mode as it drifts in and
-spreads). ``w_j ~ N(0, 1)``, ``u_j ~ N(0, diag(feature_scale²))``.
+spreads). ``w_j ~ N(0, I_d)``, ``u_j ~ N(0, diag(feature_scale²))``. The dimension
+``d ∈ {1, 2}`` is that of ``slope``: ``(W,)`` with scalar data and readout ``(W,)`` in
+1-D; ``(W, d)`` with data ``(..., d)`` and readout ``A`` of shape ``(W, d)`` otherwise.
 
 Training (docs/diffusion.md §1): the denoising score-matching loss with fixed draws
 ``(t_r, ε_r)`` (``draws`` per data point, ``t`` stratified uniform on
@@ -15,7 +17,9 @@ Training (docs/diffusion.md §1): the denoising score-matching loss with fixed d
 ``L(A) = AᵀGA/W² − 2Aᵀb/W + c`` with ``G = Σ_r ω_r φ_r φ_rᵀ``, ``b = Σ_r ω_r φ_r y_r``,
 ``y_r = −ε_r/σ_{t_r}``, ``ω_r`` the normalised data weights. Gradient flow
 ``dA/dτ = −(W/2)∇L = b − (G/W)A`` from ``A = 0`` is, with ``G/W = V diag(μ) Vᵀ``,
-``A(τ) = V diag((1 − e^{−μτ})/μ) Vᵀ b`` exactly (``(1−e^{−μτ})/μ → τ`` at ``μ = 0``).
+``A(τ) = V diag((1 − e^{−μτ})/μ) Vᵀ b`` exactly (``(1−e^{−μτ})/μ → τ`` at ``μ = 0``);
+in ``d`` dimensions ``b`` has one column per output coordinate and ``G`` is shared, so one
+eigendecomposition trains every column.
 The normalisation makes the function-space flow the kernel flow of
 ``k(z, z') = φ(z)·φ(z')/W``, whose scale does not depend on ``W``.
 
@@ -24,10 +28,12 @@ Samplers (reverse time, from ``N(0, 1)`` at ``T`` to ``t = 0``, uniform steps):
   (the linear drift and the noise integrated exactly, the score frozen over the step);
 * probability-flow ODE ``dx/dt = −x − s(x, t)``, Heun's method.
 
-Densities (1-D): the SDE sampler's law on a grid by Chapman–Kolmogorov (each step's
+Densities: the SDE sampler's law on a grid by Chapman–Kolmogorov (each step's
 transition kernel is Gaussian, so the density is propagated by a quadrature on the
-grid); the ODE's density by the instantaneous change of variables
-``log q(x) = log N(x(T); 0, 1) + ∫_0^T ∇·f(x(t), t) dt`` along ``dx/dt = f = −x − s``.
+grid; in 2-D the isotropic kernel factorises over coordinates, so a step is two
+``(G² × G)`` kernel factors and a matmul); the ODE's density by the instantaneous change of
+variables ``log q(x) = log N(x(T); 0, I) + ∫_0^T ∇·f(x(t), t) dt`` along ``dx/dt = f = −x − s``
+(``∇·s`` exact: relu is piecewise linear).
 """
 from __future__ import annotations
 
@@ -42,15 +48,17 @@ from bounds import validate
 from sims.model import GenerativeModel
 
 __all__ = ["ScoreParams", "DsmQuadratic", "time_embedding", "ou_mean_std", "random_features",
-           "features", "score", "score_dx", "dsm_draws", "dsm_quadratic", "dsm_loss",
-           "train_exact", "sample_sde", "sample_ode", "sde_density_on_grid", "sde_density_for_score",
-           "ode_log_density", "diffusion", "diffusion_tv_metric", "early_stopping_time", "check_diffusion_args"]
+           "dimension", "features", "score", "score_divergence", "dsm_draws", "dsm_quadratic",
+           "dsm_loss", "train_exact", "sample_sde", "sample_ode", "grid_points",
+           "sde_density_on_grid", "sde_density_for_score", "ode_log_density", "diffusion",
+           "diffusion_tv_metric", "early_stopping_time", "check_diffusion_args"]
 
 EMBEDDING = 3
 
 
 class ScoreParams(NamedTuple):
-    """The score network: frozen ``slope`` (W,) and ``time_weights`` (W, 3), trained ``readout`` (W,)."""
+    """The score network: frozen ``slope`` (W,) or (W, d) and ``time_weights`` (W, 3), trained
+    ``readout`` of ``slope``'s shape."""
 
     slope: jax.Array
     time_weights: jax.Array
@@ -77,38 +85,54 @@ def ou_mean_std(t):
     return jnp.exp(-t), jnp.sqrt(-jnp.expm1(-2.0 * t))
 
 
-def random_features(key, width: int, feature_scale=(2.0, 2.0, 2.0)) -> ScoreParams:
-    """Draw the frozen first layer (readout zero): ``w ~ N(0,1)``, ``u ~ N(0, diag(scale²))``."""
+def random_features(key, width: int, feature_scale=(2.0, 2.0, 2.0), dim: int = 1) -> ScoreParams:
+    """Draw the frozen first layer (readout zero): ``w ~ N(0, I_dim)``, ``u ~ N(0, diag(scale²))``."""
     key_w, key_u = jax.random.split(key)
-    slope = jax.random.normal(key_w, (width,), jnp.float64)
+    shape = (width,) if dim == 1 else (width, dim)
+    slope = jax.random.normal(key_w, shape, jnp.float64)
     time_weights = jax.random.normal(key_u, (width, EMBEDDING), jnp.float64) * jnp.asarray(
         feature_scale, jnp.float64)
-    return ScoreParams(slope, time_weights, jnp.zeros(width, jnp.float64))
+    return ScoreParams(slope, time_weights, jnp.zeros(shape, jnp.float64))
+
+
+def dimension(params: ScoreParams) -> int:
+    """The data dimension ``d`` of a score network (1 for scalar data)."""
+    return 1 if params.slope.ndim == 1 else params.slope.shape[1]
 
 
 def _preactivation(params: ScoreParams, x, t):
-    x, t = jnp.broadcast_arrays(jnp.asarray(x, jnp.float64), jnp.asarray(t, jnp.float64))
-    return x[..., None] * params.slope + time_embedding(t) @ params.time_weights.T
+    x, t = jnp.asarray(x, jnp.float64), jnp.asarray(t, jnp.float64)
+    if params.slope.ndim == 1:
+        x, t = jnp.broadcast_arrays(x, t)
+        return x[..., None] * params.slope + time_embedding(t) @ params.time_weights.T
+    t = jnp.broadcast_to(t, x.shape[:-1])
+    return x @ params.slope.T + time_embedding(t) @ params.time_weights.T
 
 
 def features(params: ScoreParams, x, t):
-    """``relu(w x + u·e(t))``, shape ``broadcast(x, t).shape + (W,)``."""
+    """``relu(w·x + u·e(t))``, shape ``batch + (W,)`` (batch: ``x``'s points broadcast with ``t``)."""
     return jax.nn.relu(_preactivation(params, x, t))
 
 
 def score(params: ScoreParams, x, t):
-    """``s(x, t) = (1/W) A·relu(w x + u·e(t))``."""
+    """``s(x, t) = (1/W) Aᵀ relu(w·x + u·e(t))``: shape of ``x`` (scalar or ``d``-vector points)."""
     return features(params, x, t) @ params.readout / params.readout.shape[0]
 
 
-def score_dx(params: ScoreParams, x, t):
-    """``∂s/∂x = (1/W) Σ_j A_j w_j 1[w_j x + u_j·e(t) > 0]`` (exact; relu is piecewise linear)."""
+def score_divergence(params: ScoreParams, x, t):
+    """``∇·s = (1/W) Σ_j (A_j·w_j) 1[w_j·x + u_j·e(t) > 0]`` (exact; relu is piecewise linear).
+
+    In 1-D this is ``∂s/∂x``.
+    """
     active = (_preactivation(params, x, t) > 0).astype(jnp.float64)
-    return active @ (params.readout * params.slope) / params.readout.shape[0]
+    gain = params.readout * params.slope
+    gain = gain if gain.ndim == 1 else gain.sum(axis=1)
+    return active @ gain / params.readout.shape[0]
 
 
-def dsm_draws(key, slots: int, draws: int, horizon: float, t_min: float):
-    """Fixed DSM draws: ``t`` (slots, draws) stratified uniform on ``[t_min, T]``, ``ε`` N(0,1).
+def dsm_draws(key, slots: int, draws: int, horizon: float, t_min: float, dim: int = 1):
+    """Fixed DSM draws: ``t`` (slots, draws) stratified uniform on ``[t_min, T]``, ``ε`` N(0, I_dim)
+    of shape (slots, draws) in 1-D, (slots, draws, dim) otherwise.
 
     Stratification (one ``t`` per stratum of width ``(T − t_min)/draws``) keeps the
     quadrature over ``t`` even for every data point.
@@ -116,7 +140,8 @@ def dsm_draws(key, slots: int, draws: int, horizon: float, t_min: float):
     key_t, key_eps = jax.random.split(key)
     u = jax.random.uniform(key_t, (slots, draws), jnp.float64)
     t = t_min + (horizon - t_min) * (jnp.arange(draws) + u) / draws
-    return t, jax.random.normal(key_eps, (slots, draws), jnp.float64)
+    shape = (slots, draws) if dim == 1 else (slots, draws, dim)
+    return t, jax.random.normal(key_eps, shape, jnp.float64)
 
 
 def dsm_quadratic(params: ScoreParams, data, weights, t, eps) -> DsmQuadratic:
@@ -124,24 +149,29 @@ def dsm_quadratic(params: ScoreParams, data, weights, t, eps) -> DsmQuadratic:
 
     Row ``r = (point k, draw j)``: ``x_t = x_k e^{-t} + σ_t ε``, target
     ``y = −ε/σ_t`` (the conditional score), weight ``ω = weights_k / (draws Σ weights)``.
-    Zero weights (empty buffer slots) drop out.
+    Zero weights (empty buffer slots) drop out. In ``d`` dimensions (data ``(N, d)``,
+    ``eps`` ``(N, J, d)``) the loss is a sum over output coordinates: ``linear`` is
+    ``(W, d)`` and ``gram`` is shared.
     """
     mean, std = ou_mean_std(t)
+    if eps.ndim == 3:
+        mean, std = mean[..., None], std[..., None]
     noisy = data[:, None] * mean + std * eps
     target = -eps / std
     phi = features(params, noisy, t)                                   # (N, J, W)
     omega = weights[:, None] / (weights.sum() * t.shape[1])
     omega = jnp.broadcast_to(omega, t.shape)
     gram = jnp.einsum("nj,nja,njb->ab", omega, phi, phi)
-    linear = jnp.einsum("nj,nja,nj->a", omega, phi, target)
-    return DsmQuadratic(gram, linear, jnp.sum(omega * target ** 2))
+    linear = jnp.einsum("nj,nja,nj...->a...", omega, phi, target)
+    squares = target ** 2 if eps.ndim == 2 else jnp.sum(target ** 2, axis=-1)
+    return DsmQuadratic(gram, linear, jnp.sum(omega * squares))
 
 
 def dsm_loss(quadratic: DsmQuadratic, readout):
-    """``L(A) = AᵀGA/W² − 2Aᵀb/W + c``."""
+    """``L(A) = Σ_columns (AᵀGA/W² − 2Aᵀb/W) + c``."""
     width = readout.shape[0]
-    return (readout @ quadratic.gram @ readout / width ** 2
-            - 2.0 * readout @ quadratic.linear / width + quadratic.constant)
+    return (jnp.sum(readout * (quadratic.gram @ readout)) / width ** 2
+            - 2.0 * jnp.sum(readout * quadratic.linear) / width + quadratic.constant)
 
 
 def train_exact(quadratic: DsmQuadratic, tau):
@@ -157,7 +187,10 @@ def train_exact(quadratic: DsmQuadratic, tau):
     mu = jnp.maximum(mu, 0.0)
     tau = jnp.asarray(tau, jnp.float64)[..., None]
     filt = jnp.where(mu * tau > 1e-12, -jnp.expm1(-mu * tau) / jnp.where(mu > 0, mu, 1.0), tau)
-    return (filt * (vectors.T @ quadratic.linear)) @ vectors.T
+    projected = vectors.T @ quadratic.linear                 # (W,) or (W, d): one column each
+    if projected.ndim == 1:
+        return (filt * projected) @ vectors.T
+    return vectors @ (filt[..., None] * projected)
 
 
 def _reverse_times(horizon: float, steps: int):
@@ -180,9 +213,14 @@ def sample_sde(key, params: ScoreParams, m: int, horizon: float, steps: int):
         xi = jax.random.normal(jax.random.fold_in(key_noise, k), y.shape, jnp.float64)
         return grow * y + 2.0 * (grow - 1.0) * score(params, y, t) + noise_std * xi, None
 
-    y0 = jax.random.normal(key_start, (m,), jnp.float64)
+    y0 = jax.random.normal(key_start, _sample_shape(params, m), jnp.float64)
     y, _ = jax.lax.scan(step, y0, (times, jnp.arange(steps)))
     return y
+
+
+def _sample_shape(params: ScoreParams, m: int):
+    dim = dimension(params)
+    return (m,) if dim == 1 else (m, dim)
 
 
 def _flow_step(params, x, t, h):
@@ -196,7 +234,7 @@ def _flow_step(params, x, t, h):
 def sample_ode(key, params: ScoreParams, m: int, horizon: float, steps: int):
     """``m`` draws of the probability-flow ODE (Heun) from ``N(0,1)`` at ``T``."""
     times, h = _reverse_times(horizon, steps)
-    x0 = jax.random.normal(key, (m,), jnp.float64)
+    x0 = jax.random.normal(key, _sample_shape(params, m), jnp.float64)
     x, _ = jax.lax.scan(lambda x, t: (_flow_step(params, x, t, h), None), x0, times)
     return x
 
@@ -205,12 +243,14 @@ def ode_log_density(params: ScoreParams, x, horizon: float, steps: int):
     """``log q(x)`` of the probability-flow ODE's output by the change of variables.
 
     Integrates ``dx/dt = f = −x − s`` forward from ``t = 0`` with Heun's method,
-    accumulating ``∫_0^T ∇·f dt`` (``∇·f = −1 − ∂_x s``, trapezoid with the same
-    nodes), and returns ``log N(x(T); 0, 1) + ∫_0^T ∇·f dt``.
+    accumulating ``∫_0^T ∇·f dt`` (``∇·f = −d − ∇·s``, trapezoid with the same
+    nodes), and returns ``log N(x(T); 0, I_d) + ∫_0^T ∇·f dt``. ``x``: points of shape
+    ``(...,)`` in 1-D or ``(..., d)``.
     """
     _, h = _reverse_times(horizon, steps)
-    drift = lambda y, s: -y - score(params, y, s)            # noqa: E731
-    div = lambda y, s: -1.0 - score_dx(params, y, s)         # noqa: E731
+    dim = dimension(params)
+    drift = lambda y, s: -y - score(params, y, s)                 # noqa: E731
+    div = lambda y, s: -dim - score_divergence(params, y, s)      # noqa: E731
 
     def step(carry, t):
         y, logdet = carry
@@ -221,17 +261,28 @@ def ode_log_density(params: ScoreParams, x, horizon: float, steps: int):
         return (y_new, logdet), None
 
     x = jnp.asarray(x, jnp.float64)
-    (y, logdet), _ = jax.lax.scan(step, (x, jnp.zeros_like(x)), jnp.arange(steps) * h)
-    return -0.5 * y ** 2 - 0.5 * math.log(2.0 * math.pi) + logdet
+    batch = x.shape if dim == 1 else x.shape[:-1]
+    (y, logdet), _ = jax.lax.scan(step, (x, jnp.zeros(batch)), jnp.arange(steps) * h)
+    square = y ** 2 if dim == 1 else jnp.sum(y ** 2, axis=-1)
+    return -0.5 * square - 0.5 * dim * math.log(2.0 * math.pi) + logdet
 
 
 def sde_density_on_grid(params: ScoreParams, nodes, horizon: float, steps: int):
-    """``sde_density_for_score`` of the network ``s(·; params)``."""
-    return sde_density_for_score(lambda x, t: score(params, x, t), nodes, horizon, steps)
+    """``sde_density_for_score`` of the network ``s(·; params)`` (its own dimension)."""
+    return sde_density_for_score(lambda x, t: score(params, x, t), nodes, horizon, steps,
+                                 dimension(params))
 
 
-def sde_density_for_score(score_fn, nodes, horizon: float, steps: int):
-    """The density of ``sample_sde``'s output at equally spaced ``nodes``, and the mass lost.
+def grid_points(nodes, dim: int):
+    """The grid's points: ``nodes`` in 1-D; ``(G², 2)`` in 2-D, first coordinate slowest."""
+    nodes = jnp.asarray(nodes, jnp.float64)
+    if dim == 1:
+        return nodes
+    return jnp.stack(jnp.meshgrid(nodes, nodes, indexing="ij"), -1).reshape(-1, 2)
+
+
+def sde_density_for_score(score_fn, nodes, horizon: float, steps: int, dim: int = 1):
+    """The density of ``sample_sde``'s output on the grid of ``nodes``, and the mass lost.
 
     Start from ``N(0,1)`` at the nodes; each exponential-integrator step maps ``y`` to
     ``N(e^h y + 2(e^h − 1)s(y, t), e^{2h} − 1)``, so
@@ -240,11 +291,20 @@ def sde_density_for_score(score_fn, nodes, horizon: float, steps: int):
     spans several cells ``δ``; checked against sampling in tests). Returns
     ``(density, lost)`` with ``lost = 1 − δ Σ density``: the mass outside the grid
     (start tail plus leaks), to be budgeted as TV error.
+
+    2-D (``dim=2``): the grid is ``nodes × nodes`` (density ``(G, G)``, first axis the
+    first coordinate). The kernel ``N(x; m(y), σ²I)`` factorises over coordinates, so
+    ``p_{k+1}[a, b] = δ²/(2πσ²) Σ_y p_k(y) Φ_1[y, a] Φ_2[y, b]`` with
+    ``Φ_i[y, a] = exp(−(c_a − m_i(y))²/(2σ²))``: ``2G³`` exponentials and a ``G²×G`` by
+    ``G²×G`` matmul per step. ``score_fn`` maps ``(G², 2)`` points to ``(G², 2)``.
     """
+    validate.check_choice("dim", dim, (1, 2))
     nodes = jnp.asarray(nodes, jnp.float64)
     delta = nodes[1] - nodes[0]
     times, h = _reverse_times(horizon, steps)
     grow, noise_std = math.exp(h), math.sqrt(math.expm1(2.0 * h))
+    if dim == 2:
+        return _sde_density_2d(score_fn, nodes, delta, times, grow, noise_std)
     norm = delta / (math.sqrt(2.0 * math.pi) * noise_std)
     start = jnp.exp(-0.5 * nodes ** 2) / math.sqrt(2.0 * math.pi)
 
@@ -257,13 +317,29 @@ def sde_density_for_score(score_fn, nodes, horizon: float, steps: int):
     return density, 1.0 - delta * jnp.sum(density)
 
 
+def _sde_density_2d(score_fn, nodes, delta, times, grow, noise_std):
+    size = nodes.shape[0]
+    points = grid_points(nodes, 2)                                         # (G², 2)
+    norm = delta ** 2 / (2.0 * math.pi * noise_std ** 2)
+    start = jnp.exp(-0.5 * jnp.sum(points ** 2, -1)) / (2.0 * math.pi)
+
+    def step(p, t):
+        mean = grow * points + 2.0 * (grow - 1.0) * score_fn(points, t)   # (G², 2) sources
+        phi = jnp.exp(-0.5 * ((nodes[None, None, :] - mean[:, :, None]) / noise_std) ** 2)
+        return norm * (phi[:, 0, :].T @ (p[:, None] * phi[:, 1, :])).reshape(-1), None
+
+    density, _ = jax.lax.scan(step, start, times)
+    return density.reshape(size, size), 1.0 - delta ** 2 * jnp.sum(density)
+
+
 def early_stopping_time(tau: float, rule: str, size):
     """``τ`` for a training set of ``size`` points: ``tau`` (fixed) or ``tau · size^(2/5)`` (early)."""
     return tau if rule == "fixed" else tau * size ** 0.4
 
 
-def check_diffusion_args(width, tau, horizon, steps, draws=1, t_min=1e-3):
+def check_diffusion_args(width, tau, horizon, steps, draws=1, t_min=1e-3, dim=1):
     """Validate the model's parameters at the public boundary (ValueError naming each)."""
+    validate.check_choice("dim", dim, (1, 2))
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
         raise ValueError(f"width W must be a positive integer, got {width!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -280,8 +356,8 @@ def check_diffusion_args(width, tau, horizon, steps, draws=1, t_min=1e-3):
 @functools.lru_cache(maxsize=None)
 def diffusion(width: int, tau: float, *, horizon: float = 4.0, steps: int = 100, draws: int = 8,
               t_min: float = 1e-3, rule: str = "fixed", sampler: str = "sde",
-              feature_scale: tuple = (2.0, 2.0, 2.0)) -> GenerativeModel:
-    """Random-feature score diffusion as a ``GenerativeModel`` (1-D data ``(N,)``).
+              feature_scale: tuple = (2.0, 2.0, 2.0), dim: int = 1) -> GenerativeModel:
+    """Random-feature score diffusion as a ``GenerativeModel`` (data ``(N,)`` or ``(N, dim)``).
 
     ``fit(key, data, weights)`` draws a fresh random first layer and fresh DSM draws
     from ``key`` and trains the readout exactly for time ``τ`` (``rule="early"``:
@@ -298,15 +374,16 @@ def diffusion(width: int, tau: float, *, horizon: float = 4.0, steps: int = 100,
       rule: ``"fixed"`` or ``"early"``.
       sampler: ``"sde"`` or ``"ode"``.
       feature_scale: standard deviations of the three time weights ``u``.
+      dim: data dimension, 1 or 2.
     """
-    check_diffusion_args(width, tau, horizon, steps, draws, t_min)
+    check_diffusion_args(width, tau, horizon, steps, draws, t_min, dim)
     validate.check_choice("rule", rule, ("fixed", "early"))
     validate.check_choice("sampler", sampler, ("sde", "ode"))
 
     def fit(key, data, weights):
         key_features, key_draws = jax.random.split(key)
-        params = random_features(key_features, width, feature_scale)
-        t, eps = dsm_draws(key_draws, data.shape[0], draws, horizon, t_min)
+        params = random_features(key_features, width, feature_scale, dim)
+        t, eps = dsm_draws(key_draws, data.shape[0], draws, horizon, t_min, dim)
         quadratic = dsm_quadratic(params, data, weights, t, eps)
         time = early_stopping_time(tau, rule, weights.sum())
         return params._replace(readout=train_exact(quadratic, time))
@@ -316,7 +393,9 @@ def diffusion(width: int, tau: float, *, horizon: float = 4.0, steps: int = 100,
     def sample(key, params, m):
         return draw(key, params, m, horizon, steps)
 
-    return GenerativeModel(f"rf-diffusion-W{width}-tau{tau:g}-{rule}-{sampler}{steps}", fit, sample)
+    label = "" if dim == 1 else f"{dim}d"
+    return GenerativeModel(f"rf-diffusion{label}-W{width}-tau{tau:g}-{rule}-{sampler}{steps}", fit,
+                           sample)
 
 
 @functools.lru_cache(maxsize=None)
