@@ -55,7 +55,7 @@ SIZES = {
     "default": dict(spec=dict(dim=3, context=10, width=16, heads=2, layers=2, mlp=32,
                               steps=250, batch=32, warmup=25, train_prompts=8000),
                     generations=12, replicas=6, lams=(0.0, 0.1, 0.3, 0.5),
-                    coupled_lams=(0.0, 0.5), coupled_pairs=3),
+                    coupled_lams=(0.5,), coupled_pairs=3),
     "full": dict(spec=dict(dim=5, context=20, width=32, heads=2, layers=3, mlp=64, steps=1000,
                            batch=64, warmup=100, train_prompts=64000),
                  generations=20, replicas=32, lams=(0.0, 0.1, 0.3, 0.5),
