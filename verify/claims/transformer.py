@@ -49,8 +49,8 @@ RESOLVED = "collapse slope - mean late slope over lam > 0 (resolved)"
 # little power; default has the grid (>= 10 generations, lam in {0, 0.1, 0.3, 0.5}).
 # Coupled points (default, full) run ``coupled_pairs`` pairs per lam.
 SIZES = {
-    "quick": dict(spec=dict(dim=3, context=10, width=16, heads=2, layers=2, mlp=32, steps=200,
-                            batch=32, warmup=20, train_prompts=6400),
+    "quick": dict(spec=dict(dim=3, context=10, width=16, heads=2, layers=2, mlp=32, steps=150,
+                            batch=32, warmup=15, learning_rate=4e-3, train_prompts=4800),
                   generations=6, replicas=3, lams=(0.0, 0.5), coupled_lams=(), coupled_pairs=0),
     "default": dict(spec=dict(dim=3, context=10, width=16, heads=2, layers=2, mlp=32,
                               steps=250, batch=32, warmup=25, train_prompts=8000),
