@@ -165,8 +165,8 @@ def test_loop_moments_match_engine():
     w = jnp.array([1.0, -0.5, 0.25])
     plan = sims.make_plan("reuse", n=n, m=m, generations=gens)
     moments = sims.run(jax.random.key(3), linear_attention(d, tau), icl_task(w, gamma), plan,
-                       _loop_metric, replicas=20_000, real_sampler=icl_real_sampler(d, sigma), reduce=True,
-                       batch_size=4096)
+                       _loop_metric, replicas=20_000, real_sampler=icl_real_sampler(d, sigma),
+                       reduce=True, batch_size=4096)
     exact = la.moments(gamma, n, m, w, sigma, tau, gens)
     assert np.abs(_z(moments.mean["error"], moments.se["error"], exact.error)).max() < Z
     assert np.abs(_z(moments.mean["w_hat"], moments.se["w_hat"], exact.mean)).max() < Z

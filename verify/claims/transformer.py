@@ -223,6 +223,7 @@ def _a4_notes(point, measured, theory, context):
     G = point["generations"]
     g_star = float(gamma_star(spec.context, spec.dim, spec.noise))
     tag = " (coupled)" if point["coupled"] else ""
+    best = float(icl_risk(g_star, spec.context, spec.dim, spec.noise))
     notes = []
     for lam in point["lams"]:
         err, c = measured[per_lam("test error", lam)], context["lams"][lam]
@@ -230,7 +231,7 @@ def _a4_notes(point, measured, theory, context):
         notes += [f"A4 lam={lam}{tag}: test error {err.mean[0]:.3f} ± {err.se[0]:.2g} (i=0) -> "
                   f"{err.mean[-1]:.3f} ± {err.se[-1]:.2g} (i={G - 1}); replicas={err.replicas}; "
                   f"zero predictor d+sigma^2={spec.dim + spec.noise ** 2:.3g}, LSA optimum "
-                  f"icl_risk(gamma*)={float(icl_risk(g_star, spec.context, spec.dim, spec.noise)):.3g}",
+                  f"icl_risk(gamma*)={best:.3g}",
                   f"A4 lam={lam}{tag}: effective gamma {c['gamma'][0]:.3f} (i=0) -> "
                   f"{c['gamma'][-1]:.3f} (i={G - 1}) vs gamma*={g_star:.3f}; R^2 of the linear "
                   f"readout {c['linearity'][0]:.2f} -> {c['linearity'][-1]:.2f}; "
