@@ -14,7 +14,7 @@ import sims
 from bounds import stability as st
 from bounds.models import linear_attention as la
 from sims.coupled import run_coupled
-from sims.models import ICLData, icl_real_sampler, linear_attention
+from sims.models import ICLData, LinearAttention, icl_real_sampler, icl_task, linear_attention
 from verify.claim import evaluate
 from verify.claims import attention
 
@@ -117,22 +117,46 @@ def test_tame_rule():
 # --- the model in the engine -------------------------------------------------------------
 
 def test_fit_and_sample():
-    model = linear_attention(0.8, 3, 0.0)
+    model = linear_attention(3, 0.0)
     x = jnp.arange(12.0).reshape(4, 3)
     y = jnp.array([1.0, -2.0, 0.5, 9.0])
+    gamma = jnp.array([0.8, 0.8, 0.8, 0.0])  # an empty slot holds zeros
     weights = jnp.array([1.0, 1.0, 1.0, 0.0])  # last slot absent
-    np.testing.assert_allclose(model.fit(None, ICLData(x, y), weights), 0.8 * (y[:3] @ x[:3]) / 3)
-    w_hat = jnp.array([0.3, -1.0, 2.0])
+    fitted = model.fit(None, ICLData(x, y, gamma), weights)
+    np.testing.assert_allclose(fitted.w_hat, 0.8 * (y[:3] @ x[:3]) / 3)
+    assert float(fitted.gamma) == 0.8
+    w_hat = LinearAttention(jnp.array([0.3, -1.0, 2.0]), jnp.asarray(0.8))
     data = model.sample(jax.random.key(0), w_hat, 50)
     assert data.x.shape == (50, 3) and data.y.shape == (50,)
-    np.testing.assert_allclose(data.y, data.x @ w_hat)  # tau = 0: labelled by the predictor
-    noisy = linear_attention(0.8, 3, 0.5).sample(jax.random.key(0), w_hat, 20_000)
-    residual = np.asarray(noisy.y - noisy.x @ w_hat)
+    np.testing.assert_array_equal(data.gamma, 0.8)  # the synthetic examples carry gamma
+    np.testing.assert_allclose(data.y, data.x @ w_hat.w_hat)  # tau = 0: labelled by the predictor
+    noisy = linear_attention(3, 0.5).sample(jax.random.key(0), w_hat, 20_000)
+    residual = np.asarray(noisy.y - noisy.x @ w_hat.w_hat)
     assert abs(residual.std() - 0.5) < 0.02 and abs(residual.mean()) < 0.02
-    real = icl_real_sampler(3, 0.2)(jax.random.key(1), w_hat, 20_000)
-    assert abs(np.asarray(real.y - real.x @ w_hat).std() - 0.2) < 0.01
+    real = icl_real_sampler(3, 0.2)(jax.random.key(1), icl_task(w_hat.w_hat, 0.3), 20_000)
+    assert abs(np.asarray(real.y - real.x @ w_hat.w_hat).std() - 0.2) < 0.01
     assert abs(np.asarray(real.x).std() - 1) < 0.01
-    assert linear_attention(0.8, 3, 0.0) is model  # cached factory
+    np.testing.assert_array_equal(real.gamma, 0.3)
+    assert linear_attention(3, 0.0) is model  # cached factory
+
+
+def test_gamma_is_traced_one_compiled_loop_serves_every_gamma():
+    """Two gammas at the same (n, m, d) share one compiled loop; rerunning the first gamma
+    after the second gives the same numbers (same seed, same numbers)."""
+    plan = sims.make_plan("reuse", n=2, m=6, generations=3)
+    model, sampler = linear_attention(3, 0.4), icl_real_sampler(3, 0.5)
+    w = jnp.array([1.0, -0.5, 0.25])
+
+    def run(gamma):
+        return sims.run(jax.random.key(5), model, icl_task(w, gamma), plan, _loop_metric,
+                        replicas=64, real_sampler=sampler, batch_size=64)
+
+    first = run(0.7)
+    before = sims.loop.compile_count()
+    second = run(1.3)
+    assert sims.loop.compile_count() == before
+    assert not np.allclose(first["error"], second["error"])
+    np.testing.assert_array_equal(run(0.7)["error"], first["error"])
 
 
 def test_loop_moments_match_engine():
@@ -140,20 +164,21 @@ def test_loop_moments_match_engine():
     gamma, n, m, d, sigma, tau, gens = 0.7, 2, 6, 3, 0.5, 0.4, 6
     w = jnp.array([1.0, -0.5, 0.25])
     plan = sims.make_plan("reuse", n=n, m=m, generations=gens)
-    moments = sims.run(jax.random.key(3), linear_attention(gamma, d, tau), w, plan, _loop_metric,
-                       replicas=20_000, real_sampler=icl_real_sampler(d, sigma), reduce=True,
-                       batch_size=4096)
+    moments = sims.run(jax.random.key(3), linear_attention(d, tau), icl_task(w, gamma), plan,
+                       _loop_metric, replicas=20_000, real_sampler=icl_real_sampler(d, sigma),
+                       reduce=True, batch_size=4096)
     exact = la.moments(gamma, n, m, w, sigma, tau, gens)
     assert np.abs(_z(moments.mean["error"], moments.se["error"], exact.error)).max() < Z
     assert np.abs(_z(moments.mean["w_hat"], moments.se["w_hat"], exact.mean)).max() < Z
 
 
 def _loop_metric(key, gen, truth):
-    return {"error": jnp.sum((gen.params - truth) ** 2), "w_hat": gen.params}
+    return {"error": jnp.sum((gen.params.w_hat - truth.w) ** 2), "w_hat": gen.params.w_hat}
 
 
 def _fresh_metric(key, gen, gen_prime, truth):
-    diff, prev = gen.params - gen_prime.params, gen.previous - gen_prime.previous
+    diff = gen.params.w_hat - gen_prime.params.w_hat
+    prev = gen.previous.w_hat - gen_prime.previous.w_hat
     return {"log_ratio": 0.5 * jnp.log((diff @ diff) / (prev @ prev))}
 
 
@@ -164,7 +189,8 @@ def test_fresh_twins_differ_by_the_bare_product():
     Delta_i = A_i Delta_{i-1} literally and every log-increment has mean lambda."""
     gamma, n, m, d = 1.0, 1, 9, 5
     plan = sims.make_plan("fresh", n=n, m=m, generations=11)
-    moments = run_coupled(jax.random.key(4), linear_attention(gamma, d, 0.5), jnp.ones(d), plan,
+    moments = run_coupled(jax.random.key(4), linear_attention(d, 0.5),
+                          icl_task(jnp.ones(d), gamma), plan,
                           _fresh_metric, replaced_index=0, replicas=4096,
                           real_sampler=icl_real_sampler(d, 0.5), batch_size=4096)
     mean, se = moments.mean["log_ratio"][1:], moments.se["log_ratio"][1:]
@@ -189,8 +215,9 @@ def test_fresh_twins_differ_by_the_bare_product():
     (lambda: la.moments(1.0, 1, 9, np.ones(5), 0.5, 0.0, 0), "generations must be an integer >= 1"),
     (lambda: la.moments(1.0, 1, 9, np.ones((2, 2)), 0.5, 0.0, 3), "w must be a vector"),
     (lambda: la.tame_generations(1.0, 0.1, 5, 9, 3, limit=0.5), "limit must be >= 1"),
-    (lambda: linear_attention(-1.0, 5), "gamma must be >= 0"),
-    (lambda: linear_attention(1.0, 0), "d must be an integer >= 1"),
+    (lambda: icl_task(np.ones(5), -1.0), "gamma must be >= 0"),
+    (lambda: icl_task(np.ones((2, 2)), 1.0), "w must be a vector"),
+    (lambda: linear_attention(0), "d must be an integer >= 1"),
     (lambda: icl_real_sampler(5, -0.5), "sigma must be >= 0"),
 ])
 def test_bad_inputs_raise_naming_the_condition(call, message):

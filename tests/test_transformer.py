@@ -198,73 +198,88 @@ def test_icl_risk_matches_monte_carlo(gamma):
     assert abs(z) < 4, z
 
 
-def test_late_slope_tolerance_and_slopes():
-    spec = a4.spec_of(a4._a4_grid("quick")[0])
-    C = a4.collapse_range(spec)
-    assert abs(a4.late_slope_tolerance(spec, 0.5, 10) - C * 0.5 ** 5 / 5) < 1e-15
-    error = np.array([[0, 1, 2, 3, 5, 7.0], [1, 1, 1, 1, 1, 1.0]])
-    np.testing.assert_allclose(a4.per_replica_slopes(error, 3), [2.0, 0.0])
+def test_paired_slopes_and_the_evidence_statistics():
+    error = np.array([[[0, 1, 2, 3, 4, 5.0], [0, 2, 4, 6, 8, 10.0]],      # lam = 0: s0 = 1, 2
+                      [[1, 1, 1, 1, 1, 1.0], [0, 0, 0, 1, 2, 3.0]]])      # lam = 0.5
+    stat = a4.paired_slopes(error, [0.0, 0.5])
+    np.testing.assert_allclose(stat["collapse"], [1.0, 2.0])
+    np.testing.assert_allclose(stat["late"], [[0.0, 1.0]])
+    np.testing.assert_allclose(stat["bounded"], [[-0.125, 1.0 - 0.25]])  # share 0.5^3
+    np.testing.assert_allclose(stat["resolved"], [1.0, 1.0])
+    assert a4.contraction_share(0.5, 6) == 0.125
+    with pytest.raises(ValueError, match="lam = 0"):
+        a4.paired_slopes(error, [0.1, 0.5])
+
+
+def test_run_loops_pairs_replicas_across_lam():
+    """Common random numbers: lam = 0.5 in a two-lam run is the single-lam run."""
+    both = tr.run_loops(jax.random.key(0), TINY, (0.0, 0.5), 3, 2)
+    assert both.test_error.shape == (2, 2, 3)
+    np.testing.assert_allclose(both.test_error[1], _loop(0.5).test_error, rtol=1e-6)
+    np.testing.assert_array_equal(both.test_error[0, :, 0], both.test_error[1, :, 0])
+    with pytest.raises(ValueError, match="lam"):
+        tr.run_loops(jax.random.key(0), TINY, (0.0, 2.0), 3, 2)
+    with pytest.raises(ValueError, match="lams"):
+        tr.run_loops(jax.random.key(0), TINY, (), 3, 2)
 
 
 # --- the claim: quick grid and broken simulators -----------------------------------------------
 
 def test_claim_pipeline_on_tiny_points():
-    """Measure, theory, notes and figure of plain and coupled points (TINY sizes, 2 loops:
-    the compilation of the loop tests is reused)."""
+    """Measure, theory, notes and figure of a main and a coupled point (TINY sizes)."""
     base = {k: getattr(TINY, k) for k in a4.SPEC_FIELDS}
-    grid = [dict(base, generations=3, lam=0.5, coupled=True, replicas=1),
-            dict(base, generations=3, lam=0.0, coupled=False, replicas=2)]
+    grid = [dict(base, generations=3, lams=[0.5], coupled=True, replicas=1),
+            dict(base, generations=3, lams=[0.0, 0.5], coupled=False, replicas=2)]
     record = evaluate(dataclasses.replace(a4.A4, grid=lambda mode: grid), "quick", seed=0)
     assert record["status"] in ("pass", "fail"), record["message"]
-    quantities = {(r["point"], r["quantity"]) for r in record["rows"]}
-    assert (0, "coupled distance") in quantities
-    assert (0, "late slope of test error (bounded)") not in quantities  # coupled: report only
-    assert (1, "slope of test error (grows)") in quantities
-    coupled = [r for r in record["rows"] if r["quantity"] == "coupled distance"]
+    kinds = {(r["point"], r["quantity"]): r["kind"] for r in record["rows"]}
+    assert kinds[(0, "coupled distance (lam=0.5)")] == "report"
+    assert (0, a4.BOUNDED) not in kinds  # coupled: report only
+    assert kinds[(1, a4.GROWS)] == "exceeds" and kinds[(1, a4.RESOLVED)] == "exceeds"
+    assert kinds[(1, a4.BOUNDED)] == "upper"
+    coupled = [r for r in record["rows"] if r["quantity"] == "coupled distance (lam=0.5)"]
     assert all(r["measured"] > 0 and r["theory"] > 0 for r in coupled)
     assert any("coupled" in note for note in record["notes"])
+    assert any("smallest late slope" in note for note in record["notes"])
     assert a4.a4_figure(record) is not None
 
 
-def _broken(simulated_lam):
-    """A4's measure with the simulator's lam forced (the point's lam is kept for the theory)."""
+def _broken(simulated):
+    """A4's measure with the simulator's lam values replaced (``simulated(lam)``); the
+    theory keeps the point's lam values."""
     def measure(key, point):
-        out = tr.run_loop(key, a4.spec_of(point), simulated_lam, point["generations"],
-                          point["replicas"])
-        a4.check_finite(out, simulated_lam)
+        out = tr.run_loops(key, a4.spec_of(point), [simulated(lam) for lam in point["lams"]],
+                           point["generations"], point["replicas"])
         return a4.summarise(out, point)
     return measure
 
 
 @functools.lru_cache(maxsize=None)
 def _claim(variant=None):
-    grid = a4.A4.grid
     claim = a4.A4
-    if variant == "ignores-real":     # lam treated as 0: must break the bounded (lam > 0) row
-        claim = dataclasses.replace(claim, measure=_broken(0.0),
-                                    grid=lambda m: [p for p in grid(m) if p["lam"] > 0][:1])
-    elif variant == "always-real":    # real labels only: must break the lam = 0 growth row
-        claim = dataclasses.replace(claim, measure=_broken(1.0),
-                                    grid=lambda m: [p for p in grid(m) if p["lam"] == 0][:1])
+    if variant == "ignores-real":     # every lam treated as 0: must break the lam > 0 rows
+        claim = dataclasses.replace(claim, measure=_broken(lambda lam: 0.0))
+    elif variant == "always-real":    # lam = 0 simulated as lam = 1: must break the growth row
+        claim = dataclasses.replace(claim, measure=_broken(lambda lam: lam or 1.0))
     return evaluate(claim, "quick", seed=0)
 
 
 # A4 passing on its quick grid, with its row kinds and row set, is checked by
 # tests/test_verify_harness.py's quick run against the committed baseline (kinds and the set
-# of tested rows are part of it); running it again here cost 80 s of CI.
+# of tested rows are part of it).
 
 
 @pytest.mark.slow
-def test_a4_loop_ignoring_real_data_fails_the_bounded_row():
+def test_a4_loop_ignoring_real_data_fails_the_bounded_rows():
     record = _claim("ignores-real")
     assert record["status"] == "fail"
-    bad = [r for r in record["rows"] if r.get("reject")]
-    assert {r["quantity"] for r in bad} == {"late slope of test error (bounded)"}
+    bad = {r["quantity"] for r in record["rows"] if r.get("reject")}
+    assert bad == {a4.BOUNDED, a4.RESOLVED}, bad
 
 
 @pytest.mark.slow
 def test_a4_loop_with_only_real_labels_fails_the_growth_row():
     record = _claim("always-real")
     assert record["status"] == "fail"
-    bad = [r for r in record["rows"] if r.get("reject")]
-    assert {r["quantity"] for r in bad} == {"slope of test error (grows)"}
+    bad = {r["quantity"] for r in record["rows"] if r.get("reject")}
+    assert a4.GROWS in bad and a4.BOUNDED not in bad, bad

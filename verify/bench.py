@@ -20,6 +20,13 @@ implementations) and checks which give the same numbers whatever the batch. ``--
 also measures peak RSS of the Gaussian loop at 1e4, 1e5, 1e6 replicas (running
 moments, so memory should stay flat). Results go to ``OUT/bench.json``. This is
 never part of the test suite.
+
+``--transformer`` also times claim A4's transformer (``transformer_bench``, A4's quick
+sizes, float32): Adam steps per second of ``train_replicas`` and wall time per generation
+of the self-consuming loop, for 1, 2, 4 and 8 vmapped replicas (compile excluded, reported
+apart), written to ``OUT/bench_transformer.json`` (a few minutes on 2 cores: each replica
+count compiles its own loop). Alone: ``python -c "from verify.bench import
+transformer_bench; transformer_bench(out='results')"``.
 """
 from __future__ import annotations
 
@@ -396,6 +403,8 @@ def main(argv=None) -> int:
                         help="run JAX on this many CPU devices (re-executes with XLA_FLAGS)")
     parser.add_argument("--prng", action="store_true",
                         help="also compare float64 normal generators")
+    parser.add_argument("--transformer", action="store_true",
+                        help="also time A4's transformer (steps/s, s/generation, 1-8 replicas)")
     parser.add_argument("--out", default="results")
     parser.add_argument("--no-compile-cache", action="store_true",
                         help="compile from scratch (compile times then include XLA compilation)")
@@ -439,6 +448,8 @@ def main(argv=None) -> int:
             memory[replicas] = peak_rss_child(replicas)
             print(f"peak RSS, gaussian loop with running moments, {replicas:>8d} replicas: "
                   f"{memory[replicas]:.0f} MiB", flush=True)
+    if args.transformer:
+        transformer_bench(repeats=args.repeats, out=args.out)
     info = {"provenance": report.provenance(0, "bench"), "processor": platform.processor(),
             "cpu_count": os.cpu_count(), "results": results, "normal_generators": generators,
             "peak_rss_mib": memory}
@@ -446,14 +457,15 @@ def main(argv=None) -> int:
     return 0
 
 
-def transformer_bench(replica_counts=(1, 2, 4), generations: int = 4, repeats: int = 2,
-                      dtypes=("float32", "float64"), out: str | None = None, **spec) -> list[dict]:
+def transformer_bench(replica_counts=(1, 2, 4, 8), generations: int = 4, repeats: int = 2,
+                      dtypes=("float32",), out: str | None = None, **spec) -> list[dict]:
     """Claim A4's transformer: Adam steps per second and wall time per loop generation.
 
     For each floating type and replica count ``R`` (replicas vmapped in one call), times
     ``train_replicas`` (one training run per replica) and ``run_loop`` over ``generations``
-    generations, compile excluded (reported separately). ``spec`` overrides A4's quick sizes.
-    Run: ``python -c "from verify.bench import transformer_bench; transformer_bench()"``.
+    generations, compile excluded (reported separately). ``spec`` overrides A4's quick sizes;
+    ``dtypes=("float32", "float64")`` compares the precisions.
+    Run: ``python -m verify.bench --transformer`` (after the other loops) or call it.
     """
     from sims.models import transformer as tr
     from verify.claims.transformer import SIZES
@@ -478,6 +490,7 @@ def transformer_bench(replica_counts=(1, 2, 4), generations: int = 4, repeats: i
                    "train_steps_per_second": s.steps / train_s,
                    "replica_steps_per_second": R * s.steps / train_s,
                    "seconds_per_generation": loop_s / generations,
+                   "seconds_per_generation_per_replica": loop_s / generations / R,
                    "train_compile_plus_first_s": train_compile,
                    "loop_compile_plus_first_s": loop_compile}
             rows.append(row)

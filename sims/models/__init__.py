@@ -11,6 +11,8 @@ from sims.models.ridge import RidgeData, ridge, ridge_pool, ridge_spec  # noqa: 
 
 __all__ += ["mean_estimation", "mean_estimation_coupler", "RidgeData", "ridge", "ridge_pool",
             "ridge_spec"]
-from sims.models.linear_attention import ICLData, icl_real_sampler, linear_attention  # noqa: E402
+from sims.models.linear_attention import (ICLData, ICLTask, LinearAttention,  # noqa: E402
+                                          icl_real_sampler, icl_task, linear_attention)
 
-__all__ += ["ICLData", "icl_real_sampler", "linear_attention"]
+__all__ += ["ICLData", "ICLTask", "LinearAttention", "icl_real_sampler", "icl_task",
+            "linear_attention"]

@@ -12,8 +12,10 @@ Three pieces, after von Oswald et al.'s ICL code (STYLE.md), in flax linen:
   ``finite`` flag, never raised inside ``vmap``.
 
 ``loop_trajectory`` runs one replica of the self-consuming loop of claim A4 (a ``lax.scan``
-over generations); ``run_loop`` / ``run_coupled`` vmap it over replicas (and over the two
-twins of the coupled-replacement experiment) under one ``jit``.
+over generations); ``run_loops`` / ``run_loop`` / ``run_coupled`` vmap it over ``lam``
+values, replicas and the two twins of the coupled-replacement experiment, all one flat
+batch under one ``jit``. ``run_loops`` uses common random numbers: replica ``r`` has the
+same prompts and keys at every ``lam``, so differences between ``lam`` values are paired.
 
 **Which labels the loop replaces.** Each replica draws one training set ``S0`` of
 ``train_prompts`` prompts, reused by every generation (the ``reuse`` scheme). Generation 0
@@ -38,6 +40,7 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from bounds import validate
@@ -45,7 +48,7 @@ from bounds import validate
 __all__ = ["TransformerSpec", "Prompts", "TrainInfo", "ICLTransformer", "make_spec",
            "sample_prompts", "replica_data", "ReplicaData", "tokens", "init_params", "predict",
            "train", "train_replicas", "linear_readout", "fit_gamma", "LoopOutput", "Coupled",
-           "loop_trajectory", "run_loop", "run_coupled"]
+           "loop_trajectory", "run_loops", "run_loop", "run_coupled"]
 
 
 class TransformerSpec(NamedTuple):
@@ -372,10 +375,11 @@ def loop_trajectory(key: jax.Array, spec: TransformerSpec, data: ReplicaData, la
     return out
 
 
-def _check(spec, lam, generations, replicas):
+def _check(spec, lams, generations, replicas):
     if not isinstance(spec, TransformerSpec):
         raise TypeError(f"spec must be a TransformerSpec from make_spec, got {type(spec).__name__}")
-    validate.check_proportion("lam", lam)
+    for lam in lams:
+        validate.check_proportion("lam", lam)  # before jnp.asarray: a clear error, no trace
     validate.check_positive_int("generations", generations)
     validate.check_positive_int("replicas", replicas)
 
@@ -390,24 +394,45 @@ def _replica_streams(key, spec, replicas):
 
 
 @functools.partial(jax.jit, static_argnums=(1, 4))
-def _loops(keys, spec, data, lam, generations):
-    # One flat batch of loops: plain replicas and coupled twins call the same function, so
-    # a plain run of 2R replicas and a coupled run of R pairs share one compilation.
-    return jax.vmap(loop_trajectory, (0, None, 0, None, None))(keys, spec, data, lam,
-                                                               generations)
+def _loops(keys, spec, data, lams, generations):
+    # One flat batch of loops, each with its own lam: lam values, replicas and coupled
+    # twins all call the same function, so every run with the same number of loops (and
+    # the same spec and generations) shares one compilation.
+    return jax.vmap(loop_trajectory, (0, None, 0, 0, None))(keys, spec, data, lams, generations)
+
+
+def _tile(tree, times):
+    return jax.tree.map(lambda a: jnp.tile(a, (times,) + (1,) * (a.ndim - 1)), tree)
+
+
+def run_loops(key: jax.Array, spec: TransformerSpec, lams, generations: int,
+              replicas: int) -> LoopOutput:
+    """``replicas`` loops at every ``lam`` in ``lams``, with common random numbers.
+
+    Replica ``r`` (key ``fold_in(key, r)``) has the same training, test and probe prompts
+    and the same initialisation, minibatch and label-noise keys at every ``lam``: only the
+    real/synthetic split differs, so per-replica differences between ``lam`` values are
+    paired. All ``len(lams) * replicas`` loops are one vmapped batch (one compilation).
+
+    Returns:
+      ``LoopOutput`` with leading ``(lam, replica, generation)`` axes. Check ``finite``: a
+      diverged training run leaves NaNs in its loop's rows.
+    """
+    lams = tuple(np.atleast_1d(lams).tolist())
+    if not lams:
+        raise ValueError("lams must hold at least one lam in [0, 1], got none")
+    _check(spec, lams, generations, replicas)
+    keys, data, _ = _replica_streams(key, spec, replicas)
+    count = len(lams)
+    out = _loops(_tile(keys, count), spec, _tile(data, count),
+                 jnp.repeat(jnp.asarray(lams, jnp.float64), replicas), generations)
+    return jax.tree.map(lambda a: a.reshape((count, replicas) + a.shape[1:]), out)
 
 
 def run_loop(key: jax.Array, spec: TransformerSpec, lam: float, generations: int,
              replicas: int) -> LoopOutput:
-    """``replicas`` independent loops (replica ``r`` uses ``fold_in(key, r)``), vmapped.
-
-    Returns:
-      ``LoopOutput`` with leading ``(replica, generation)`` axes. Check ``finite``: a
-      diverged training run leaves NaNs in its replica's rows.
-    """
-    _check(spec, lam, generations, replicas)
-    keys, data, _ = _replica_streams(key, spec, replicas)
-    return _loops(keys, spec, data, jnp.asarray(lam, jnp.float64), generations)
+    """``run_loops`` at one ``lam``: ``LoopOutput`` with ``(replica, generation)`` axes."""
+    return jax.tree.map(lambda a: a[0], run_loops(key, spec, (lam,), generations, replicas))
 
 
 class Coupled(NamedTuple):
@@ -437,13 +462,13 @@ def run_coupled(key: jax.Array, spec: TransformerSpec, lam: float, generations: 
     Returns:
       ``Coupled``.
     """
-    _check(spec, lam, generations, replicas)
+    _check(spec, (lam,), generations, replicas)
     keys, data, other = _replica_streams(key, spec, replicas)
     swapped = jax.tree.map(lambda a, b: a.at[:, 0].set(b[:, 0]), data.train, other)
     pair = lambda a, b: jnp.stack([a, b], 1).reshape((2 * replicas,) + a.shape[1:])  # noqa: E731
     twins = data._replace(train=jax.tree.map(pair, data.train, swapped))
     out = _loops(pair(keys, keys), spec, jax.tree.map(lambda a: pair(a, a), data)._replace(
-        train=twins.train), jnp.asarray(lam, jnp.float64), generations)
+        train=twins.train), jnp.full(2 * replicas, lam, jnp.float64), generations)
     out = jax.tree.map(lambda a: a.reshape((replicas, 2) + a.shape[1:]), out)
     power = jnp.mean(linear_readout(data.probe) ** 2, -1)  # (replica,)
     return Coupled(out, jnp.mean((out.probe_predictions[:, 0] - out.probe_predictions[:, 1]) ** 2,

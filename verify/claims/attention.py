@@ -33,7 +33,7 @@ import sims
 from bounds import stability as st
 from bounds.models import linear_attention as la
 from sims.coupled import run_coupled
-from sims.models import icl_real_sampler, linear_attention
+from sims.models import icl_real_sampler, icl_task, linear_attention
 from verify.claim import Claim, Measured, Theory, measured, register
 
 GEN = "generation i"
@@ -99,18 +99,18 @@ def twin_metric(model, n: int):
     def part(gen, mask):
         weights = gen.weights * mask
         safe = jnp.where(weights.sum() > 0, weights, gen.weights)  # G_0 has no synthetic slot
-        return model.fit(None, gen.data, safe) * weights.sum() / gen.weights.sum()
+        return model.fit(None, gen.data, safe).w_hat * weights.sum() / gen.weights.sum()
 
     def metric(key, gen, gen_prime, truth):
         del key
         synthetic = (jnp.arange(gen.weights.shape[0]) >= n).astype(gen.weights.dtype)
-        difference = gen.params - gen_prime.params
-        previous = gen.previous - gen_prime.previous
+        difference = gen.params.w_hat - gen_prime.params.w_hat
+        previous = gen.previous.w_hat - gen_prime.previous.w_hat
         pushed = part(gen, synthetic) - part(gen_prime, synthetic)
         later = gen.index > 0
         ratio = jnp.where(later, pushed @ pushed / jnp.where(later, previous @ previous, 1.0),
                           1.0)
-        error = jnp.sum((gen.params - truth) ** 2)
+        error = jnp.sum((gen.params.w_hat - truth.w) ** 2)
         return {"error": error, "log_error": jnp.log(error), "difference": difference @ difference,
                 "ratio": ratio, "log_ratio": 0.5 * jnp.log(ratio)}
 
@@ -121,8 +121,8 @@ def one_shot_metric(key, gen, truth):
     """The conditional risk ``E_q (w_hat.x_q - y_q)^2 - sigma^2 = |w_hat - w|^2`` and
     the optimality statistic ``(w_hat - w).w_hat`` (zero mean at ``gamma*``)."""
     del key
-    return {"excess": jnp.sum((gen.params - truth) ** 2),
-            "orthogonality": (gen.params - truth) @ gen.params}
+    w_hat = gen.params.w_hat
+    return {"excess": jnp.sum((w_hat - truth.w) ** 2), "orthogonality": (w_hat - truth.w) @ w_hat}
 
 
 def _pooled(moments, quantity):
@@ -143,9 +143,11 @@ def measure(key, point):
     """One cell: coupled twin loops (``reuse``, shared draws, example 0 replaced), plus a
     one-shot run of prompts of length ``n + m`` in the ``gamma*`` cell."""
     gamma, n, m, d, gens = (point[k] for k in ("gamma", "n", "m", "d", "generations"))
-    model = linear_attention(gamma, d, point["tau"])
+    # gamma is traced (part of the truth): every cell with the same (n, m, d) shares one
+    # compiled loop, and the model and metric objects are shared across cells.
+    model = linear_attention(d, point["tau"])
     sampler = icl_real_sampler(d, point["sigma"])
-    truth = jnp.asarray(W_TRUE)
+    truth = icl_task(W_TRUE, gamma)
     plan = sims.make_plan("reuse", n=n, m=m, generations=gens)
     loop_key, icl_key = jax.random.split(key)
     moments = run_coupled(loop_key, model, truth, plan, twin_metric(model, n), replaced_index=0,
