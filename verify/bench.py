@@ -26,7 +26,10 @@ sizes, float32): Adam steps per second of ``train_replicas`` and wall time per g
 of the self-consuming loop, for 1, 2, 4 and 8 vmapped replicas (compile excluded, reported
 apart), written to ``OUT/bench_transformer.json`` (a few minutes on 2 cores: each replica
 count compiles its own loop). Alone: ``python -c "from verify.bench import
-transformer_bench; transformer_bench(out='results')"``.
+transformer_bench; transformer_bench(out='results')"``. ``--diffusion`` times claim B2's
+random-feature diffusion model (``diffusion_bench``): the SDE sampler's samples per second
+and the loop's seconds per replica-generation (exact fit, sampling, grid density), into
+``bench.json``. ``--only ''`` skips the three engine loops.
 """
 from __future__ import annotations
 
@@ -405,6 +408,8 @@ def main(argv=None) -> int:
                         help="also compare float64 normal generators")
     parser.add_argument("--transformer", action="store_true",
                         help="also time A4's transformer (steps/s, s/generation, 1-8 replicas)")
+    parser.add_argument("--diffusion", action="store_true",
+                        help="also time B2's diffusion sampler (samples/s) and loop (s/generation)")
     parser.add_argument("--out", default="results")
     parser.add_argument("--no-compile-cache", action="store_true",
                         help="compile from scratch (compile times then include XLA compilation)")
@@ -426,7 +431,7 @@ def main(argv=None) -> int:
     print(f"JAX on {len(jax.devices())} device(s); NumPy on 1 and {args.processes} process(es)")
     print(f"{'loop':22s} {'rep*gen/s':>11s} {'vs NumPy loop':>14s} {'vs NumPy vec':>13s} "
           f"{'vs vec, all cores':>18s} {'x floor':>8s} {'compile s':>10s}")
-    for name in args.only.split(","):
+    for name in filter(None, args.only.split(",")):
         row = measure(CASES[name](*factories[name]), R, G, args.loop_replicas, args.repeats,
                       pool, args.processes)
         results.append(row)
@@ -450,9 +455,15 @@ def main(argv=None) -> int:
                   f"{memory[replicas]:.0f} MiB", flush=True)
     if args.transformer:
         transformer_bench(repeats=args.repeats, out=args.out)
+    diffusion = {}
+    if args.diffusion:
+        diffusion = diffusion_bench(repeats=args.repeats)
+        print(f"{diffusion['case']}: sampler {diffusion['sampler_samples_per_second']:.3g} "
+              f"samples/s, loop {diffusion['seconds_per_replica_generation']:.3f} s per "
+              "replica-generation", flush=True)
     info = {"provenance": report.provenance(0, "bench"), "processor": platform.processor(),
             "cpu_count": os.cpu_count(), "results": results, "normal_generators": generators,
-            "peak_rss_mib": memory}
+            "peak_rss_mib": memory, "diffusion": diffusion}
     report.atomic_write_json(Path(args.out) / "bench.json", info)
     return 0
 
@@ -504,15 +515,11 @@ def transformer_bench(replica_counts=(1, 2, 4, 8), generations: int = 4, repeats
     return rows
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def diffusion_bench(samples: int = 4096, steps: int = 100, width: int = 64, replicas: int = 8,
                     generations: int = 4, repeats: int = 3) -> dict:
     """Random-feature diffusion: SDE sampler throughput and wall time per loop generation.
 
-    ``python -c "from verify.bench import diffusion_bench; print(diffusion_bench())"``.
+    Run: ``python -m verify.bench --diffusion`` (after the other loops) or call it.
     Times (best of ``repeats``, compile excluded and reported): the ``steps``-step SDE
     sampler drawing ``samples`` points (samples/second), and a ``reuse`` loop
     (``n = m = 100``, ``diffusion_tv_metric``) over ``replicas`` x ``generations``
@@ -546,3 +553,7 @@ def diffusion_bench(samples: int = 4096, steps: int = 100, width: int = 64, repl
             "sampler_compile_plus_first_run_seconds": sampler_compile,
             "seconds_per_replica_generation": loop_seconds / (replicas * generations),
             "loop_compile_plus_first_run_seconds": loop_compile}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
