@@ -131,12 +131,13 @@ def test_baseline_catches_a_changed_constant():
 def test_quick_run_passes_every_claim_and_matches_the_committed_baseline(tmp_path, capsys):
     """The README's main command on the quick grid, with the tightness regression check.
 
-    In this process, so that it reuses the measurements the per-claim tests made (the
-    same claim, seed and point measure the same); ``test_the_cli_error_has_no_traceback_in_
-    a_real_process`` and tests/test_resume.py run the CLI as a separate process.
+    In this process and one claim at a time, so that it reuses the measurements the
+    per-claim tests made (the same claim, seed and point measure the same); worker
+    processes (``--jobs 2``) are tested in tests/test_resume.py, and
+    ``test_the_cli_error_has_no_traceback_in_a_real_process`` runs the CLI as a process.
     """
-    status = verify_all.main(["--quick", "--check-baseline", "--out", str(tmp_path / "out"),
-                              "--figures-dir", str(tmp_path / "fig")])
+    status = verify_all.main(["--quick", "--check-baseline", "--jobs", "1", "--out",
+                              str(tmp_path / "out"), "--figures-dir", str(tmp_path / "fig")])
     out, err = capsys.readouterr()
     assert status == 0, out[-4000:] + err[-4000:]
     report_data = json.loads((tmp_path / "out" / "report.json").read_text())

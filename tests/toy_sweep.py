@@ -4,14 +4,10 @@ Run as a script it registers the claim and runs ``verify.all`` with the given
 arguments. ``STL_TOY_SIGNAL=INT|KILL`` and ``STL_TOY_AT=k`` make the process send
 itself that signal when it reaches grid point ``k``: an interruption midway,
 at a known place. ``STL_TOY_FAIL_AT=k`` makes point ``k`` raise instead.
-``STL_TOY_CLAIMS=2`` also registers a twin claim, ``TOY-sweep-b``, so that
-``--only TOY-sweep`` selects two claims that can run at once (``--jobs 2``).
 """
-import dataclasses
 import os
 import signal
 import sys
-import time
 
 import jax.numpy as jnp
 import numpy as np
@@ -33,7 +29,6 @@ def measure(key, point):
     index = point["k"]
     if os.environ.get("STL_TOY_AT") == str(index):
         os.kill(os.getpid(), getattr(signal, "SIG" + os.environ["STL_TOY_SIGNAL"]))
-        time.sleep(1.0)  # in a worker thread: let the main thread take the signal first
     if os.environ.get("STL_TOY_FAIL_AT") == str(index):
         raise RuntimeError(f"deliberate failure at k={index}")
     plan = sims.make_plan("synthetic", n=N, generations=3)  # one compiled loop for every point
@@ -57,6 +52,4 @@ if __name__ == "__main__":
     from verify import all as verify_all
 
     register(CLAIM)
-    if os.environ.get("STL_TOY_CLAIMS") == "2":
-        register(dataclasses.replace(CLAIM, id=ID + "-b"))
     sys.exit(verify_all.main(sys.argv[1:]))

@@ -4,8 +4,8 @@ Every finished grid point is stored in ``OUT/points/`` as soon as it is done, so
 rerunning the same command after an interruption computes only what is missing
 (``--fresh`` recomputes everything). Figures go to ``OUT/figures/`` unless
 ``--figures-dir`` says otherwise (``--figures-dir figures`` refreshes the committed ones).
-Claims run ``--jobs`` at a time (default: one per core) in threads; the numbers do
-not depend on it, since every grid point's key is a function of (seed, claim, point).
+Claims run ``--jobs`` at a time (default: one per core) in worker processes; the numbers
+do not depend on it, since every grid point's key is a function of (seed, claim, point).
 
 Exit status 0 when every selected claim passes (and, with ``--check-baseline``,
 nothing regressed against ``verify/baseline.json``); 1 when a claim fails or errors,
@@ -15,20 +15,21 @@ interrupted (finished points are kept).
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import datetime
 import functools
+import multiprocessing
 import os
 import resource
+import signal
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import jax
 
 from verify import baseline, report
+from sims.loop import compile_count
 from verify.cache import compile_stats, enable_compilation_cache
 from verify.claim import REGISTRY, evaluate
 from verify.store import PointStore
@@ -165,7 +166,8 @@ def _main(argv) -> int:
     # On several hosts every process must compute the same points, so nothing is resumed.
     store = PointStore(out / "points", fresh=args.fresh) if jax.process_count() == 1 else None
     started, started_utc, cpu_before = time.perf_counter(), _utc_now(), _cpu_seconds()
-    records, per_claim = _evaluate_all(claims, mode, args.seed, store, args.jobs)
+    records, per_claim = _evaluate_all(claims, mode, args.seed, store, args.jobs,
+                                       cache=not args.no_compile_cache)
     wall, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_before
     for problem in store.problems if store else []:
         print(f"warning: {problem}", file=sys.stderr)
@@ -180,7 +182,6 @@ def _main(argv) -> int:
             status = "fail"
     if not _is_writer():  # on several hosts only process 0 writes; all compute
         return 0 if status == "pass" else 1
-    from sims.loop import compile_count
     full = {"status": status, "provenance": report.provenance(args.seed, mode, [PROG, *argv]),
             # How many claims ran at once is not an input: it never changes a number.
             "config": {**{k: v for k, v in vars(args).items() if k != "jobs"},
@@ -189,7 +190,7 @@ def _main(argv) -> int:
             # Everything that depends on this execution rather than on its inputs:
             "run": {"started_utc": started_utc, "wall_seconds": wall, "jobs": args.jobs,
                     "cpu_seconds": cpu, "cores_busy": cpu / wall, "claims": per_claim,
-                    "compilation": {"compiled_loops": compile_count(), **compile_stats()},
+                    "compilation": _compilation(per_claim),
                     "store_problems": store.problems if store else []}}
     full["provenance"].pop("time_utc")  # in "run": reports of equal inputs are equal
     if not args.no_figures:  # before the report: a failed write leaves no report at all
@@ -222,55 +223,100 @@ def available_cores() -> int:
 
 
 def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """CPU seconds of this process and of its finished worker processes."""
+    return sum(usage.ru_utime + usage.ru_stime for usage in
+               map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
 
 
-def _evaluate_all(claims, mode: str, seed: int, store, jobs: int):
-    """Every claim's record (in the order given) and its timings, ``jobs`` claims at a time.
+def _compilation(per_claim: dict) -> dict:
+    """Executables compiled or loaded, by this process and by its workers (added up)."""
+    total = {"compiled_loops": compile_count(), **compile_stats()}
+    for timing in per_claim.values():
+        for key, value in timing.pop("compilation", {}).items():
+            total[key] += value
+    total["compile_seconds"] = round(total["compile_seconds"], 3)
+    return total
 
-    Claims run in threads: JAX releases the GIL while it compiles and while XLA runs,
-    so one claim compiles while another computes, and a small vmapped loop that
-    keeps one core busy leaves the other to the next claim. Each grid point's key
-    depends only on (seed, claim, point), so the numbers do not depend on ``jobs``.
-    On Ctrl-C the running claims stop at their next grid point and store nothing
-    more; finished points are kept for the rerun.
+
+def _evaluate_all(claims, mode: str, seed: int, store, jobs: int, cache: bool):
+    """Every claim's record (in the order given), its timings, and the workers' compile stats.
+
+    ``jobs > 1`` evaluates claims in that many worker processes (spawned, each with its
+    own JAX runtime; executables come from the shared persistent cache and points go to
+    the shared store), so one claim compiles while another computes and the small vmapped
+    loops of two claims run on two cores. Processes rather than threads: the Python parts
+    of a claim (theory, statistics, SciPy) hold the GIL, Ctrl-C can stop a worker in the
+    middle of an XLA call (a thread cannot be interrupted there), and a claim that hangs or
+    crashes its runtime leaves the others' results intact. A grid point's key depends only
+    on (seed, claim, point), so the numbers do not depend on ``jobs``. On Ctrl-C the
+    workers are terminated: a point stored before that is kept, one in flight is lost,
+    nothing is half written.
     """
-    stop = threading.Event()
     bar = None
-    if sys.stderr.isatty():
+    if sys.stderr.isatty():  # a bar over claims; one claim at a time also shows its points
         from tqdm.auto import tqdm
-        bar = tqdm(total=sum(len(c.grid(mode)) for c in claims), unit="point", leave=False)
+        bar = tqdm(total=len(claims), unit="claim", leave=False)
     say = bar.write if bar is not None else functools.partial(print, flush=True)
 
-    def one(claim):
-        tic = time.perf_counter()
-        record = evaluate(claim, mode, seed, store=store, stop=stop,
-                          on_point=bar.update if bar is not None else None)
-        seconds = time.perf_counter() - tic
-        reused = store.reused_by_claim[claim.id] if store is not None else 0
-        say(_claim_line(record, seconds, reused))
-        return record, {"seconds": seconds, "points": len(record["points"]),
-                        "points_reused": reused}
+    def finished(result):
+        record, timing, _ = result
+        say(_claim_line(record, timing["seconds"], timing["points_reused"]))
+        if bar is not None:
+            bar.update()
 
+    root = None if store is None else (str(store.root), store.fresh)
     try:
         if jobs == 1 or len(claims) == 1:
-            done = [one(claim) for claim in claims]
+            done = []
+            for claim in claims:
+                done.append(_evaluate_one(claim, mode, seed, store, progress=bar is not None))
+                finished(done[-1])
         else:
-            with concurrent.futures.ThreadPoolExecutor(jobs, "claim") as pool:
-                futures = [pool.submit(one, claim) for claim in claims]
-                try:
-                    done = [future.result() for future in futures]
-                except KeyboardInterrupt:
-                    stop.set()  # running claims stop at their next point; queued ones never start
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    print(f"{PROG}: interrupted; waiting for the running grid points to end "
-                          "(finished points are kept)", file=sys.stderr)
-                    raise
+            pool = multiprocessing.get_context("spawn").Pool(
+                min(jobs, len(claims)), initializer=_worker_init, initargs=(cache,))
+            try:
+                pending = [pool.apply_async(_evaluate_in_worker, (c.id, mode, seed, root),
+                                            callback=finished) for c in claims]
+                done = [result.get() for result in pending]
+                pool.close()
+            except BaseException:  # Ctrl-C included: stop every worker now
+                pool.terminate()
+                raise
+            finally:
+                pool.join()
     finally:
         if bar is not None:
             bar.close()
-    return [record for record, _ in done], {c.id: timing for c, (_, timing) in zip(claims, done)}
+    for _, _, problems in done:
+        if store is not None and problems is not store.problems:
+            store.problems.extend(problems)
+    records = [record for record, _, _ in done]
+    return records, {c.id: timing for c, (_, timing, _) in zip(claims, done)}
+
+
+def _evaluate_one(claim, mode: str, seed: int, store, progress: bool = False):
+    tic = time.perf_counter()
+    record = evaluate(claim, mode, seed, store=store, progress=progress)
+    timing = {"seconds": time.perf_counter() - tic, "points": len(record["points"]),
+              "points_reused": store.reused_by_claim[claim.id] if store is not None else 0}
+    return record, timing, store.problems if store is not None else []
+
+
+def _worker_init(cache: bool) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    if cache:
+        enable_compilation_cache()
+
+
+def _evaluate_in_worker(claim_id: str, mode: str, seed: int, root):
+    """One claim in a worker process: its record, timing (with this worker's compile
+    stats, which the parent adds up) and the store problems it found."""
+    store = PointStore(root[0], fresh=root[1]) if root is not None else None
+    before = {"compiled_loops": compile_count(), **compile_stats()}
+    record, timing, problems = _evaluate_one(REGISTRY[claim_id], mode, seed, store)
+    after = {"compiled_loops": compile_count(), **compile_stats()}
+    timing["compilation"] = {k: after[k] - before[k] for k in after}
+    return record, timing, problems
 
 
 def _utc_now() -> str:

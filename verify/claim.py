@@ -385,8 +385,8 @@ def verdict(rows: list[dict], summary: dict, points: Sequence[Mapping[str, Any]]
     return "pass", ""
 
 
-def evaluate(claim: Claim, mode: str = "default", seed: int = 0, *, store=None,
-             on_point: Callable[[], None] | None = None, stop=None) -> dict:
+def evaluate(claim: Claim, mode: str = "default", seed: int = 0, *, progress: bool = False,
+             store=None) -> dict:
     """Run a claim over its grid and compare: the claim's result record.
 
     Never raises for a simulation problem: a NaN/Inf or any exception at a grid point
@@ -395,10 +395,7 @@ def evaluate(claim: Claim, mode: str = "default", seed: int = 0, *, store=None,
 
     Args:
       claim, mode, seed: what to run.
-      on_point: called after each grid point (a progress bar's ``update``).
-      stop: optional ``threading.Event``; once set, the sweep raises ``KeyboardInterrupt``
-        before its next point, and a point finished after it is not stored (an
-        interrupted run keeps only what finished before the interruption).
+      progress: show a progress bar over the grid.
       store: optional point store (``verify.store.PointStore``): ``get(identity)`` returns
         a finished point's ``{"rows", "notes"}`` or ``None``, ``put(identity, result)``
         keeps one; ``identity`` names the claim, mode, seed, point index and point.
@@ -410,9 +407,11 @@ def evaluate(claim: Claim, mode: str = "default", seed: int = 0, *, store=None,
     record = {"id": claim.id, "title": claim.title, "mode": mode, "seed": seed,
               "points": [{k: _jsonable(v) for k, v in p.items()} for p in points],
               "rows": [], "notes": [], "errors": [], "status": "pass", "message": ""}
-    for index, point in enumerate(points):
-        if stop is not None and stop.is_set():
-            raise KeyboardInterrupt
+    iterator = enumerate(points)
+    if progress:
+        from tqdm.auto import tqdm
+        iterator = tqdm(iterator, total=len(points), desc=claim.id, unit="point", leave=False)
+    for index, point in iterator:
         identity = {"claim": claim.id, "mode": mode, "seed": seed, "index": index,
                     "point": record["points"][index]}
         result = store.get(identity) if store is not None else None
@@ -425,14 +424,10 @@ def evaluate(claim: Claim, mode: str = "default", seed: int = 0, *, store=None,
                 record["errors"].append({"point": index, "message": f"{where}: {what}",
                                          "traceback": traceback.format_exc()})
                 continue
-            if stop is not None and stop.is_set():
-                raise KeyboardInterrupt
             if store is not None:
                 store.put(identity, result)
         record["rows"].extend(result["rows"])
         record["notes"].extend(result["notes"])
-        if on_point is not None:
-            on_point()
     record["summary"] = compare(record["rows"], claim.alpha)
     record["status"], record["message"] = verdict(record["rows"], record["summary"], points,
                                                   claim.alpha)

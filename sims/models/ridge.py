@@ -25,7 +25,6 @@ from jax.scipy.special import ndtr
 
 from bounds import validate
 from sims.model import GenerativeModel
-from sims.models.ols import solve_small_spd
 
 __all__ = ["RidgeData", "RidgeSpec", "ridge", "ridge_pool", "ridge_spec", "clipped_normal_moments",
            "clipped_normal_tv", "population_risk", "ridge_tv"]
@@ -107,7 +106,7 @@ def _ridge(spec: RidgeSpec) -> GenerativeModel:
         del key
         total = weights.sum()
         gram = (data.x * weights[:, None]).T @ data.x / total + rho * jnp.eye(dim)
-        return solve_small_spd(gram, data.x.T @ (weights * data.y) / total)
+        return jnp.linalg.solve(gram, data.x.T @ (weights * data.y) / total)
 
     def sample(key, w, m):
         key_x, key_y = jax.random.split(key)
