@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import functools
+import json
 import multiprocessing
 import os
 import resource
@@ -166,8 +167,11 @@ def _main(argv) -> int:
     # On several hosts every process must compute the same points, so nothing is resumed.
     store = PointStore(out / "points", fresh=args.fresh) if jax.process_count() == 1 else None
     started, started_utc, cpu_before = time.perf_counter(), _utc_now(), _cpu_seconds()
-    records, per_claim = _evaluate_all(claims, mode, args.seed, store, args.jobs,
-                                       cache=not args.no_compile_cache)
+    # On several hosts every process runs the same claims in step: no worker processes.
+    jobs = 1 if jax.process_count() > 1 else args.jobs
+    records, per_claim = _evaluate_all(claims, mode, args.seed, store, jobs,
+                                       cache=not args.no_compile_cache,
+                                       expected=_previous_seconds(out / "report.json", mode))
     wall, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_before
     for problem in store.problems if store else []:
         print(f"warning: {problem}", file=sys.stderr)
@@ -188,7 +192,7 @@ def _main(argv) -> int:
                        "figures_dir": str(figures_dir)},
             "baseline_problems": problems, "claims": records,
             # Everything that depends on this execution rather than on its inputs:
-            "run": {"started_utc": started_utc, "wall_seconds": wall, "jobs": args.jobs,
+            "run": {"started_utc": started_utc, "wall_seconds": wall, "jobs": jobs,
                     "cpu_seconds": cpu, "cores_busy": cpu / wall, "claims": per_claim,
                     "compilation": _compilation(per_claim),
                     "store_problems": store.problems if store else []}}
@@ -238,7 +242,19 @@ def _compilation(per_claim: dict) -> dict:
     return total
 
 
-def _evaluate_all(claims, mode: str, seed: int, store, jobs: int, cache: bool):
+def _previous_seconds(path: Path, mode: str) -> dict:
+    """Per-claim seconds of the last run of this mode in ``--out`` (empty if none)."""
+    try:
+        data = json.loads(path.read_text())
+        if data["provenance"]["mode"] != mode:
+            return {}
+        return {cid: float(t["seconds"]) for cid, t in data["run"]["claims"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _evaluate_all(claims, mode: str, seed: int, store, jobs: int, cache: bool,
+                  expected: dict | None = None):
     """Every claim's record (in the order given), its timings, and the workers' compile stats.
 
     ``jobs > 1`` evaluates claims in that many worker processes (spawned, each with its
@@ -250,7 +266,8 @@ def _evaluate_all(claims, mode: str, seed: int, store, jobs: int, cache: bool):
     crashes its runtime leaves the others' results intact. A grid point's key depends only
     on (seed, claim, point), so the numbers do not depend on ``jobs``. On Ctrl-C the
     workers are terminated: a point stored before that is kept, one in flight is lost,
-    nothing is half written.
+    nothing is half written. Claims start longest first by ``expected`` seconds (the last
+    run's, when ``--out`` has one), so that a long claim does not start last.
     """
     bar = None
     if sys.stderr.isatty():  # a bar over claims; one claim at a time also shows its points
@@ -275,9 +292,10 @@ def _evaluate_all(claims, mode: str, seed: int, store, jobs: int, cache: bool):
             pool = multiprocessing.get_context("spawn").Pool(
                 min(jobs, len(claims)), initializer=_worker_init, initargs=(cache,))
             try:
-                pending = [pool.apply_async(_evaluate_in_worker, (c.id, mode, seed, root),
-                                            callback=finished) for c in claims]
-                done = [result.get() for result in pending]
+                longest_first = sorted(claims, key=lambda c: -(expected or {}).get(c.id, 0.0))
+                pending = {c.id: pool.apply_async(_evaluate_in_worker, (c.id, mode, seed, root),
+                                                  callback=finished) for c in longest_first}
+                done = [pending[c.id].get() for c in claims]
                 pool.close()
             except BaseException:  # Ctrl-C included: stop every worker now
                 pool.terminate()
