@@ -28,6 +28,18 @@ SCRIPT = str(ROOT / "tests" / "toy_sweep.py")
 pytestmark = pytest.mark.fresh_measurements
 
 
+@pytest.fixture(autouse=True)
+def _children_take_ctrl_c():
+    """A session started in the background (`pytest &` in a script) ignores SIGINT, and
+    the CLI processes it starts would inherit that: give them Ctrl-C as a terminal would
+    (a handled signal is reset to its default across exec; an ignored one stays ignored)."""
+    before = signal.getsignal(signal.SIGINT)
+    if before == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def _cli(out, *extra, **env):
     """Run the toy sweep through the CLI in a fresh process; returns the CompletedProcess."""
     environ = {**os.environ, "PYTHONPATH": str(ROOT), **env}
