@@ -276,7 +276,7 @@ def _evaluate_all(claims, mode: str, seed: int, store, jobs: int, cache: bool,
     say = bar.write if bar is not None else functools.partial(print, flush=True)
 
     def finished(result):
-        record, timing, _ = result
+        record, timing = result
         say(_claim_line(record, timing["seconds"], timing["points_reused"]))
         if bar is not None:
             bar.update()
@@ -305,11 +305,10 @@ def _evaluate_all(claims, mode: str, seed: int, store, jobs: int, cache: bool,
     finally:
         if bar is not None:
             bar.close()
-    for _, _, problems in done:
-        if store is not None and problems is not store.problems:
-            store.problems.extend(problems)
-    records = [record for record, _, _ in done]
-    return records, {c.id: timing for c, (_, timing, _) in zip(claims, done)}
+    for _, timing in done:  # corrupted records a worker found (its own store object)
+        if store is not None:
+            store.problems.extend(timing.pop("store_problems", []))
+    return [record for record, _ in done], {c.id: timing for c, (_, timing) in zip(claims, done)}
 
 
 def _evaluate_one(claim, mode: str, seed: int, store, progress: bool = False):
@@ -317,7 +316,7 @@ def _evaluate_one(claim, mode: str, seed: int, store, progress: bool = False):
     record = evaluate(claim, mode, seed, store=store, progress=progress)
     timing = {"seconds": time.perf_counter() - tic, "points": len(record["points"]),
               "points_reused": store.reused_by_claim[claim.id] if store is not None else 0}
-    return record, timing, store.problems if store is not None else []
+    return record, timing
 
 
 def _worker_init(cache: bool) -> None:
@@ -327,14 +326,15 @@ def _worker_init(cache: bool) -> None:
 
 
 def _evaluate_in_worker(claim_id: str, mode: str, seed: int, root):
-    """One claim in a worker process: its record, timing (with this worker's compile
-    stats, which the parent adds up) and the store problems it found."""
+    """One claim in a worker process: its record and timing, with this worker's compile
+    stats and store problems for the parent to add up."""
     store = PointStore(root[0], fresh=root[1]) if root is not None else None
     before = {"compiled_loops": compile_count(), **compile_stats()}
-    record, timing, problems = _evaluate_one(REGISTRY[claim_id], mode, seed, store)
+    record, timing = _evaluate_one(REGISTRY[claim_id], mode, seed, store)
     after = {"compiled_loops": compile_count(), **compile_stats()}
     timing["compilation"] = {k: after[k] - before[k] for k in after}
-    return record, timing, problems
+    timing["store_problems"] = store.problems if store is not None else []
+    return record, timing
 
 
 def _utc_now() -> str:
