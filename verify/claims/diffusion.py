@@ -655,8 +655,9 @@ def b3_theory(point, context, *, assert_peak=False, recursion=tv_bounds.tv_recur
     one-shot errors ``eps(n)`` (generation 0) and ``eps(n + m)`` (later ones) predicted
     from separate one-generation runs (upper 95% end, ``predicted_eps``): R4's template
     used as what it is, an upper bound on TV as a function of ``m``, with the measured
-    ``eps(N)`` in place of the fitted ``C N^-alpha``. ``recursion`` swaps R1 (negative
-    controls).
+    ``eps(N)`` in place of the fitted ``C N^-alpha``. Claim: B3 (R1, R4). Kind: upper;
+    assumes ``eps_i ≥ E TV(G_i, q_i)``, which the iid one-shot error only predicts. Proofs:
+    docs/paper_b.md §2 (R1), docs/diffusion.md §5. ``recursion`` swaps R1 (negative controls).
 
     The paired peak-vs-ends differences are ``report`` rows unless ``assert_peak``: no
     peak was resolved at the quick or default size (docs/diffusion.md), so asserting one
