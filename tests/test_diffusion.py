@@ -256,20 +256,32 @@ def test_no_early_stopping_and_too_few_features_degrade_as_the_bound_predicts():
     assert np.median(narrow["tv"][:, 0, 0]) > np.median(wide["tv"][:, 0, 0])
 
 
-def test_b3_diffusion_is_a_finding_not_a_pass():
-    """No peak is resolved at quick size: the claim reports it (untested), and asserting the
-    peak (the check THEORY's B3 implies) fails on the same run."""
-    record = claim_lib.evaluate(claims_diffusion.B3_DIFFUSION, "quick")
-    assert record["status"] == "untested", record["message"]
+def test_b3_diffusion_bound_rows_pass_its_peak_is_a_finding_and_wrong_bounds_fail():
+    """The R1 rows (eps(n + m) from separate runs) are the evidence and pass; no peak is
+    resolved at quick size (report rows, a finding), and asserting it (the check THEORY's B3
+    implies) fails on the same run; R1 without its propagation term is violated (at large
+    m, lam = n/(n + m) is small and eps(n + m) alone is below the measured TV)."""
+    claim = claims_diffusion.B3_DIFFUSION
+    record = claim_lib.evaluate(claim, "quick")
+    assert record["status"] == "pass", record["message"]
+    bounds_ = [r for r in record["rows"] if r["kind"] == "upper"]
+    assert len(bounds_) == len(claims_diffusion.B3_GENERATIONS) * len(claim.grid("quick")[0]["m_over_n"])
+    assert all(np.isfinite(r["measured"]) and np.isfinite(r["theory"]) for r in bounds_)
+    assert not any(r["kind"] == "exceeds" for r in record["rows"])
     peak_notes = [n for n in record["notes"] if "peak minus ends" in n]
     assert len(peak_notes) == len(claims_diffusion.B3_GENERATIONS)
     assert any("NO resolved peak" in n for n in peak_notes)
-    asserted = dataclasses.replace(claims_diffusion.B3_DIFFUSION, theory=functools.partial(
+    asserted = dataclasses.replace(claim, theory=functools.partial(
         claims_diffusion.b3_theory, assert_peak=True))
     record = claim_lib.evaluate(asserted, "quick")
     effects = [r for r in record["rows"] if r["kind"] == "exceeds"]
     assert len(effects) == 2 * len(claims_diffusion.B3_GENERATIONS)
     assert record["status"] == "fail" and any(r["reject"] for r in effects)
+    no_contraction = dataclasses.replace(claim, theory=functools.partial(
+        claims_diffusion.b3_theory, recursion=claims_diffusion.no_contraction_recursion))
+    record = claim_lib.evaluate(no_contraction, "quick")
+    assert record["status"] == "fail"
+    assert any(r["reject"] for r in record["rows"] if r["kind"] == "upper")
 
 
 def test_samplers_validate_steps_and_horizon():
@@ -399,3 +411,77 @@ def test_dimension_other_than_one_or_two_raises_naming_it():
         D.diffusion(8, 1.0, dim=3)
     with pytest.raises(ValueError, match="dim"):
         D.sde_density_for_score(lambda x, t: x, NODES, 4.0, 10, dim=3)
+
+
+# --- 2-D in the loop (the full mode's B2-loop points) ----------------------------------------
+
+def test_2d_tv_metric_is_small_for_a_well_trained_model_and_its_budget_covers_the_grid():
+    """n = 3000, W = 128: TV to the four-mode p0 ≈ 0.24 (the untrained, zero-score model's is
+    ≈ 0.5); the budget is finite, positive and below the claims' tolerance; a finer grid's
+    TV lies within the two budgets; TV plus its budgets is under the Girsanov–Pinsker bound."""
+    params, _ = _trained_2d(n=3000, width=128)
+    generation = sims.Generation(0, params, params, None, None)
+    out = {cells: D.diffusion_tv_metric(metrics.make_grid(-7.0, 7.0, cells, dim=2), 4.0, 50, 25)(
+        None, generation, TRUTH_2D) for cells in (32, 48)}
+    coarse, fine = out[32], out[48]
+    assert 0 < float(coarse["tv"]) < 0.3, coarse
+    for o in out.values():
+        assert 0 < float(o["tv_error"]) < claims_diffusion.GRID_TOLERANCE, o
+        assert 0 < float(o["disc"]) < claims_diffusion.DISC_TOLERANCE, o
+    assert abs(float(coarse["tv"] - fine["tv"])) <= float(coarse["tv_error"] + fine["tv_error"])
+    bound = bounds_diffusion.girsanov_kl_bound(lambda x, t: D.score(params, x, t), TRUTH_2D.loc,
+                                               TRUTH_2D.weight, TRUTH_2D.scale, 4.0, NODES_2D)
+    assert float(coarse["tv"] + coarse["tv_error"] + coarse["disc"]) < math.sqrt(float(bound.kl) / 2)
+    untrained = D.diffusion_tv_metric(GRID_2D, 4.0, 50, 25)(
+        None, sims.Generation(0, params._replace(readout=jnp.zeros_like(params.readout)), params,
+                              None, None), TRUTH_2D)
+    assert float(untrained["tv"]) > float(coarse["tv"]) + 0.15
+
+
+def test_tv_metric_rejects_a_model_of_another_dimension():
+    params, _ = _trained_2d()
+    with pytest.raises(ValueError, match="dim"):
+        D.diffusion_tv_metric(GRID, 4.0, 10)(None, sims.Generation(0, params, params, None, None),
+                                             TRUTH)
+
+
+# Tiny 2-D loop (16 x 16 cells, 10 sampler steps); B2-loop's tiny point below reuses these
+# compiled loops (same model, metric and plan layout).
+TINY_2D = dict(n=20, m=20, width=16, draws=2, tau=1e3, generations=3, replicas=2, cells=16,
+               steps=10, dim=2)
+
+
+@pytest.mark.parametrize("scheme", ["synthetic", "reuse", "fresh", "accumulate"])
+def test_2d_loop_runs_through_the_engine_with_every_scheme(scheme):
+    p = TINY_2D
+    model = D.diffusion(p["width"], p["tau"], horizon=claims_diffusion.HORIZON, steps=p["steps"],
+                        draws=p["draws"], t_min=claims_diffusion.T_MIN, dim=2)
+    metric = D.diffusion_tv_metric(claims_diffusion._grid(p["cells"], 2), claims_diffusion.HORIZON,
+                                   p["steps"], p["steps"] // 2)
+    plan = sims.make_plan(scheme, n=p["n"], m=p["m"], generations=p["generations"])
+    run = lambda: sims.run(jax.random.key(3), model, TRUTH_2D, plan, metric,  # noqa: E731
+                           replicas=p["replicas"], batch_size=p["replicas"],
+                           real_sampler=gaussian_mixture_sampler)
+    first, second = run(), run()
+    assert set(first) == {"tv", "tv_error", "disc"}
+    for name, value in first.items():
+        assert value.shape == (p["replicas"], p["generations"])
+        assert np.all(np.isfinite(value)) and np.all(value >= 0), name
+        np.testing.assert_array_equal(value, second[name])
+    assert np.all(first["tv"] <= 1.0)
+
+
+def test_b2_loop_2d_point_measures_and_is_only_in_the_full_grid():
+    grids = {mode: claims_diffusion.B2_LOOP.grid(mode) for mode in ("quick", "default", "full")}
+    assert all("dim" not in p for mode in ("quick", "default") for p in grids[mode])
+    full_2d = [p for p in grids["full"] if p.get("dim", 1) == 2]
+    assert [(p["scheme"], p["lam"]) for p in full_2d] == [("synthetic", 0.0), ("reuse", 0.5)]
+    assert len(grids["full"]) == 4
+    point = dict(full_2d[1], **TINY_2D)
+    measurement = claims_diffusion.b2_loop_measure(jax.random.key(5), point)
+    theory = claims_diffusion.b2_loop_theory(point, measurement.context)
+    bound_row = "E TV(G_i,p0) [+grid error] vs R1(predicted eps)"
+    tv, bound = measurement.quantities[bound_row], theory[bound_row]
+    assert tv.mean.shape == bound.value.shape == (TINY_2D["generations"] - 1,)
+    assert np.all(np.isfinite(tv.mean)) and np.all(np.isfinite(bound.value))
+    assert np.all(measurement.context["eps"] > 0) and measurement.context["lam"][1] == 0.5

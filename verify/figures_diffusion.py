@@ -4,7 +4,7 @@
   n^(-2/5) / n^(-1/5) references; TV and its Girsanov-Pinsker bound against tau for each n
   (the early-stopping trade-off).
 * B2-loop: TV across generations by scheme (``verify.figures.default_figure``).
-* B3-diffusion: TV against m/n for i = 1, 2.
+* B3-diffusion: TV against m/n for i = 1, 2, with the tested R1 bound.
 """
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ def b2_oneshot_figure(record):
 
 
 def b3_diffusion_figure(record):
-    """E TV(G_i, p0) against m/n for i = 1, 2 (m = 0 drawn at the left edge)."""
+    """E TV(G_i, p0) (+grid budget) against m/n for i = 1, 2, with the tested R1 bound
+    (dashed; eps(n + m) from separate runs). m = 0 is drawn at the left edge."""
     fig, ax = plt.subplots(figsize=(6.5, 4.4))
     for c, i in enumerate((1, 2)):
         x, mean, se, _ = _series(record, 0, f"E TV(G_{i},p0)")
@@ -66,6 +67,10 @@ def b3_diffusion_figure(record):
             continue
         xp = np.where(x > 0, x, x[x > 0].min() / 4)
         ax.errorbar(xp, mean, 2 * se, fmt="o-", ms=3, color=f"C{c}", label=f"i={i}")
+        bx, _, _, bound = _series(record, 0, f"E TV(G_{i},p0) [+grid error] vs R1(predicted eps)")
+        if len(bx):
+            ax.plot(np.where(bx > 0, bx, xp.min()), np.asarray(bound, float), "--", lw=1,
+                    color=f"C{c}", label=f"R1 bound, i={i}")
     ax.set(xscale="log", xlabel="m/n", ylabel="E TV(G_i, p0)", title=record["id"])
     ax.legend()
     fig.tight_layout()

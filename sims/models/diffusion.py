@@ -400,23 +400,27 @@ def diffusion(width: int, tau: float, *, horizon: float = 4.0, steps: int = 100,
 
 @functools.lru_cache(maxsize=None)
 def diffusion_tv_metric(grid, horizon: float = 4.0, steps: int = 100, coarse_steps: int | None = None):
-    """Metric ``(key, Generation, p0) -> {tv, tv_error[, disc]}`` for diffusion loops (1-D).
+    """Metric ``(key, Generation, p0) -> {tv, tv_error[, disc]}`` for diffusion loops.
 
     ``tv = TV(G_i, p0)`` with ``G_i``'s density from ``sde_density_on_grid`` (the law
     of the ``steps``-step sampler the loop draws from); ``tv_error`` is the grid
     budget (step doubling + kink term, half the mass lost off the grid, half of
     ``p0``'s tail). With ``coarse_steps``, ``disc = TV(q_steps, q_coarse)``: the
-    discretisation budget. Cached, so compiled loops are reused.
+    discretisation budget. The grid's ``dim`` (1 or 2) must be the model's: in 2-D the
+    density is the separable Chapman–Kolmogorov one on ``nodes × nodes`` and the budget
+    has the same three pieces (B2-oneshot's 2-D point uses them). Cached, so compiled
+    loops are reused.
     """
     from sims import metrics  # noqa: PLC0415 (metrics imports the models package)
 
-    if grid.dim != 1:
-        raise ValueError("diffusion_tv_metric is 1-D")
     nodes = jnp.asarray(metrics.grid_nodes(grid))
 
     def metric(key, gen, truth):
         del key
         p0 = metrics.mixture_density(grid, truth)
+        if dimension(gen.params) != grid.dim:   # shapes are static: raised at trace time
+            raise ValueError(f"grid dim {grid.dim} != the model's data dimension "
+                             f"{dimension(gen.params)}")
         p0_tail = 0.5 * metrics.mixture_tail_mass(grid, truth)
         density, lost = sde_density_on_grid(gen.params, nodes, horizon, steps)
         tv, quad = metrics.tv_on_grid(grid, density, p0)
