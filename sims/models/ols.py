@@ -23,10 +23,37 @@ class OLSData(NamedTuple):
     y: jax.Array  # (N,)
 
 
+# Up to this dimension the normal equations are solved by an unrolled Cholesky factorisation
+# in elementwise jnp operations, which XLA fuses across the vmapped replicas; a vmapped
+# ``jnp.linalg.solve`` is one small LAPACK call per replica (docs/engine.md §3).
+_UNROLLED_MAX_DIM = 8
+
+
+def _spd_solve(gram, rhs):
+    """``gram^{-1} rhs`` for a small symmetric positive definite ``gram`` (unrolled Cholesky)."""
+    d = gram.shape[0]
+    lower = [[None] * d for _ in range(d)]
+    for j in range(d):
+        pivot = jnp.sqrt(gram[j, j] - sum(lower[j][k] ** 2 for k in range(j)))
+        lower[j][j] = pivot
+        for i in range(j + 1, d):
+            lower[i][j] = (gram[i, j] - sum(lower[i][k] * lower[j][k] for k in range(j))) / pivot
+    z = []
+    for i in range(d):
+        z.append((rhs[i] - sum(lower[i][k] * z[k] for k in range(i))) / lower[i][i])
+    w = [None] * d
+    for i in reversed(range(d)):
+        w[i] = (z[i] - sum(lower[k][i] * w[k] for k in range(i + 1, d))) / lower[i][i]
+    return jnp.stack(w)
+
+
 def _fit(key, data, weights):
     del key
     gram = (data.x * weights[:, None]).T @ data.x
-    return jnp.linalg.solve(gram, data.x.T @ (weights * data.y))
+    rhs = data.x.T @ (weights * data.y)
+    if gram.shape[0] <= _UNROLLED_MAX_DIM:
+        return _spd_solve(gram, rhs)
+    return jnp.linalg.solve(gram, rhs)
 
 
 def ols_fixed_design(design, sigma: float, noise_bias: float = 0.0) -> GenerativeModel:
