@@ -435,9 +435,11 @@ def main(argv=None) -> int:
         row = measure(CASES[name](*factories[name]), R, G, args.loop_replicas, args.repeats,
                       pool, args.processes)
         results.append(row)
+        all_cores = row.get("speedup_vs_numpy_vectorised_all_cores")
+        all_cores = "—" if all_cores is None else f"{all_cores:.2f}x"  # --processes 1: not run
         print(f"{row['case']:22s} {row['replica_generations_per_second']:11.3g} "
               f"{row['speedup_vs_numpy_loop']:13.1f}x {row['speedup_vs_numpy_vectorised']:12.2f}x "
-              f"{row.get('speedup_vs_numpy_vectorised_all_cores', float('nan')):17.2f}x "
+              f"{all_cores:>18s} "
               f"{row['multiple_of_floor']:8.2f} {row['jax_compile_seconds']:10.2f}", flush=True)
     if pool is not None:
         pool.close()
