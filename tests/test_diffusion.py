@@ -10,6 +10,7 @@ import optax
 import pytest
 
 import sims
+from bounds import tv as tv_bounds
 from bounds.models import diffusion as bounds_diffusion
 from sims import metrics
 from sims.loop import NonFiniteError
@@ -476,7 +477,7 @@ def test_b2_loop_2d_point_measures_and_is_only_in_the_full_grid():
     assert all("dim" not in p for mode in ("quick", "default") for p in grids[mode])
     full_2d = [p for p in grids["full"] if p.get("dim", 1) == 2]
     assert [(p["scheme"], p["lam"]) for p in full_2d] == [("synthetic", 0.0), ("reuse", 0.5)]
-    assert len(grids["full"]) == 4
+    assert len(grids["full"]) == 6
     point = dict(full_2d[1], **TINY_2D)
     measurement = claims_diffusion.b2_loop_measure(jax.random.key(5), point)
     theory = claims_diffusion.b2_loop_theory(point, measurement.context)
@@ -484,4 +485,26 @@ def test_b2_loop_2d_point_measures_and_is_only_in_the_full_grid():
     tv, bound = measurement.quantities[bound_row], theory[bound_row]
     assert tv.mean.shape == bound.value.shape == (TINY_2D["generations"] - 1,)
     assert np.all(np.isfinite(tv.mean)) and np.all(np.isfinite(bound.value))
-    assert np.all(measurement.context["eps"] > 0) and measurement.context["lam"][1] == 0.5
+    assert np.all(measurement.context["eps"] > 0)
+    np.testing.assert_allclose(bound.value, tv_bounds.tv_recursion_bound(
+        measurement.context["eps"], [1.0] + [0.5] * (TINY_2D["generations"] - 1))[1:])
+
+
+def test_b2_loop_covers_every_scheme_and_feeds_accumulate_its_own_recursion():
+    """Default and full add fresh and accumulate to quick's synthetic and reuse; accumulate's
+    eps is predicted at every N_i = n + i m, and its bound is R1's accumulate recursion."""
+    schemes = {mode: [p["scheme"] for p in claims_diffusion.B2_LOOP.grid(mode) if "dim" not in p]
+               for mode in ("quick", "default", "full")}
+    assert schemes["quick"] == ["synthetic", "reuse"]
+    assert schemes["default"] == schemes["full"] == ["synthetic", "reuse", "fresh", "accumulate"]
+    point = dict(claims_diffusion.B2_LOOP.grid("default")[3], generations=3, replicas=2,
+                 cells=claims_diffusion.QUICK_CELLS, steps=claims_diffusion.QUICK_STEPS)
+    measurement = claims_diffusion.b2_loop_measure(jax.random.key(6), point)
+    context = measurement.context
+    assert context["eps_sizes"] == [100, 200, 300]
+    row = "E TV(G_i,p0) [+grid error] vs R1(predicted eps)"
+    theory = claims_diffusion.b2_loop_theory(point, context)[row]
+    np.testing.assert_allclose(theory.value,
+                               tv_bounds.accumulate_tv_bound(context["eps"], 100, [100, 100])[1:])
+    # Not the reuse recursion with lam = 1/2 (which would contract harder).
+    assert not np.allclose(theory.value, tv_bounds.tv_recursion_bound(context["eps"], [1, .5, .5])[1:])

@@ -12,8 +12,10 @@ before any upper bound is checked.
   tested per replica-paired mean; the n-rate at the best ``τ`` and the best ``τ``'s
   growth are fitted and reported beside 2/5 (KL) and 1/5 (TV), never tested.
 * ``B2-loop``: TV across generations; ``lam = 0`` must grow (paired ``exceeds``
-  rows); every scheme must stay below R1 fed by one-shot errors measured in
-  *separate* one-generation runs (upper CI end). 2-D points in the full mode only.
+  rows); every scheme must stay below R1 (accumulate: its own recursion) fed by
+  one-shot errors ``eps(N_i)`` measured in *separate* one-generation runs (upper CI
+  end). Quick: synthetic and reuse; default and full add fresh and accumulate; 2-D
+  points in the full mode only.
 * ``B3-diffusion``: TV against ``m/n`` at fixed ``n`` (i = 1, 2): below R1 at every ``m``
   with ``eps(n)``, ``eps(n + m)`` from separate runs (upper, tested); peak-vs-ends paired
   differences beside R4's ``m*`` at the exponent fitted on those runs (report: no peak is
@@ -38,6 +40,7 @@ from sims.models import diffusion as D
 from sims.models.kde import Mixture, gaussian_mixture_sampler, sample_mixture
 from verify import figures_diffusion, stats
 from verify.claim import Claim, Measured, Measurement, Theory, register
+from verify.claims.paper_b import r1_recursion, training_sizes
 
 TWO_MODES = dict(loc=(-2.0, 2.0), weight=(0.5, 0.5), scale=(1.0, 1.0))
 # 2-D (full mode only): four unit-variance modes at (±2, ±2).
@@ -409,6 +412,8 @@ def _loop_grid(mode):
     base = dict(n=100, m=100, width=64, draws=4, tau=LOOP_TAU, generations=generations,
                 replicas=replicas, cells=cells, steps=steps)
     points = [dict(base, scheme="synthetic", lam=0.0), dict(base, scheme="reuse", lam=0.5)]
+    if mode != "quick":  # every scheme (accumulate: lam_i = n / N_i falls with i)
+        points += [dict(base, scheme="fresh", lam=0.5), dict(base, scheme="accumulate", lam=None)]
     if mode == "full":   # 2-D (as B2-oneshot's 2-D point): four modes, 48 x 48 cells, 50 steps
         base_2d = dict(base, generations=LOOP_2D_GENERATIONS, replicas=LOOP_2D_REPLICAS,
                        cells=CELLS_2D, steps=QUICK_STEPS, dim=2)
@@ -419,12 +424,6 @@ def _loop_grid(mode):
 def _loop_plan(point):
     return sims.make_plan(point["scheme"], n=point["n"], m=point["m"],
                           generations=point["generations"])
-
-
-def _training_sizes(plan):
-    if plan.scheme == "synthetic":
-        return np.r_[plan.n, plan.m]
-    return np.r_[plan.n, plan.n + np.asarray(plan.m)]
 
 
 def predicted_eps(key, point, sizes):
@@ -457,16 +456,17 @@ def b2_loop_measure(key, point):
                     D.diffusion_tv_metric(grid, HORIZON, steps, steps // 2),
                     replicas=point["replicas"], batch_size=min(point["replicas"], 32),
                     real_sampler=gaussian_mixture_sampler)
-    sizes = _training_sizes(plan)
-    # Always (n, n + m), whatever the scheme: one compiled sweep serves every point.
-    eps_sizes = (point["n"], point["n"] + point["m"])
-    eps_high, eps_mean, eps_se = predicted_eps(key_eps, point, eps_sizes)
-    lookup = dict(zip(eps_sizes, eps_high))
-    if not set(int(s) for s in sizes) <= set(eps_sizes):
+    sizes = [int(s) for s in training_sizes(plan)]                  # N_i, i = 0..G-1
+    # (n, n + m) for every scheme but accumulate (whose N_i grow): one compiled sweep
+    # serves the synthetic (m = n), reuse and fresh points.
+    eps_sizes = (tuple(sorted(set(sizes))) if plan.scheme == "accumulate"
+                 else (point["n"], point["n"] + point["m"]))
+    if not set(sizes) <= set(eps_sizes):
         raise ValueError(f"B2-loop predicts eps at N in {eps_sizes}; training sizes {sizes} need "
                          "m = n for the synthetic scheme")
-    eps_schedule = np.asarray([lookup[int(s)] for s in
-                               np.r_[sizes[0], np.repeat(sizes[1], plan.generations - 1)]])
+    eps_high, eps_mean, eps_se = predicted_eps(key_eps, point, eps_sizes)
+    lookup = dict(zip(eps_sizes, eps_high))
+    eps_schedule = np.asarray([lookup[s] for s in sizes])
     tv = traj["tv"]
     tv_high = tv + traj["tv_error"]
     i = np.arange(plan.generations)
@@ -488,17 +488,17 @@ def b2_loop_measure(key, point):
         "grid error budget": Measured(i, err_mean, err_se, R, GEN),
     }
     context = dict(eps=eps_schedule, eps_sizes=list(eps_sizes), eps_mean=eps_mean,
-                   eps_se=eps_se, lam=plan.real_proportion())
+                   eps_se=eps_se)
     return Measurement(out, context)
 
 
-def b2_loop_theory(point, context, *, recursion=tv_bounds.tv_recursion_bound):
+def b2_loop_theory(point, context, *, recursion=r1_recursion):
     """R1 fed by predicted eps (upper); growth ``> 0`` at ``lam = 0`` (exceeds, last generations).
 
     ``recursion`` swaps R1 (negative controls).
     """
     i = np.arange(point["generations"])
-    bound = np.asarray(recursion(context["eps"], context["lam"]))
+    bound = np.asarray(recursion(context["eps"], _loop_plan(point)))
     out = {"E TV(G_i,p0) [+grid error] vs R1(predicted eps)": Theory(
                "upper", bound[1:], "R1 with one-shot eps(N) from separate runs (upper CI end)"),
            "discretisation budget TV(q_K,q_K/2)": Theory("numerical", np.full(len(i), DISC_TOLERANCE),
@@ -528,7 +528,8 @@ def b2_loop_notes(point, measured, theory, context):
     growth = measured["E TV(G_i,p0) - TV(G_0,p0) (paired)"]
     eps = ", ".join(f"eps({s}) = {m:.4f} ± {e:.4f}" for s, m, e in
                     zip(context["eps_sizes"], context["eps_mean"], context["eps_se"]))
-    return [f"B2-loop ({point.get('dim', 1)}-D, {point['scheme']}, lam={point['lam']}, "
+    lam = "n/N_i" if point["lam"] is None else point["lam"]
+    return [f"B2-loop ({point.get('dim', 1)}-D, {point['scheme']}, lam={lam}, "
             f"n={point['n']}, m={point['m']}, "
             f"tau={point['tau']:g}, W={point['width']}, {tv.replicas} replicas): one-shot {eps} "
             f"(separate runs); E TV at i=1: {tv.mean[0]:.4f}, at i={int(tv.x[-1])}: "

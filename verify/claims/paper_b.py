@@ -112,7 +112,8 @@ def _b1_plan(point):
                           generations=point["generations"])
 
 
-def _training_sizes(plan):
+def training_sizes(plan):
+    """``N_i``, the training-set size of each generation ``i = 0..G-1`` (B1, B2-loop's R1)."""
     if plan.scheme == "synthetic":
         return np.r_[plan.n, plan.m].astype(float)
     if plan.scheme == "accumulate":
@@ -124,7 +125,7 @@ def _b1_metric(plan, point):
     if plan.scheme == "accumulate":
         layout = metrics.AccumulateLayout(
             plan.n, plan.block, plan.m,
-            tuple(bandwidth_schedule(point["c"], point["rule"], _training_sizes(plan)).tolist()))
+            tuple(bandwidth_schedule(point["c"], point["rule"], training_sizes(plan)).tolist()))
         return metrics.kde_tv_metric(GRID_B1, layout=layout)
     return metrics.kde_tv_metric(GRID_B1, lam=tuple(plan.real_proportion().tolist()))
 
@@ -180,7 +181,7 @@ def b1_measure(claim_id, *, model=kde):
         full = point["replicas"] > 256
         rate = fit_rate(key_rate, _rate_sizes("default" if full else "quick"), point["c"],
                         point["rule"], 256 if full else 128)
-        sizes = _training_sizes(plan)
+        sizes = training_sizes(plan)
         i = np.arange(plan.generations)
         tv_mean, tv_se = _mean_se(tv_high)
         eps_mean, eps_se = _mean_se(eps_low)
@@ -456,7 +457,7 @@ def _b4_mask(point):
 
 def _b4_bandwidths(point):
     plan = _b4_plan(point)
-    return bandwidth_schedule(point["h"], point["rule"], _training_sizes(plan), point["dim"])
+    return bandwidth_schedule(point["h"], point["rule"], training_sizes(plan), point["dim"])
 
 
 def b4_density_measure(key, point, *, model=kde):
