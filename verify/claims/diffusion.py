@@ -413,7 +413,7 @@ def _loop_grid(mode):
                 replicas=replicas, cells=cells, steps=steps)
     points = [dict(base, scheme="synthetic", lam=0.0), dict(base, scheme="reuse", lam=0.5)]
     if mode != "quick":  # every scheme (accumulate: lam_i = n / N_i falls with i)
-        points += [dict(base, scheme="fresh", lam=0.5), dict(base, scheme="accumulate", lam=None)]
+        points += [dict(base, scheme="fresh", lam=0.5), dict(base, scheme="accumulate", lam="n/N_i")]
     if mode == "full":   # 2-D (as B2-oneshot's 2-D point): four modes, 48 x 48 cells, 50 steps
         base_2d = dict(base, generations=LOOP_2D_GENERATIONS, replicas=LOOP_2D_REPLICAS,
                        cells=CELLS_2D, steps=QUICK_STEPS, dim=2)
@@ -528,8 +528,7 @@ def b2_loop_notes(point, measured, theory, context):
     growth = measured["E TV(G_i,p0) - TV(G_0,p0) (paired)"]
     eps = ", ".join(f"eps({s}) = {m:.4f} ± {e:.4f}" for s, m, e in
                     zip(context["eps_sizes"], context["eps_mean"], context["eps_se"]))
-    lam = "n/N_i" if point["lam"] is None else point["lam"]
-    return [f"B2-loop ({point.get('dim', 1)}-D, {point['scheme']}, lam={lam}, "
+    return [f"B2-loop ({point.get('dim', 1)}-D, {point['scheme']}, lam={point['lam']}, "
             f"n={point['n']}, m={point['m']}, "
             f"tau={point['tau']:g}, W={point['width']}, {tv.replicas} replicas): one-shot {eps} "
             f"(separate runs); E TV at i=1: {tv.mean[0]:.4f}, at i={int(tv.x[-1])}: "
