@@ -169,7 +169,10 @@ def _main(argv) -> int:
     started, started_utc, cpu_before = time.perf_counter(), _utc_now(), _cpu_seconds()
     # On several hosts every process runs the same claims in step: no worker processes.
     jobs = 1 if jax.process_count() > 1 else args.jobs
-    records, per_claim = _evaluate_all(claims, mode, args.seed, store, jobs,
+    # Each claim's figure is drawn as soon as it is evaluated, by the worker that evaluated
+    # it (before the report: a failed write leaves no report at all).
+    draw_to = None if args.no_figures or not _is_writer() else figures_dir
+    records, per_claim = _evaluate_all(claims, mode, args.seed, store, jobs, draw_to,
                                        cache=not args.no_compile_cache,
                                        expected=_previous_seconds(out / "report.json", mode))
     wall, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_before
@@ -197,9 +200,6 @@ def _main(argv) -> int:
                     "compilation": _compilation(per_claim),
                     "store_problems": store.problems if store else []}}
     full["provenance"].pop("time_utc")  # in "run": reports of equal inputs are equal
-    if not args.no_figures:  # before the report: a failed write leaves no report at all
-        from verify import figures
-        figures.draw_all(records, figures_dir, REGISTRY)
     report.write_report(out, full)
     if args.write_baseline:
         if status != "pass":
@@ -253,7 +253,7 @@ def _previous_seconds(path: Path, mode: str) -> dict:
         return {}
 
 
-def _evaluate_all(claims, mode: str, seed: int, store, jobs: int, cache: bool,
+def _evaluate_all(claims, mode: str, seed: int, store, jobs: int, figures_dir, cache: bool,
                   expected: dict | None = None):
     """Every claim's record (in the order given), its timings, and the workers' compile stats.
 
@@ -267,7 +267,8 @@ def _evaluate_all(claims, mode: str, seed: int, store, jobs: int, cache: bool,
     on (seed, claim, point), so the numbers do not depend on ``jobs``. On Ctrl-C the
     workers are terminated: a point stored before that is kept, one in flight is lost,
     nothing is half written. Claims start longest first by ``expected`` seconds (the last
-    run's, when ``--out`` has one), so that a long claim does not start last.
+    run's, when ``--out`` has one), so that a long claim does not start last. With
+    ``figures_dir``, whoever evaluates a claim also draws its figure there.
     """
     bar = None
     if sys.stderr.isatty():  # a bar over claims; one claim at a time also shows its points
@@ -286,14 +287,16 @@ def _evaluate_all(claims, mode: str, seed: int, store, jobs: int, cache: bool,
         if jobs == 1 or len(claims) == 1:
             done = []
             for claim in claims:
-                done.append(_evaluate_one(claim, mode, seed, store, progress=bar is not None))
+                done.append(_evaluate_one(claim, mode, seed, store, figures_dir,
+                                          progress=bar is not None))
                 finished(done[-1])
         else:
             pool = multiprocessing.get_context("spawn").Pool(
                 min(jobs, len(claims)), initializer=_worker_init, initargs=(cache,))
             try:
                 longest_first = sorted(claims, key=lambda c: -(expected or {}).get(c.id, 0.0))
-                pending = {c.id: pool.apply_async(_evaluate_in_worker, (c.id, mode, seed, root),
+                pending = {c.id: pool.apply_async(_evaluate_in_worker,
+                                                  (c.id, mode, seed, root, figures_dir),
                                                   callback=finished) for c in longest_first}
                 done = [pending[c.id].get() for c in claims]
                 pool.close()
@@ -311,11 +314,15 @@ def _evaluate_all(claims, mode: str, seed: int, store, jobs: int, cache: bool,
     return [record for record, _ in done], {c.id: timing for c, (_, timing) in zip(claims, done)}
 
 
-def _evaluate_one(claim, mode: str, seed: int, store, progress: bool = False):
+def _evaluate_one(claim, mode: str, seed: int, store, figures_dir=None, progress: bool = False):
+    """One claim's record and timing; its figure too when ``figures_dir`` is given."""
     tic = time.perf_counter()
     record = evaluate(claim, mode, seed, store=store, progress=progress)
     timing = {"seconds": time.perf_counter() - tic, "points": len(record["points"]),
               "points_reused": store.reused_by_claim[claim.id] if store is not None else 0}
+    if figures_dir is not None:
+        from verify import figures
+        figures.draw_all([record], figures_dir, REGISTRY)
     return record, timing
 
 
@@ -325,12 +332,12 @@ def _worker_init(cache: bool) -> None:
         enable_compilation_cache()
 
 
-def _evaluate_in_worker(claim_id: str, mode: str, seed: int, root):
+def _evaluate_in_worker(claim_id: str, mode: str, seed: int, root, figures_dir):
     """One claim in a worker process: its record and timing, with this worker's compile
     stats and store problems for the parent to add up."""
     store = PointStore(root[0], fresh=root[1]) if root is not None else None
     before = {"compiled_loops": compile_count(), **compile_stats()}
-    record, timing = _evaluate_one(REGISTRY[claim_id], mode, seed, store)
+    record, timing = _evaluate_one(REGISTRY[claim_id], mode, seed, store, figures_dir)
     after = {"compiled_loops": compile_count(), **compile_stats()}
     timing["compilation"] = {k: after[k] - before[k] for k in after}
     timing["store_problems"] = store.problems if store is not None else []
