@@ -241,6 +241,36 @@ def test_b2_loop_passes_and_wrong_theories_fail():
     assert under["violations"] > 0
 
 
+def _shifted_synthetic_sampler(monkeypatch, shift):
+    """A broken simulator: every model the claims build draws its synthetic data shifted by
+    ``shift`` (real data and the separate one-shot runs stay correct)."""
+    factory = D.diffusion
+
+    def shifted(*args, **kwargs):
+        model = factory(*args, **kwargs)
+        return model._replace(name=f"{model.name}-shifted",
+                              sample=lambda key, params, m: model.sample(key, params, m) + shift)
+
+    monkeypatch.setattr(D, "diffusion", shifted)
+    claims_diffusion._b3_fn.cache_clear()  # it holds the models it compiled
+    monkeypatch.setattr(claims_diffusion, "_b3_fn", functools.lru_cache(
+        claims_diffusion._b3_fn.__wrapped__))
+
+
+@pytest.mark.fresh_measurements
+def test_b2_loop_and_b3_diffusion_fail_with_a_biased_synthetic_sampler(monkeypatch):
+    """G_{i-1}'s samples shifted by +3 (modes at ±2, unit scale): the loops drift off p0
+    faster than R1 (fed by the correct model's one-shot errors) allows, in B2-loop's reuse
+    point and in B3-diffusion at m = 8n. A shift of +1.5 is *not* caught at quick size by
+    either claim's evidence rows (R1 is loose: TV/R1 ≈ 0.88 in B2-loop's reuse point, 0.81
+    in B3-diffusion), only by the grid budget, which is never evidence (docs/diffusion.md)."""
+    _shifted_synthetic_sampler(monkeypatch, 3.0)
+    for claim in (claims_diffusion.B2_LOOP, claims_diffusion.B3_DIFFUSION):
+        record = claim_lib.evaluate(claim, "quick")
+        assert record["status"] == "fail", (claim.id, record["message"])
+        assert any(r["reject"] for r in record["rows"] if r["kind"] == "upper"), claim.id
+
+
 def test_no_early_stopping_and_too_few_features_degrade_as_the_bound_predicts():
     sizes, taus = (100,), (1e3, 1e7)
     wide = claims_diffusion.oneshot_sweep(jax.random.key(11), sizes, taus, width=64, draws=4,

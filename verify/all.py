@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import collections
 import functools
 import json
 import multiprocessing
@@ -172,7 +173,7 @@ def _main(argv) -> int:
     # Each claim's figure is drawn as soon as it is evaluated, by the worker that evaluated
     # it (before the report: a failed write leaves no report at all).
     draw_to = None if args.no_figures or not _is_writer() else figures_dir
-    records, per_claim = _evaluate_all(claims, mode, args.seed, store, jobs, draw_to,
+    records, per_claim, workers = _evaluate_all(claims, mode, args.seed, store, jobs, draw_to,
                                        cache=not args.no_compile_cache,
                                        expected=_previous_seconds(out / "report.json", mode))
     wall, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_before
@@ -197,7 +198,7 @@ def _main(argv) -> int:
             # Everything that depends on this execution rather than on its inputs:
             "run": {"started_utc": started_utc, "wall_seconds": wall, "jobs": jobs,
                     "cpu_seconds": cpu, "cores_busy": cpu / wall, "claims": per_claim,
-                    "compilation": _compilation(per_claim),
+                    "compilation": _compilation(workers),
                     "store_problems": store.problems if store else []}}
     full["provenance"].pop("time_utc")  # in "run": reports of equal inputs are equal
     report.write_report(out, full)
@@ -232,14 +233,16 @@ def _cpu_seconds() -> float:
                map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
 
 
-def _compilation(per_claim: dict) -> dict:
+def _compile_counts() -> dict:
+    return {"compiled_loops": compile_count(), **compile_stats()}
+
+
+def _compilation(workers: collections.Counter) -> dict:
     """Executables compiled or loaded, by this process and by its workers (added up)."""
-    total = {"compiled_loops": compile_count(), **compile_stats()}
-    for timing in per_claim.values():
-        for key, value in timing.pop("compilation", {}).items():
-            total[key] += value
-    total["compile_seconds"] = round(total["compile_seconds"], 3)
-    return total
+    total = collections.Counter(_compile_counts())
+    total.update(workers)  # (not "+": a Counter sum drops zero counts)
+    return {key: round(value, 3) if key == "compile_seconds" else value
+            for key, value in total.items()}
 
 
 def _previous_seconds(path: Path, mode: str) -> dict:
@@ -255,7 +258,8 @@ def _previous_seconds(path: Path, mode: str) -> dict:
 
 def _evaluate_all(claims, mode: str, seed: int, store, jobs: int, figures_dir, cache: bool,
                   expected: dict | None = None):
-    """Every claim's record (in the order given), its timings, and the workers' compile stats.
+    """Every claim's record (in the order given), its timings, and the workers' compile
+    counts added up (empty when everything ran in this process).
 
     ``jobs > 1`` evaluates claims in that many worker processes (spawned, each with its
     own JAX runtime; executables come from the shared persistent cache and points go to
@@ -308,10 +312,14 @@ def _evaluate_all(claims, mode: str, seed: int, store, jobs: int, figures_dir, c
     finally:
         if bar is not None:
             bar.close()
-    for _, timing in done:  # corrupted records a worker found (its own store object)
+    workers = collections.Counter()
+    for _, timing in done:  # what a worker found and compiled (its own store and runtime)
+        workers.update(timing.pop("compilation", {}))
+        problems = timing.pop("store_problems", [])
         if store is not None:
-            store.problems.extend(timing.pop("store_problems", []))
-    return [record for record, _ in done], {c.id: timing for c, (_, timing) in zip(claims, done)}
+            store.problems.extend(problems)
+    return ([record for record, _ in done],
+            {c.id: timing for c, (_, timing) in zip(claims, done)}, workers)
 
 
 def _evaluate_one(claim, mode: str, seed: int, store, figures_dir=None, progress: bool = False):
@@ -336,9 +344,9 @@ def _evaluate_in_worker(claim_id: str, mode: str, seed: int, root, figures_dir):
     """One claim in a worker process: its record and timing, with this worker's compile
     stats and store problems for the parent to add up."""
     store = PointStore(root[0], fresh=root[1]) if root is not None else None
-    before = {"compiled_loops": compile_count(), **compile_stats()}
+    before = _compile_counts()
     record, timing = _evaluate_one(REGISTRY[claim_id], mode, seed, store, figures_dir)
-    after = {"compiled_loops": compile_count(), **compile_stats()}
+    after = _compile_counts()
     timing["compilation"] = {k: after[k] - before[k] for k in after}
     timing["store_problems"] = store.problems if store is not None else []
     return record, timing

@@ -493,9 +493,18 @@ def b2_loop_measure(key, point):
 
 
 def b2_loop_theory(point, context, *, recursion=r1_recursion):
-    """R1 fed by predicted eps (upper); growth ``> 0`` at ``lam = 0`` (exceeds, last generations).
+    """B2-loop's rows. Claim: B2 (R1 across generations).
 
-    ``recursion`` swaps R1 (negative controls).
+    * ``upper``: ``E TV(G_i, p0) + grid budget ≤ R1`` for every scheme, ``r1_recursion`` with
+      the plan's ``lam_i`` (accumulate: its own recursion) fed by ``eps(N_i)`` predicted from
+      separate one-generation runs (upper 95% end). Assumes ``eps_i ≥ E TV(G_i, q_i)``,
+      which the iid one-shot error only predicts (``q_i`` is the mix ``G_i`` is fit to).
+      Proofs: docs/paper_b.md §2.1-2.5 (R1), docs/diffusion.md §5.
+    * ``exceeds`` at ``lam = 0``: the paired growth ``TV_i − TV_0 > 0`` from the middle
+      generation on (collapse), tested one-sided per row.
+    * ``numerical``: discretisation and grid budgets (never evidence); ``report``: the rest.
+
+    ``recursion(eps, plan)`` swaps R1 (negative controls).
     """
     i = np.arange(point["generations"])
     bound = np.asarray(recursion(context["eps"], _loop_plan(point)))
