@@ -1,18 +1,15 @@
 """Harness rules on synthetic claims (no simulations): NaN is an error, numerical rows are
 not evidence, claims without evidence are untested, detection power is what we compute by
 hand, weak checks are flagged, and the baseline catches dropped or downgraded rows."""
+import dataclasses
 import json
 import math
-from statistics import NormalDist
-
 import numpy as np
 import pytest
+from scipy.stats import t as scipy_t
 
 from verify import baseline, report, stats
 from verify.claim import Claim, Measured, Theory, evaluate
-
-Z = NormalDist()  # an independent normal quantile (the harness uses scipy)
-
 
 def _claim(quantities, *, alpha=1e-3, claim_id="SYN"):
     """A claim with one grid point whose rows are ``{name: (mean, se, kind, theory)}`` lists."""
@@ -56,19 +53,38 @@ def test_numerical_rows_are_checked_but_never_evidence():
     record = _run({"q": [(1.0, 0.01, "exact", 1.0)], "grid error": [(1e-6, 0.0, "numerical", 1e-3)]})
     s = record["summary"]
     assert record["status"] == "pass"
-    assert (s["evidence_rows"], s["numerical_rows"], s["holm_family"]) == (1, 1, 2)
+    # numerical rows have a Holm family of their own
+    assert (s["evidence_rows"], s["numerical_rows"], s["holm_family"]) == (1, 1, 1)
+    assert s["numerical_family"] == 1
     assert "bound_rows" not in s and "bound" not in s["power"]
-    # a violated budget still fails the claim: it is checked
+    # a violated budget still fails the claim: it is checked, and the message names it
     record = _run({"q": [(1.0, 0.01, "exact", 1.0)], "grid error": [(2e-3, 0.0, "numerical", 1e-3)]})
     assert record["status"] == "fail" and record["summary"]["numerical_violations"] == 1
+    assert "1 numerical row(s) beyond their tolerance" in record["message"]
+    assert "grid error at generation i=0" in record["message"]
 
 
-def test_a_claim_without_evidence_rows_is_untested():
-    record = _run({"grid error": [(1e-6, 0.0, "numerical", 1e-3)], "shown": [(3.0, 0.1, "report",
-                                                                              0.0)]})
-    assert record["status"] == "untested"
-    assert "no evidence row" in record["message"]
-    text = report.render_markdown(_report([record]))
+def test_numerical_rows_do_not_dilute_the_evidence_family():
+    """A wrong exact row at p ~ 1e-4 is rejected at alpha = 1e-3 with one evidence row, however
+    many budgets the claim also checks (one Holm family would have needed p < 1e-3 / 81)."""
+    t = float(stats.t_isf(0.5e-4, 999))  # a two-sided p of 1e-4
+    wrong = [(1.0 + t * 0.01, 0.01, "exact", 1.0)]
+    budgets = [(1e-6, 1e-7, "numerical", 1e-3)] * 80
+    record = _run({"e": wrong, "budget": budgets})
+    assert record["status"] == "fail" and record["summary"]["holm_family"] == 1
+
+
+def test_a_claim_without_evidence_rows_fails_unless_declared_report_only():
+    quantities = {"grid error": [(1e-6, 0.0, "numerical", 1e-3)],
+                  "shown": [(3.0, 0.1, "report", 0.0)]}
+    record = _run(quantities)
+    assert record["status"] == "fail"
+    assert "no tested evidence row" in record["message"] and "report_only" in record["message"]
+    declared = evaluate(dataclasses.replace(_claim(quantities), report_only="a pilot study"),
+                        "quick", 0)
+    assert declared["status"] == "untested"
+    assert declared["message"].startswith("report-only: a pilot study")
+    text = report.render_markdown(_report([declared]))
     assert "| SYN | untested |" in text and "1 untested" in text
 
 
@@ -79,16 +95,16 @@ def test_detection_power_equals_the_hand_computation():
                    "x": [(1.0, 0.2, "exceeds", 0.0)]}, alpha=alpha)
     power = record["summary"]["power"]
     assert power["family_size"] == k  # the exceeds row is tested on its own
-    z2 = Z.inv_cdf(1 - alpha / (2 * k))
-    assert power["exact"]["critical_z"] == pytest.approx(z2, rel=1e-9)
+    dof = 999  # 1000 replicas: Student t quantiles (scipy's, an independent implementation)
+    z2 = scipy_t.isf(alpha / (2 * k), dof)
     assert power["exact"]["min_detectable_rel_error"] == pytest.approx(z2 * 0.01 / 2, rel=1e-9)
     assert power["exact"]["max_detectable_rel_error"] == pytest.approx(z2 * 0.02 / 1, rel=1e-9)
-    z1 = Z.inv_cdf(1 - alpha / k)
+    z1 = scipy_t.isf(alpha / k, dof)
     upper_slack = 1 / (0.5 - z1 * 0.01)        # the bound 1 could shrink to 0.5 - z1 SE
     lower_slack = (3.0 + z1 * 0.1) / 1.0        # the bound 1 could grow to 3 + z1 SE
     assert power["bound"]["slack"] == pytest.approx(min(upper_slack, lower_slack), rel=1e-9)
     assert "u at" in power["bound"]["tightest_row"]
-    assert power["effect"]["min_resolved_effect"] == pytest.approx(Z.inv_cdf(0.99) * 0.2,
+    assert power["effect"]["min_resolved_effect"] == pytest.approx(scipy_t.isf(0.01, dof) * 0.2,
                                                                    rel=1e-9)
     assert not power["weak"] and record["status"] == "pass"
 
@@ -165,9 +181,10 @@ def test_results_table_lists_evidence_numerical_rows_power_and_status():
     records = [_run({"e": [(2.0, 0.01, "exact", 2.0)], "n": [(0.0, 0.0, "numerical", 1.0)]}),
                _run({"u": [(0.05, 0.001, "upper", 1.0)]}, claim_id="LOOSE")]
     lines = report.results_table(_report(records)).splitlines()
-    assert lines[0].startswith("| claim | what | status | tested evidence rows | numerical rows")
-    assert lines[2].startswith("| SYN | synthetic | pass | 1 | 1 | exact: detects rel. errors ")
-    assert lines[3].startswith("| LOOSE | synthetic | pass (weak) | 1 | 0 | bounds: slack ")
+    assert lines[0].startswith("| claim | what | status | evidence rows | vacuous rows | "
+                               "numerical rows")
+    assert lines[2].startswith("| SYN | synthetic | pass | 1 | 0 | 1 | exact: detects rel. errors ")
+    assert lines[3].startswith("| LOOSE | synthetic | pass (weak) | 1 | 0 | 0 | bounds: slack ")
     text = report.render_markdown(_report(records))
     assert "Numerical-quality rows (checked, not evidence)" in text
     assert "## Detection power" in text
@@ -207,5 +224,5 @@ def test_results_table_reads_a_saved_report(tmp_path):
     assert record["summary"]["power"]["bound"]["slack"] == math.inf
     report.atomic_write_json(tmp_path / "report.json", _report([record]))
     saved = json.loads((tmp_path / "report.json").read_text())
-    assert "| SYN | synthetic | pass (weak) | 1 | 0 | bounds: slack ∞: this run could not flag any value of the bound |" in (
+    assert "| SYN | synthetic | pass (weak) | 1 | 0 | 0 | bounds: slack ∞: this run could not flag any value of the bound |" in (
         report.results_table(saved))

@@ -26,10 +26,17 @@ KINDS = ("exact", "upper", "lower", "exceeds", "rate", "numerical", "report")
 # must be significantly above the theory value (one-sided, level EFFECT_ALPHA per row).
 # All such rows must succeed, an intersection-union test, so no multiplicity correction.
 EFFECT_ALPHA = 0.01
+# An effect row is a test at its size only if the run resolves it at nearly every seed:
+# the power at the effect it measured, from its own SE, must reach this.
+EFFECT_POWER = 0.99
+# "rate" rows test a fitted exponent against a stated upper-bound rate O(x^value): the run
+# fails when the exponent is significantly above (shallower than) ``value``, one-sided.
 # "numerical" rows check numerical quality (a grid quadrature budget, a tail mass) as
-# "measured <= theory". They are tested, but they are never evidence for the claim.
-TESTED_KINDS = ("exact", "upper", "lower", "exceeds", "numerical")
-EVIDENCE_KINDS = ("exact", "upper", "lower", "exceeds")  # data against theory
+# "measured <= theory". They are tested in a Holm family of their own (a budget must not
+# dilute the evidence, nor hide in it), and a rejected one fails the claim, but they are
+# never evidence for it.
+EVIDENCE_KINDS = ("exact", "upper", "lower", "exceeds", "rate")  # data against theory
+TESTED_KINDS = EVIDENCE_KINDS + ("numerical",)
 STATUSES = ("pass", "fail", "error", "untested")  # what ``verdict`` returns
 # Detection power below which a claim is flagged weak (see ``detection_power``).
 WEAK_REL_ERROR = 0.25
@@ -46,6 +53,9 @@ class Measured(NamedTuple):
       se: MC standard error at each ``x`` (from the replicas).
       replicas: number of independent replicas behind ``mean``.
       x_label: what ``x`` is.
+      dof: degrees of freedom of ``se`` (a scalar or one per ``x``): the t law of every
+        test of these numbers. Default ``replicas - 1`` (a mean, a paired difference or a
+        per-replica statistic over replicas); ``inf`` for an SE known exactly.
     """
 
     x: np.ndarray
@@ -53,6 +63,7 @@ class Measured(NamedTuple):
     se: np.ndarray
     replicas: int
     x_label: str = "generation i"
+    dof: Any = None
 
 
 class Measurement(NamedTuple):
@@ -67,18 +78,37 @@ class Measurement(NamedTuple):
     context: Any
 
 
-class Theory(NamedTuple):
-    """What theory says along the same axis.
-
-    ``kind``: ``exact`` (z-test), ``upper`` / ``lower`` (violation test and tightness),
-    ``numerical`` (a numerical-quality budget, tested like ``upper`` but never evidence),
-    ``exceeds`` (an effect: the mean must be significantly above ``value``),
-    ``rate`` or ``report`` (shown, not tested).
-    """
-
+class _TheoryFields(NamedTuple):
     kind: str
     value: np.ndarray
     label: str = ""
+    trivial: float | None = None
+
+
+class Theory(_TheoryFields):
+    """What theory says along the same axis.
+
+    ``kind``: ``exact`` (t-test), ``upper`` / ``lower`` (violation test and tightness),
+    ``rate`` (a fitted exponent must not be significantly above ``value``, the exponent of
+    an upper-bound rate), ``numerical`` (a numerical-quality budget, tested like ``upper``
+    in a family of its own, never evidence), ``exceeds`` (an effect: the mean must be
+    significantly above ``value``), or ``report`` (shown, not tested). An unknown kind is
+    an error here, not a silently untested row.
+
+    ``trivial``: the bound at which a bound row says nothing, the quantity's trivial range
+    (1 for a TV distance or a probability, the loss bound for a risk): an upper bound
+    ``>= trivial`` (a lower bound ``<= trivial``) cannot fail, so the row is shown as
+    *vacuous* and never counted as evidence.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, kind: str, value, label: str = "", trivial: float | None = None):
+        if kind not in KINDS:
+            raise ValueError(f"Theory kind must be one of {KINDS}, got {kind!r}")
+        if trivial is not None and kind not in ("upper", "lower"):
+            raise ValueError(f"Theory trivial= applies to upper/lower bounds, not {kind!r}")
+        return super().__new__(cls, kind, value, label, trivial)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +128,11 @@ class Claim:
         to report verbatim (e.g. "the bound's minimiser and the empirical argmin differ").
       figure: optional ``(record) -> matplotlib Figure`` drawing the claim from its saved
         result record only (never recomputing); default ``verify.figures.default_figure``.
-      alpha: family-wise error level of the claim's tests (Holm over all its rows).
+      alpha: family-wise error level of the claim's tests (Holm over its evidence rows,
+        and separately over its numerical rows).
+      report_only: empty for a claim that tests something; otherwise the reason why it
+        only reports (printed in the report). A claim with no tested evidence row fails
+        unless it says so here.
     """
 
     id: str
@@ -109,6 +143,7 @@ class Claim:
     notes: Callable | None = None
     figure: Callable | None = None
     alpha: float = stats.DEFAULT_ALPHA
+    report_only: str = ""
 
 
 REGISTRY: dict[str, Claim] = {}
@@ -150,19 +185,33 @@ def point_label(point: Mapping[str, Any]) -> str:
 
 def rows_for_point(index: int, point: Mapping[str, Any], measured: Mapping[str, Measured],
                    theory: Mapping[str, Theory]) -> list[dict]:
-    """Flatten one grid point into rows: one per (quantity, axis value)."""
+    """Flatten one grid point into rows: one per (quantity, axis value).
+
+    Raises:
+      ValueError: a theory quantity has no measured counterpart (a typo in a key would
+        otherwise leave the theory unused and its rows untested), naming both sides.
+    """
+    orphans = [q for q in theory if q not in measured]
+    if orphans:
+        raise ValueError(f"theory quantities {orphans} have no measured counterpart; "
+                         f"measured quantities are {list(measured)}")
     rows = []
     for quantity, meas in measured.items():
         th = theory.get(quantity)
         value = (np.broadcast_to(np.asarray(th.value, np.float64), np.shape(meas.mean))
                  if th is not None else None)
+        dof = np.broadcast_to(np.asarray(meas.replicas - 1 if meas.dof is None else meas.dof,
+                                         np.float64), np.shape(meas.mean))
         for j, x in enumerate(np.asarray(meas.x).ravel()):
             row = {"point": index, "quantity": quantity, "x": _jsonable(x),
                    "x_label": meas.x_label, "measured": float(meas.mean[j]),
                    "se": float(meas.se[j]), "replicas": int(meas.replicas),
+                   "dof": float(dof[j]),
                    "kind": th.kind if th is not None else "report",
                    "theory": float(value[j]) if th is not None else None,
                    "theory_label": th.label if th is not None else ""}
+            if th is not None and th.trivial is not None:
+                row["trivial"] = float(th.trivial)
             rows.append(row)
     return rows
 
@@ -179,7 +228,18 @@ def _not_finite(row: dict) -> str | None:
             return f"{field} is {value}"
     if row["se"] < 0:
         return f"se is negative ({row['se']})"
+    if row["se"] > 0 and not row.get("dof", math.inf) > 0:
+        return (f"its SE has {row.get('dof')} degrees of freedom "
+                f"({row['replicas']} replicas): a test needs at least 2")
     return None
+
+
+def _vacuous(row: dict) -> bool:
+    """A bound at or beyond the quantity's trivial range: it cannot fail."""
+    trivial = row.get("trivial")
+    if trivial is None or row["kind"] not in ("upper", "lower"):
+        return False
+    return row["theory"] >= trivial if row["kind"] == "upper" else row["theory"] <= trivial
 
 
 def _finite_or_none(values):
@@ -187,25 +247,33 @@ def _finite_or_none(values):
     return (min(values), max(values)) if values else (None, None)
 
 
+def _critical(row: dict, alpha: float, family_size: int, *, two_sided: bool) -> float:
+    return float(stats.critical_t(alpha, family_size, row["dof"], two_sided=two_sided))
+
+
 def detection_power(rows: list[dict], alpha: float, family_size: int) -> dict:
     """How large an error this run could have seen, per kind of evidence row.
 
-    Computed from the run's own standard errors (rows must already carry ``ratio``
-    etc. from ``compare``). With ``k = family_size`` rows in the claim's Holm family:
+    Computed from the run's own standard errors and their degrees of freedom (rows must
+    already carry ``ratio`` etc. from ``compare``). With ``k = family_size`` rows in the
+    claim's evidence Holm family, and ``t`` the Student-t quantile at the row's dof:
 
-    * exact rows: ``delta = z_{1-alpha/(2k)} * SE / |prediction|``, the smallest
+    * exact rows: ``delta = t_{1-alpha/(2k)} * SE / |prediction|``, the smallest
       relative error of a prediction that Holm rejects when it is the only wrong row
       and the MC mean sits at the truth (a wrong row at exactly this error is then
       rejected about half the time; rows with a zero prediction are skipped).
       ``min_detectable_rel_error`` is the best grid point (the one that catches a
       constant relative error first), ``max_detectable_rel_error`` the worst.
     * upper / lower rows with a positive bound ``B``: the run flags a bound moved to
-      ``B'`` when ``(mean - B')/SE >= z_{1-alpha/k}`` (upper; mirrored for lower). The
+      ``B'`` when ``(mean - B')/SE >= t_{1-alpha/k}`` (upper; mirrored for lower). The
       slack of a row is the factor by which its bound could shrink (upper:
-      ``B / (mean - z SE)``; ``inf`` when ``mean - z SE <= 0``) or grow (lower:
-      ``(mean + z SE) / B``) before this run flags it. ``slack`` is the smallest over
-      rows (the tightest grid point); 1 is a bound the run pins exactly.
-    * exceeds rows: the smallest effect the run resolves, ``z_{1-0.01} * SE``
+      ``B / (mean - t SE)``; ``inf`` when ``mean - t SE <= 0``) or grow (lower:
+      ``(mean + t SE) / B``) before this run flags it. ``slack`` is the smallest over
+      rows (the tightest grid point); 1 is a bound the run pins exactly. Vacuous rows
+      (a bound at the quantity's trivial range) are not evidence and not counted.
+    * rate rows: the smallest excess of the true exponent over the stated one that the
+      run flags at the mean, ``t_{1-alpha/k} * SE`` (additive, in exponent units).
+    * exceeds rows: the smallest effect the run resolves, ``t_{1-0.01} * SE``
       (absolute, on the row's own scale): min and max over rows.
 
     Rows with ``SE = 0`` compare theory with a deterministic computation (a grid search,
@@ -218,7 +286,8 @@ def detection_power(rows: list[dict], alpha: float, family_size: int) -> dict:
     or when every evidence row is deterministic. It is a flag next to the status,
     never a status.
     """
-    evidence = [r for r in rows if r["kind"] in EVIDENCE_KINDS and "error" not in r]
+    evidence = [r for r in rows if r["kind"] in EVIDENCE_KINDS and "error" not in r
+                and not r.get("vacuous")]
     deterministic = sum(r["se"] == 0 for r in evidence)
     power: dict[str, Any] = {"family_size": family_size, "deterministic_rows": deterministic,
                              "weak": False, "weak_reasons": []}
@@ -228,9 +297,9 @@ def detection_power(rows: list[dict], alpha: float, family_size: int) -> dict:
     rows = [r for r in evidence if r["se"] > 0]
     exact = [r for r in rows if r["kind"] == "exact" and "z" in r]
     if exact:
-        z = stats.critical_z(alpha, family_size, two_sided=True)
-        rel = [(z * r["se"] / abs(r["theory"]), r) for r in exact if r["theory"] != 0]
-        entry = {"rows": len(exact), "critical_z": z, "zero_predictions": len(exact) - len(rel),
+        rel = [(_critical(r, alpha, family_size, two_sided=True) * r["se"] / abs(r["theory"]),
+                r) for r in exact if r["theory"] != 0]
+        entry = {"rows": len(exact), "zero_predictions": len(exact) - len(rel),
                  "min_detectable_rel_error": None, "max_detectable_rel_error": None}
         if rel:
             best, worst = min(rel, key=lambda t: t[0]), max(rel, key=lambda t: t[0])
@@ -243,18 +312,18 @@ def detection_power(rows: list[dict], alpha: float, family_size: int) -> dict:
         power["exact"] = entry
     bounds_ = [r for r in rows if r["kind"] in ("upper", "lower") and "ratio" in r]
     if bounds_:
-        z = stats.critical_z(alpha, family_size, two_sided=False)
         slacks = []
         for r in bounds_:
             if r["theory"] <= 0:
                 continue  # a multiplicative slack needs a positive bound
+            t = _critical(r, alpha, family_size, two_sided=False)
             if r["kind"] == "upper":
-                edge = r["measured"] - z * r["se"]
+                edge = r["measured"] - t * r["se"]
                 slack = r["theory"] / edge if edge > 0 else math.inf
             else:
-                slack = (r["measured"] + z * r["se"]) / r["theory"]
+                slack = (r["measured"] + t * r["se"]) / r["theory"]
             slacks.append((slack, r))
-        entry = {"rows": len(bounds_), "critical_z": z, "slack": None,
+        entry = {"rows": len(bounds_), "slack": None,
                  "nonpositive_bounds": len(bounds_) - len(slacks)}
         if slacks:
             tightest = min(slacks, key=lambda t: t[0])
@@ -265,12 +334,19 @@ def detection_power(rows: list[dict], alpha: float, family_size: int) -> dict:
                     f"every bound could move {tightest[0]:.3g}x before this run flags it "
                     f"(> {WEAK_SLACK:g}x)")
         power["bound"] = entry
+    rates = [r for r in rows if r["kind"] == "rate" and "z" in r]
+    if rates:
+        low, high = _finite_or_none([_critical(r, alpha, family_size, two_sided=False)
+                                     * r["se"] for r in rates])
+        power["rate"] = {"rows": len(rates), "min_detectable_excess": low,
+                         "max_detectable_excess": high}
     effects = [r for r in rows if r["kind"] == "exceeds" and "z" in r]
     if effects:
-        z = float(stats.normal_isf(EFFECT_ALPHA))
-        low, high = _finite_or_none([z * r["se"] for r in effects])
-        power["effect"] = {"rows": len(effects), "critical_z": z, "min_resolved_effect": low,
-                           "max_resolved_effect": high}
+        low, high = _finite_or_none([float(stats.t_isf(EFFECT_ALPHA, r["dof"])) * r["se"]
+                                     for r in effects])
+        power["effect"] = {"rows": len(effects), "min_resolved_effect": low,
+                           "max_resolved_effect": high,
+                           "underpowered": sum(bool(r.get("underpowered")) for r in effects)}
     power["weak"] = bool(power["weak_reasons"])
     return power
 
@@ -278,18 +354,30 @@ def detection_power(rows: list[dict], alpha: float, family_size: int) -> dict:
 def compare(rows: list[dict], alpha: float) -> dict:
     """Add statistics to rows in place and return the claim's summary.
 
-    Exact rows get ``z`` and a two-sided p; bound rows (and ``numerical`` rows) get the
-    tightness ratio, its 95% MC interval and a one-sided violation p. All these share
-    one Holm family at level ``alpha``; ``exceeds`` rows are tested one by one at
-    ``EFFECT_ALPHA``. A tested row whose prediction, bound, measured value or SE is NaN
-    or infinite is not tested: it gets ``error`` and is listed in ``summary["errors"]``
-    (``verdict`` makes the claim an error that names it).
+    Every statistic is ``(mean - theory) / SE`` referred to Student's t with the SE's
+    degrees of freedom (``row["dof"]``), never to the normal: the SE is estimated.
 
-    Evidence rows (``EVIDENCE_KINDS``) and numerical-quality rows are counted apart:
-    ``summary["evidence_rows"]`` counts only the former. ``summary["power"]`` is
-    ``detection_power`` of the evidence rows.
+    * exact rows get ``z`` (the t statistic) and a two-sided p;
+    * upper / lower / numerical rows get the tightness ratio, its 95% MC interval and a
+      one-sided violation p; an upper (lower) bound at or beyond the quantity's trivial
+      range is marked ``vacuous`` and not tested: it cannot fail;
+    * rate rows get ``z`` and a one-sided p against "the exponent is at most the stated
+      one";
+    * evidence rows (exact, upper, lower, rate) form one Holm family at level ``alpha``,
+      numerical rows another (a numerical budget neither dilutes the evidence nor hides
+      in it);
+    * ``exceeds`` rows are tested one by one at ``EFFECT_ALPHA`` (intersection-union),
+      and flagged ``underpowered`` when the power at their measured effect, from their
+      own SE, is below ``EFFECT_POWER``: such a row would fail at other seeds.
+
+    A tested row whose prediction, bound, measured value or SE is NaN or infinite (or
+    whose SE rests on fewer than 2 replicas) is not tested: it gets ``error`` and is
+    listed in ``summary["errors"]``.
+
+    ``summary["evidence_rows"]`` counts tested evidence rows only (not vacuous, not
+    numerical); ``summary["power"]`` is ``detection_power`` of those rows.
     """
-    errors, tested, effects = [], [], []
+    errors, evidence, numerical, effects, vacuous = [], [], [], [], []
     for row in rows:
         kind, th = row["kind"], row["theory"]
         if kind not in TESTED_KINDS:
@@ -298,48 +386,63 @@ def compare(rows: list[dict], alpha: float) -> dict:
         if problem is not None:
             row["error"] = problem
             errors.append(f"{_row_name(row)} ({kind}): {problem}")
+            continue
+        dof = row.get("dof", math.inf)
+        if _vacuous(row):
+            row["vacuous"] = True
+            vacuous.append(row)
         elif kind == "exact":
             z = float(stats.z_scores(row["measured"], row["se"], th))
-            row["z"] = z
-            row["p"] = float(2 * stats.normal_sf(abs(z)))
-            tested.append(row)
+            row.update(z=z, p=float(min(1.0, 2 * stats.t_sf(abs(z), dof))))
+            evidence.append(row)
         elif kind in ("upper", "lower", "numerical"):
-            t = stats.tightness(row["measured"], row["se"], th, upper=kind != "lower")
+            t = stats.tightness(row["measured"], row["se"], th, upper=kind != "lower", dof=dof)
             row.update(ratio=float(t.ratio), ratio_low=float(t.low), ratio_high=float(t.high),
                        p=float(t.p_violation),
                        exceeds=bool(row["measured"] > th if kind != "lower"
                                     else row["measured"] < th))
-            tested.append(row)
+            (numerical if kind == "numerical" else evidence).append(row)
+        elif kind == "rate":
+            z = float(stats.z_scores(row["measured"], row["se"], th))
+            row.update(z=z, p=float(stats.t_sf(z, dof)), exceeds=bool(row["measured"] > th))
+            evidence.append(row)
         else:  # exceeds
             z = float(stats.z_scores(row["measured"], row["se"], th))
-            p = float(stats.normal_sf(z))
-            row.update(z=z, p=p, reject=not p <= EFFECT_ALPHA)
+            p = float(stats.t_sf(z, dof))
+            critical = float(stats.t_isf(EFFECT_ALPHA, dof))
+            power = float(stats.t_sf(critical - z, dof)) if math.isfinite(z) else float(z > 0)
+            row.update(z=z, p=p, reject=not p <= EFFECT_ALPHA, power=power,
+                       underpowered=power < EFFECT_POWER)
             effects.append(row)
-    reject = stats.holm([r["p"] for r in tested], alpha) if tested else []
-    for row, rejected in zip(tested, reject):
-        row["reject"] = bool(rejected)
+    for family in (evidence, numerical):
+        for row, rejected in zip(family, stats.holm([r["p"] for r in family], alpha)
+                                 if family else []):
+            row["reject"] = bool(rejected)
     kinds = [r["kind"] for r in rows]
     summary = {"rows": len(rows), "alpha": alpha,
-               "evidence_rows": sum(k in EVIDENCE_KINDS for k in kinds),
+               "evidence_rows": len(evidence) + len(effects),
+               "vacuous_rows": len(vacuous),
                "numerical_rows": kinds.count("numerical"),
                "report_rows": sum(k not in TESTED_KINDS for k in kinds),
-               "tested": sum(k in TESTED_KINDS for k in kinds),
-               "holm_family": len(tested),
-               "rejected": int(sum(r["reject"] for r in tested + effects))}
+               "tested": len(evidence) + len(effects) + len(numerical),
+               "holm_family": len(evidence), "numerical_family": len(numerical),
+               "rejected": int(sum(r["reject"] for r in evidence + effects)),
+               "numerical_rejected": int(sum(r["reject"] for r in numerical))}
     if errors:
         summary["errors"] = errors
     if effects:
-        summary.update(effect_rows=len(effects), effects_unresolved=int(sum(r["reject"]
-                                                                           for r in effects)))
-    exact = [r for r in tested if r["kind"] == "exact"]
+        summary.update(effect_rows=len(effects),
+                       effects_unresolved=int(sum(r["reject"] for r in effects)),
+                       effects_underpowered=int(sum(r["underpowered"] for r in effects)))
+    exact = [r for r in evidence if r["kind"] == "exact"]
     if exact:
         worst = max(exact, key=lambda r: abs(r["z"]))
         summary.update(exact_rows=len(exact), max_abs_z=abs(worst["z"]),
                        max_rel_error=max(abs(r["measured"] - r["theory"]) / max(abs(r["theory"]),
                                                                                  1e-300)
                                          for r in exact))
-    for prefix, group in (("", ("upper", "lower")), ("numerical_", ("numerical",))):
-        rows_ = [r for r in tested if r["kind"] in group]
+    for prefix, group in (("", evidence), ("numerical_", numerical)):
+        rows_ = [r for r in group if r["kind"] in ("upper", "lower", "numerical")]
         if not rows_:
             continue
         low, high = _finite_or_none([r["ratio"] for r in rows_])
@@ -348,19 +451,28 @@ def compare(rows: list[dict], alpha: float) -> dict:
         summary.update({f"{prefix}violations": int(sum(r["reject"] for r in rows_)),
                         f"{prefix}raw_exceedances": int(sum(r["exceeds"] for r in rows_)),
                         f"{prefix}max_ratio": high, f"{prefix}min_ratio": low})
-    if tested or effects:
-        summary["power"] = detection_power(rows, alpha, max(len(tested), 1))
+    if evidence or effects or numerical:
+        summary["power"] = detection_power(rows, alpha, max(len(evidence), 1))
     return summary
 
 
+def _where(row: dict, points) -> str:
+    return (f"point {row['point']} ({point_label(points[row['point']])}), {row['quantity']} "
+            f"at {row['x_label']}={row['x']}: measured {row['measured']:.6g} ± "
+            f"{row['se']:.2g}, {row['kind']} {row['theory']:.6g}")
+
+
 def verdict(rows: list[dict], summary: dict, points: Sequence[Mapping[str, Any]],
-            alpha: float) -> tuple[str, str]:
+            alpha: float, report_only: str = "") -> tuple[str, str]:
     """The claim's status and message from its compared rows.
 
-    ``error`` when a tested row is not finite (named), ``fail`` when a row is rejected,
-    ``untested`` when no evidence row was tested (only numerical, rate or report rows:
-    nothing was checked against theory), ``pass`` otherwise. Weak detection power is a
-    separate flag (``summary["power"]["weak"]``), never a status.
+    ``error`` when a tested row is not finite (named); ``fail`` when an evidence or a
+    numerical row is rejected (the message names the first of each), or when no
+    evidence row was tested (only vacuous, numerical or report rows: nothing was
+    checked against theory) and the claim does not declare itself report-only;
+    ``untested`` for a declared report-only claim (the reason is the message); ``pass``
+    otherwise. Weak detection power is a separate flag (``summary["power"]["weak"]``),
+    never a status.
     """
     if summary.get("errors"):
         first = next(r for r in rows if "error" in r)
@@ -368,20 +480,27 @@ def verdict(rows: list[dict], summary: dict, points: Sequence[Mapping[str, Any]]
                          f"first: point {first['point']} ({point_label(points[first['point']])}),"
                          f" {first['quantity']} at {first['x_label']}={first['x']} "
                          f"({first['kind']}): {first['error']}")
-    if summary["rejected"]:
-        bad = [r for r in rows if r.get("reject")]
-        worst = bad[0]
-        how = f"Holm at family-wise alpha={alpha}" + (
-            f"; an exceeds row fails when its effect is not resolved at {EFFECT_ALPHA}"
-            if summary.get("effect_rows") else "")
-        return "fail", (f"{len(bad)} row(s) rejected ({how}); e.g. point {worst['point']} "
-                        f"({point_label(points[worst['point']])}), {worst['quantity']} at "
-                        f"{worst['x_label']}={worst['x']}: measured {worst['measured']:.6g} ± "
-                        f"{worst['se']:.2g}, {worst['kind']} {worst['theory']:.6g}")
+    bad = [r for r in rows if r.get("reject") and r["kind"] != "numerical"]
+    budgets = [r for r in rows if r.get("reject") and r["kind"] == "numerical"]
+    if bad or budgets:
+        parts = []
+        if bad:
+            how = f"Holm at family-wise alpha={alpha}" + (
+                f"; an exceeds row fails when its effect is not resolved at {EFFECT_ALPHA}"
+                if summary.get("effect_rows") else "")
+            parts.append(f"{len(bad)} evidence row(s) rejected ({how}); e.g. "
+                         + _where(bad[0], points))
+        if budgets:
+            parts.append(f"{len(budgets)} numerical row(s) beyond their tolerance (Holm over "
+                         f"the numerical rows at {alpha}); e.g. " + _where(budgets[0], points))
+        return "fail", "; ".join(parts)
     if not summary["evidence_rows"]:
-        return "untested", (f"no evidence row (exact/upper/lower/exceeds): "
-                            f"{summary['numerical_rows']} numerical and "
-                            f"{summary['report_rows']} report/rate row(s) only")
+        what = (f"no tested evidence row (exact/upper/lower/rate/exceeds): "
+                f"{summary.get('vacuous_rows', 0)} vacuous, {summary['numerical_rows']} "
+                f"numerical and {summary['report_rows']} report row(s) only")
+        if report_only:
+            return "untested", f"report-only: {report_only} ({what})"
+        return "fail", what + "; a claim that only reports must say why (Claim.report_only)"
     return "pass", ""
 
 
@@ -430,7 +549,7 @@ def evaluate(claim: Claim, mode: str = "default", seed: int = 0, *, progress: bo
         record["notes"].extend(result["notes"])
     record["summary"] = compare(record["rows"], claim.alpha)
     record["status"], record["message"] = verdict(record["rows"], record["summary"], points,
-                                                  claim.alpha)
+                                                  claim.alpha, claim.report_only)
     if not points:  # nothing measured is never a pass
         record["errors"].append({"point": None, "message": f"{claim.id}: grid({mode!r}) is empty; "
                                  "a claim needs at least one grid point"})
@@ -493,3 +612,15 @@ def measured(moments, quantity: str, x, *, x_label: str = "generation i",
     """``Measured`` for one quantity of a ``sims.Moments`` (optionally a slice of the axis)."""
     mean, se = np.asarray(moments.mean[quantity]), np.asarray(moments.se[quantity])
     return Measured(np.asarray(x)[select], mean[select], se[select], moments.count, x_label)
+
+
+def measured_rate(x, mean, se, replicas, *, x_label: str = "fitted exponent") -> Measured:
+    """The exponent ``b`` of ``mean ~ a x^b`` as a one-row ``Measured`` for a ``rate`` row.
+
+    ``mean`` and ``se`` are Monte Carlo means and SEs at each ``x`` (independent runs),
+    ``replicas`` their replica counts: the exponent's SE and degrees of freedom come from
+    the replicas (``verify.stats.rate_exponent``), never from the residual scatter.
+    """
+    fit = stats.rate_exponent(x, mean, se, replicas)
+    return Measured(np.zeros(1), np.array([fit.slope]), np.array([fit.se]),
+                    int(np.min(replicas)), x_label, dof=fit.dof)

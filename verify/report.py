@@ -126,21 +126,24 @@ def _slack_text(slack) -> str:
     return f"{_fmt(slack, 3)}× (tightest point)"
 
 
-def _power_cells(power: dict) -> tuple[str, str, str]:
-    """Exact, bound and effect power as short texts (``—`` where the claim has none)."""
-    exact, bound, effect = (power.get(k) for k in ("exact", "bound", "effect"))
+def _power_cells(power: dict) -> tuple[str, str, str, str]:
+    """Exact, bound, rate and effect power as short texts (``—`` where the claim has none)."""
+    exact, bound, rate, effect = (power.get(k) for k in ("exact", "bound", "rate", "effect"))
     return ((f"{_percent(exact['min_detectable_rel_error'])} (best point) – "
              f"{_percent(exact['max_detectable_rel_error'])} (worst)") if exact else "—",
             _slack_text(bound["slack"]) if bound and bound["slack"] is not None else "—",
-            f"≥ {_fmt(effect['min_resolved_effect'], 2)}" if effect else "—")
+            f"exponent +{_fmt(rate['min_detectable_excess'], 2)}" if rate else "—",
+            (f"≥ {_fmt(effect['min_resolved_effect'], 2)}"
+             + (f" ({effect['underpowered']} underpowered)" if effect.get("underpowered")
+                else "")) if effect else "—")
 
 
 def power_text(summary: dict) -> str:
     """One cell saying what the run could have caught (see ``verify.claim.detection_power``)."""
     power = summary.get("power", {})
     parts = [f"{name} {cell}" for name, cell, key in zip(
-        ("exact: detects rel. errors", "bounds: slack", "effects: resolves"), _power_cells(power),
-        ("exact", "bound", "effect")) if key in power]
+        ("exact: detects rel. errors", "bounds: slack", "rates: detects", "effects: resolves"),
+        _power_cells(power), ("exact", "bound", "rate", "effect")) if key in power]
     if power.get("deterministic_rows"):
         parts.append(f"{power['deterministic_rows']} deterministic row(s) (SE = 0) not counted")
     return "; ".join(parts) or "—"
@@ -152,36 +155,42 @@ def _status_text(claim: dict) -> str:
 
 
 def results_table(report: dict) -> str:
-    """README results-table rows: claim, what, status, tested rows, detection power / slack.
+    """README results-table rows: claim, what, status, row counts, detection power / slack.
 
-    ``tested evidence rows`` counts data-against-theory rows (exact/upper/lower/exceeds);
-    numerical-quality rows are checked but listed apart, never as evidence.
+    ``evidence`` counts tested data-against-theory rows (exact/upper/lower/rate/exceeds);
+    ``vacuous`` bound rows (at the quantity's trivial range) and numerical-quality rows are
+    listed apart, never as evidence.
     """
-    lines = ["| claim | what | status | tested evidence rows | numerical rows | "
-             "detection power / slack |", "|---|---|---|---|---|---|"]
+    lines = ["| claim | what | status | evidence rows | vacuous rows | numerical rows | "
+             "detection power / slack |", "|---|---|---|---|---|---|---|"]
     for c in report["claims"]:
         s = c.get("summary", {})
         lines.append(f"| {c['id']} | {c['title']} | {_status_text(c)} | "
-                     f"{s.get('evidence_rows', '—')} | {s.get('numerical_rows', '—')} | "
-                     f"{power_text(s)} |")
+                     f"{s.get('evidence_rows', '—')} | {s.get('vacuous_rows', '—')} | "
+                     f"{s.get('numerical_rows', '—')} | {power_text(s)} |")
     return "\n".join(lines) + "\n"
 
 
 def _power_section(claims: list[dict]) -> list[str]:
     lines = ["## Detection power", "",
              "What each claim could have caught, from this run's own standard errors, with "
-             "k rows in the claim's Holm family. *Exact*: the smallest relative error "
-             "δ = z₁₋α/(2k)·SE/|prediction| that Holm rejects when it is the only wrong row "
+             "k rows in the claim's evidence Holm family and t the Student-t quantile at each "
+             "row's degrees of freedom. *Exact*: the smallest relative error "
+             "δ = t₁₋α/(2k)·SE/|prediction| that Holm rejects when it is the only wrong row "
              "(best and worst grid point; a constant error is caught once it exceeds the best). "
              "*Bounds*: the factor by which the bound could shrink (upper) or grow (lower) before "
-             "the one-sided test at z₁₋α/k flags it, at the tightest grid point. *Effects*: "
-             "z₀.₉₉·SE, the smallest effect resolved. Rows with SE = 0 (theory against a "
+             "the one-sided test at t₁₋α/k flags it, at the tightest grid point (vacuous bounds "
+             "not counted). *Rates*: the smallest excess of the exponent over the stated rate "
+             "flagged, t₁₋α/k·SE. *Effects*: t₀.₉₉·SE, the smallest effect resolved; an "
+             "effect row is *underpowered* when its power at the effect it measured is below "
+             "0.99 (it would fail at other seeds). Rows with SE = 0 (theory against a "
              "deterministic computation, not Monte Carlo data) are counted apart. A claim is "
              "**weak** when its exact rows miss errors below 25% everywhere, every bound has "
              "slack above 10×, or every evidence row has SE = 0.", "",
              "| claim | status | k | exact: detectable rel. error (best – worst) | "
-             "bounds: slack | effects: resolved | SE = 0 rows | weak because |",
-             "|---|---|---|---|---|---|---|---|"]
+             "bounds: slack | rates: detectable excess | effects: resolved | SE = 0 rows | "
+             "weak because |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for c in claims:
         power = c.get("summary", {}).get("power", {})
         cells = " | ".join(_power_cells(power))
@@ -194,8 +203,12 @@ def _power_section(claims: list[dict]) -> list[str]:
 def _row_stat(r: dict) -> str:
     if "error" in r:
         return f"**error: {r['error']}**"
-    if r["kind"] in ("exact", "exceeds"):
-        stat = f"z = {_fmt(r['z'], 3)}"
+    if r.get("vacuous"):
+        return f"vacuous (bound at the trivial {_fmt(r['trivial'])}): not evidence"
+    if r["kind"] in ("exact", "exceeds", "rate"):
+        stat = f"t = {_fmt(r['z'], 3)}, p = {_fmt(r['p'], 2)}"
+        if r.get("underpowered"):
+            stat += f" (underpowered: power {_fmt(r['power'], 2)})"
     elif r["kind"] in ("upper", "lower", "numerical"):
         stat = f"{_fmt(r['ratio'], 4)} [{_fmt(r['ratio_low'], 3)}, {_fmt(r['ratio_high'], 3)}]"
     else:
@@ -239,24 +252,33 @@ def render_markdown(report: dict, max_rows_per_point: int = 12) -> str:
              + f"; wall time {report.get('wall_seconds', 0):.1f} s)", ""]
     if weak:
         lines += [f"Weak detection power (see below): {', '.join(weak)}.", ""]
-    lines += ["| claim | status | evidence rows | numerical rows | max abs z (exact) "
-              "| tightness ratio range (bounds) | significant violations | seconds |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["| claim | status | evidence rows | vacuous rows | numerical rows | max abs t "
+              "(exact) | tightness ratio range (bounds) | significant violations | seconds |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for c in report["claims"]:
         s = c.get("summary", {})
         ratio = (f"{_fmt(s['min_ratio'], 3)} – {_fmt(s['max_ratio'], 3)}"
                  if s.get("max_ratio") is not None else "—")
         numerical = s.get("numerical_rows", "—")
         if s.get("numerical_violations"):
-            numerical = f"{numerical} ({s['numerical_violations']} violated)"
+            numerical = f"{numerical} ({s['numerical_violations']} beyond tolerance)"
+        elif s.get("numerical_raw_exceedances"):
+            numerical = f"{numerical} ({s['numerical_raw_exceedances']} above, not significant)"
         lines.append(f"| {c['id']} | {_status_text(c)} | {s.get('evidence_rows', '—')} | "
-                     f"{numerical} | {_fmt(s.get('max_abs_z'), 3)} | {ratio} | "
+                     f"{s.get('vacuous_rows', '—')} | {numerical} | "
+                     f"{_fmt(s.get('max_abs_z'), 3)} | {ratio} | "
                      f"{s.get('violations', '—')} | {_fmt(c.get('seconds'), 3)} |")
-    lines += ["", "Exact rows: z = (MC mean − prediction)/SE, Holm over each claim's rows at "
-              "family-wise α. Bound rows: ratio = MC mean / bound with its 95% MC interval; a "
-              "violation is a Holm-significant one-sided exceedance. Numerical rows (grid "
-              "budgets, tail masses) are tested like upper bounds but never count as evidence; "
-              "a claim without evidence rows is `untested`, never `pass`.", ""]
+    lines += ["", "Every statistic is t = (MC mean − theory)/SE referred to Student's t with the "
+              "SE's degrees of freedom (replicas − 1 unless a row says otherwise). Exact rows: "
+              "two-sided. Bound rows: ratio = MC mean / bound with its 95% MC interval; a "
+              "violation is a Holm-significant one-sided exceedance. Rate rows: a fitted "
+              "exponent fails when significantly above the stated one. Evidence rows share one "
+              "Holm family at the claim's α. Vacuous rows (a bound at the quantity's trivial "
+              "range, e.g. a TV bound ≥ 1) cannot fail and are not evidence. Numerical rows "
+              "(grid budgets, tail masses) form a Holm family of their own: one beyond its "
+              "tolerance fails the claim, but they never count as evidence. A claim without "
+              "tested evidence rows fails, unless it declares itself report-only (`untested`).",
+              ""]
     lines += _power_section(report["claims"])
     for c in report["claims"]:
         lines += ["", f"## {c['id']}: {c['title']}", "", f"Status: **{_status_text(c)}**"

@@ -5,12 +5,20 @@
 * upper (lower) bounds: the tightness ratio ``mean / bound`` with its MC interval,
   the raw exceedance count, and a one-sided test of "the true mean exceeds the
   bound" under the same Holm control;
-* rates: least-squares slopes on log-log grids with confidence intervals;
+* rates: least-squares slopes on log-log grids with confidence intervals; a rate row
+  tests a fitted exponent against a stated one, one-sided, with the exponent's SE taken
+  from the replicas (``rate_exponent``), never from the scatter of a few grid points;
 * detection power: the critical z a single wrong row must reach at the first Holm
   step, from which ``verify.claim`` derives the smallest error a run can see.
 
 Holm controls the family-wise error under any dependence between rows, which
 matters here: the generations of one replica are strongly correlated.
+
+Every test statistic divides by an SE *estimated* from the replicas, so its null law is
+Student's t with the SE's degrees of freedom (``replicas - 1`` for a mean, a paired
+difference or a per-replica slope), not the normal: with 3 replicas the normal tail
+understates a p-value by orders of magnitude far out (``t_sf``; docs/statistics.md).
+A ``dof`` of ``inf`` is the normal limit (an SE known exactly).
 """
 from __future__ import annotations
 
@@ -20,8 +28,9 @@ from typing import NamedTuple
 import numpy as np
 from scipy import stats as _scipy_stats
 
-__all__ = ["normal_sf", "normal_isf", "critical_z", "z_scores", "holm", "tightness", "Slope",
-           "fit_slope", "DEFAULT_ALPHA", "Z_975"]
+__all__ = ["normal_sf", "normal_isf", "t_sf", "t_isf", "critical_z", "critical_t", "z_scores",
+           "holm", "tightness", "Slope", "fit_slope", "RateFit", "rate_exponent",
+           "DEFAULT_ALPHA", "Z_975"]
 
 DEFAULT_ALPHA = 1e-3  # family-wise error per claim; with fixed seeds a run is deterministic
 
@@ -37,6 +46,35 @@ def normal_isf(p):
 
 
 Z_975 = float(normal_isf(0.025))  # 1.95996..., the half-width factor of a 95% interval
+
+
+def _dof(dof):
+    dof = np.asarray(dof, np.float64)
+    if np.any(~(dof > 0)):  # NaN included
+        raise ValueError(f"degrees of freedom must be > 0 (at least 2 replicas), got {dof}")
+    return dof
+
+
+def t_sf(t, dof):
+    """Upper tail ``P(T > t)`` of Student's t with ``dof`` degrees of freedom
+    (``inf``: the normal). Accurate far out (scipy)."""
+    t, dof = np.asarray(t, np.float64), _dof(dof)
+    return np.where(np.isinf(dof), _scipy_stats.norm.sf(t), _scipy_stats.t.sf(t, np.where(
+        np.isinf(dof), 1.0, dof)))
+
+
+def t_isf(p, dof):
+    """Inverse upper tail of Student's t: the ``t`` with ``P(T > t) = p``."""
+    p, dof = np.asarray(p, np.float64), _dof(dof)
+    return np.where(np.isinf(dof), _scipy_stats.norm.isf(p), _scipy_stats.t.isf(p, np.where(
+        np.isinf(dof), 1.0, dof)))
+
+
+def critical_t(alpha: float, family_size: int, dof, *, two_sided: bool):
+    """``critical_z`` for a statistic whose SE has ``dof`` degrees of freedom."""
+    if family_size < 1:
+        raise ValueError(f"family_size must be >= 1, got {family_size}")
+    return t_isf(alpha / family_size / (2 if two_sided else 1), dof)
 
 
 def critical_z(alpha: float, family_size: int, *, two_sided: bool) -> float:
@@ -94,16 +132,16 @@ class Tightness(NamedTuple):
     p_violation: np.ndarray  # one-sided p-value of H0: true mean <= bound
 
 
-def tightness(mean, se, bound, *, upper: bool = True) -> Tightness:
+def tightness(mean, se, bound, *, upper: bool = True, dof=np.inf) -> Tightness:
     """Tightness ratio of an upper (or lower) bound, with its MC interval and the
-    one-sided p-value against "the bound holds"."""
+    one-sided p-value against "the bound holds" (Student t with ``dof``)."""
     mean, se, bound = (np.asarray(a, np.float64) for a in (mean, se, bound))
     with np.errstate(divide="ignore", invalid="ignore"):  # a zero bound: infinite ratio
         ratio = mean / bound
-        half = Z_975 * se / np.abs(bound)
+        half = t_isf(0.025, dof) * se / np.abs(bound)
         low, high = ratio - half, ratio + half
     excess = z_scores(mean, se, bound) * (1 if upper else -1)
-    return Tightness(ratio, low, high, normal_sf(excess))
+    return Tightness(ratio, low, high, t_sf(excess, dof))
 
 
 class Slope(NamedTuple):
@@ -133,3 +171,41 @@ def fit_slope(x, y, y_se=None) -> Slope:
     se = math.sqrt(cov[1, 1] * scale)
     t = float(_scipy_stats.t.ppf(0.975, dof))
     return Slope(float(coef[1]), float(coef[0]), se, float(coef[1] - t * se), float(coef[1] + t * se))
+
+
+class RateFit(NamedTuple):
+    """A fitted exponent ``b`` of ``y ~ a x^b`` with its uncertainty from the replicas."""
+    slope: float
+    intercept: float
+    se: float
+    dof: float   # of ``se``: the fewest replicas behind a point, minus one
+    low: float   # 95% t interval
+    high: float
+
+
+def rate_exponent(x, mean, se, replicas) -> RateFit:
+    """The exponent of ``mean ~ a x^b`` with an SE that comes from the replicas.
+
+    Each point's ``log mean`` has variance ``(se/mean)^2`` (delta method; the points are
+    independent runs), so weighted least squares with those *known* weights gives the
+    slope's SE without looking at the residual scatter of a few points, which says more
+    about the curve's shape than about the Monte Carlo error (docs/statistics.md). The
+    SE is estimated from ``replicas`` draws per point, so the interval and any test use
+    Student t with ``min(replicas) - 1`` degrees of freedom.
+    """
+    x, mean, se = (np.asarray(a, np.float64).ravel() for a in (x, mean, se))
+    replicas = np.broadcast_to(np.asarray(replicas), x.shape)
+    if len(x) < 2 or len(np.unique(x)) < 2:
+        raise ValueError(f"a rate fit needs at least 2 distinct x values, got {x.tolist()}")
+    if np.any(~(mean > 0)) or np.any(~(se > 0)) or np.any(~(x > 0)):
+        raise ValueError("a rate fit needs positive x, means and standard errors, got "
+                         f"x={x.tolist()}, mean={mean.tolist()}, se={se.tolist()}")
+    lx, ly, w = np.log(x), np.log(mean), (mean / se) ** 2
+    design = np.stack([np.ones_like(lx), lx], axis=1)
+    cov = np.linalg.inv(design.T @ (w[:, None] * design))
+    coef = cov @ design.T @ (w * ly)
+    slope_se = math.sqrt(cov[1, 1])
+    dof = float(np.min(replicas)) - 1
+    half = float(t_isf(0.025, dof)) * slope_se
+    return RateFit(float(coef[1]), float(coef[0]), slope_se, dof, float(coef[1] - half),
+                   float(coef[1] + half))
