@@ -191,6 +191,7 @@ def test_nan_sampler_output_is_reported_with_generation_and_replica():
 # --- claims (quick grids) and negative controls -------------------------------------------
 
 from verify import claim as claim_lib  # noqa: E402
+from verify.claim import Theory  # noqa: E402
 from verify.claims import diffusion as claims_diffusion  # noqa: E402
 
 
@@ -207,21 +208,27 @@ def _evaluate(claim, theories, seed=0):
     return summaries, measured
 
 
-def test_b2_oneshot_passes_and_a_bound_without_its_score_or_inverse_tau_term_fails():
+def test_b2_oneshot_passes_and_a_bound_without_its_score_term_fails():
     claim = claims_diffusion.B2_ONESHOT
     no_score = functools.partial(claims_diffusion.b2_oneshot_theory, drop_score_term=True)
-    no_inverse_tau = functools.partial(claims_diffusion.b2_oneshot_theory, drop_inverse_tau=True)
-    (good, rows), (bad, _), (flat, flat_rows) = _evaluate(claim, [claim.theory, no_score,
-                                                                 no_inverse_tau])[0]
+
+    def steeper_rate(point, context):  # a stated KL rate far steeper than the data allow
+        theory = claims_diffusion.b2_oneshot_theory(point, context)
+        return {**theory, claims_diffusion.KL_RATE: Theory("rate", -3.0, "O(n^-3): wrong")}
+
+    (good, rows), (bad, _), (steep, _) = _evaluate(claim, [claim.theory, no_score,
+                                                          steeper_rate])[0]
     assert good["rejected"] == 0 and good["bound_rows"] >= 9
     assert all(np.isfinite(r["measured"]) for r in rows)
+    # The fitted three-term shape and the fitted rate lines are diagnostics, never evidence.
     shape_rows = [r for r in rows if "3-term shape" in r["quantity"]]
     assert len(shape_rows) == 2 * len(claim.grid("quick")[0]["sizes"])
-    assert all(r["kind"] == "exact" for r in shape_rows)
+    assert all(r["kind"] == "report" for r in shape_rows)
+    rates = {r["quantity"]: r for r in rows if r["kind"] == "rate"}
+    assert set(rates) == {claims_diffusion.KL_RATE, claims_diffusion.TV_RATE}
+    assert all(r["dof"] == r["replicas"] - 1 and r["se"] > 0 for r in rates.values())
     assert bad["violations"] > 0
-    # Without 1/tau the fitted shape cannot fall in tau: it misses the held-out points.
-    assert flat["rejected"] > 0
-    assert any(r["reject"] for r in flat_rows if "3-term shape" in r["quantity"])
+    assert steep["rejected"] > 0
 
 
 def test_b2_loop_passes_and_wrong_theories_fail():

@@ -113,7 +113,11 @@ def test_b3_peak_is_asserted_for_the_shrinking_rule_and_a_shifted_sampler_breaks
 def test_b3_fixed_bandwidth_has_no_peak_at_i5_which_is_a_finding_not_a_pass():
     claim = _b3(1)
     good = evaluate(claim, "quick")  # nothing is asserted for the fixed rule: a finding
-    assert good["status"] == "untested", good["message"]
+    # alone, that point tests nothing: a claim without evidence fails unless it says why
+    assert good["status"] == "fail" and "no tested evidence row" in good["message"]
+    declared = evaluate(dataclasses.replace(claim, report_only="fixed h: no peak expected"),
+                        "quick")
+    assert declared["status"] == "untested", declared["message"]
     assert not [r for r in good["rows"] if r["kind"] == "exceeds"]
     assert any("i=5" in note and "NO peak" in note and "not asserted" in note
                for note in good["notes"])

@@ -229,7 +229,8 @@ def test_claim_pipeline_on_tiny_points():
     """Measure, theory, notes and figure of a main and a coupled point (TINY sizes)."""
     base = {k: getattr(TINY, k) for k in a4.SPEC_FIELDS}
     grid = [dict(base, generations=3, lams=[0.5], coupled=True, replicas=1),
-            dict(base, generations=3, lams=[0.0, 0.5], coupled=False, replicas=2)]
+            dict(base, generations=3, lams=[0.0, 0.5], coupled=False,
+                 replicas=a4.EFFECT_REPLICAS)]
     record = evaluate(dataclasses.replace(a4.A4, grid=lambda mode: grid), "quick", seed=0)
     assert record["status"] in ("pass", "fail"), record["message"]
     kinds = {(r["point"], r["quantity"]): r["kind"] for r in record["rows"]}
@@ -242,6 +243,18 @@ def test_claim_pipeline_on_tiny_points():
     assert any("coupled" in note for note in record["notes"])
     assert any("smallest late slope" in note for note in record["notes"])
     assert a4.a4_figure(record) is not None
+
+
+def test_a4_effect_rows_are_reports_where_the_replicas_cannot_resolve_them():
+    """Below EFFECT_REPLICAS replicas Student t has too few dof for a 0.01-level effect to be
+    resolved at nearly every seed: the rows are shown, not tested (issue 16)."""
+    point = dict(a4._a4_grid("quick")[0], replicas=a4.EFFECT_REPLICAS - 1)
+    context = {"lams": {lam: dict(risk_at_gamma=0.0, lsa_risk=0.0) for lam in point["lams"]}}
+    theory = a4.a4_theory(point, context)
+    assert theory[a4.GROWS].kind == theory[a4.RESOLVED].kind == "report"
+    assert "not tested below" in theory[a4.GROWS].label
+    assert a4.a4_theory(dict(point, replicas=a4.EFFECT_REPLICAS), context)[a4.GROWS].kind == (
+        "exceeds")
 
 
 def _broken(simulated):

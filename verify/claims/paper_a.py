@@ -293,6 +293,16 @@ def _a1_gamma(key, point, generations):
     return measured(moments, "gamma", np.arange(point["generations"]), select=generations)
 
 
+def _measures_recursive_term(point, i) -> bool:
+    """Whether A1 runs coupled loops at this point. No maximal coupler for ridge (R2 is not
+    proved there). Coupled runs only where they share their compilation with A2-gamma (lam in
+    0.2 .. 0.8; at m = 19n a pair of loops would cost more than the rest of the point) and
+    test more than gamma_0."""
+    n, m, lam = _sizes(point)
+    tested = r2_values(point, generations=i - 1, uncapped=True)[0] < 1.0
+    return point["model"] != "ridge" and m > 0 and lam >= 0.2 and tested.sum() >= 2
+
+
 def a1_measure(key, point):
     """The gap, its three parts (docs 9.1) and, for lam < 1, the coupled-loop gamma."""
     moments = run_loop(key, point)
@@ -311,10 +321,7 @@ def a1_measure(key, point):
     out[TERM_SHIFT] = _scaled(measured(moments, "shift_part", axis, select=i), 1 - lam)
     out[TERM_TV] = _scaled(measured(moments, "tv_prev", axis, select=i), (1 - lam) * loss_range)
     tested = r2_values(point, generations=i - 1, uncapped=True)[0] < 1.0
-    # No maximal coupler for ridge (R2 is not proved there). Coupled runs only where they
-    # share their compilation with A2-gamma (lam in 0.2 .. 0.8; at m = 19n a pair of loops
-    # would cost more than the rest of the point) and test more than gamma_0.
-    if point["model"] != "ridge" and lam >= 0.2 and tested.sum() >= 2:
+    if _measures_recursive_term(point, i):
         gamma = _scaled(_a1_gamma(key, point, i - 1), lam * beta * m)
         gamma = gamma._replace(x=i)
         for name, mask in ((TERM_REC, tested), (TERM_REC + CAPPED, ~tested)):
@@ -348,26 +355,40 @@ def a1_theory(point, *, drop: str | None = None, keep_power: int = 1,
     def term(value):
         return np.broadcast_to(np.asarray(value, np.float64), shape)
 
-    out = {GAP: Theory("upper", term(bound.total), "R3: sum of the terms (concentration = 0)")}
-    real = term(bound.real_stability + bound.recursive_stability)
-    out[TERM_REAL] = Theory("upper", real, "lam beta_N (1 + m gamma_(i-1)), gamma: R2 capped at 1")
-    out[TERM_SYNTH] = Theory("upper", term(bound.synthetic_stability), "(1-lam) beta_N")
-    shift = term(bound.distribution_shift)
-    out[TERM_SHIFT] = Theory("upper", shift, "(1-lam) M E TV(p0, G_(i-1)) (bound on E TV)")
-    ridge_tv_note = " (ridge: E TV is an MC estimate from an independent run: report)"
-    out[TERM_TV] = Theory("report" if point["model"] == "ridge" else "upper", shift,
-                          "(1-lam) M x (Jensen bound on E TV)" + (
-                              ridge_tv_note if point["model"] == "ridge" else ""))
-    if m > 0 and point["model"] != "ridge":
-        tested = r2_values(point, generations=i - 1, uncapped=True)[0] < 1.0
-        rec = term(bound.recursive_stability)
-        out[TERM_REC] = Theory("upper", rec[tested], "lam beta_N m R2(gamma_(i-1))")
-        out[TERM_REC + CAPPED] = Theory("report", rec[~tested],
-                                        "lam beta_N m min(1, R2): R2 >= 1 tests TV <= 1 only")
+    out = {GAP: Theory("upper", term(bound.total), "R3: sum of the terms (concentration = 0)",
+                       trivial=loss_constants(point)[1])}
     if point["model"] == "mean":
         out["gap (exact)"] = Theory("exact", mean_gap_exact(n, m, i), "2 v_i - (1-lam) v_{i-1}")
     elif point["model"] == "categorical":
         out["gap (exact)"] = Theory("exact", categorical_error_exact(n, m, i), "sum_k v_i(k)")
+    if m == 0:  # lam = 1: only the gap is measured (one fit on n i.i.d. points)
+        return out
+    # A bound at a term's trivial range says nothing (vacuous rows, never evidence): a loss in
+    # [0, M] gives a gap <= M, lam- and (1-lam)-weighted terms <= lam M and (1-lam) M, and a
+    # TV <= 1 caps the recursive term at lam beta_N m.
+    beta, M = loss_constants(point)
+    real = term(bound.real_stability + bound.recursive_stability)
+    out[TERM_REAL] = Theory("upper", real, "lam beta_N (1 + m gamma_(i-1)), gamma: R2 capped at 1",
+                            trivial=lam * M)
+    out[TERM_SYNTH] = Theory("upper", term(bound.synthetic_stability), "(1-lam) beta_N",
+                             trivial=(1 - lam) * M)
+    shift = term(bound.distribution_shift)
+    out[TERM_SHIFT] = Theory("upper", shift, "(1-lam) M E TV(p0, G_(i-1)) (bound on E TV)",
+                             trivial=(1 - lam) * M)
+    ridge_tv_note = " (ridge: E TV is an MC estimate from an independent run: report)"
+    if point["model"] == "ridge":
+        out[TERM_TV] = Theory("report", shift, "(1-lam) M x (Jensen bound on E TV)" + ridge_tv_note)
+    else:
+        out[TERM_TV] = Theory("upper", shift, "(1-lam) M x (Jensen bound on E TV)",
+                              trivial=(1 - lam) * M)
+    if _measures_recursive_term(point, i):
+        tested = r2_values(point, generations=i - 1, uncapped=True)[0] < 1.0
+        rec = term(bound.recursive_stability)
+        out[TERM_REC] = Theory("upper", rec[tested], "lam beta_N m R2(gamma_(i-1))",
+                               trivial=lam * beta * m)
+        if (~tested).any():
+            out[TERM_REC + CAPPED] = Theory("report", rec[~tested],
+                                            "lam beta_N m min(1, R2): R2 >= 1 tests TV <= 1 only")
     return out
 
 
@@ -707,8 +728,9 @@ def a2_theory(point, *, keep_power: int = 1, drop: str | None = None):
     out = {}
     if point["coupling"] == "maximal":
         tested = r2_tested(point)
-        out[A2_R2] = Theory("upper", bound[tested], label)
-        out[A2_CAPPED] = Theory("report", bound[~tested], label + " (capped at 1)")
+        out[A2_R2] = Theory("upper", bound[tested], label, trivial=1.0)
+        if (~tested).any():
+            out[A2_CAPPED] = Theory("report", bound[~tested], label + " (capped at 1)")
     else:
         out[A2_SHARED] = Theory("report", bound, label + " (capped at 1; R2 assumes a maximal "
                                 "coupling; shown for comparison)")

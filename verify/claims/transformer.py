@@ -43,15 +43,18 @@ GROWS = "slope of test error at lam = 0 (grows)"
 BOUNDED = "late slope - (1-lam)^(G/2) x collapse slope (bounded)"
 RESOLVED = "collapse slope - mean late slope over lam > 0 (resolved)"
 
+EFFECT_REPLICAS = 6  # fewest replicas at which A4's effect rows are tested (issue 16)
+
 # --- every size of A4 in one place --------------------------------------------------------
 # Work is loops x generations x steps x batch (CPU time is proportional to it). Quick runs a
-# subset (lam in {0, 0.5}, 6 generations, 3 replicas): it checks that the rows work, with
-# little power; default has the issue's grid (>= 10 generations, lam in {0, 0.1, 0.3, 0.5}).
+# subset (lam in {0, 0.5}, 6 generations, 6 replicas: the fewest at which its effect rows are
+# tested, EFFECT_REPLICAS); default has the issue's grid (>= 10 generations,
+# lam in {0, 0.1, 0.3, 0.5}).
 # Coupled points (default, full) run ``coupled_pairs`` pairs per lam.
 SIZES = {
     "quick": dict(spec=dict(dim=3, context=10, width=16, heads=2, layers=2, mlp=32, steps=150,
                             batch=32, warmup=15, learning_rate=4e-3, train_prompts=4800),
-                  generations=6, replicas=3, lams=(0.0, 0.5), coupled_lams=(), coupled_pairs=0),
+                  generations=6, replicas=6, lams=(0.0, 0.5), coupled_lams=(), coupled_pairs=0),
     "default": dict(spec=dict(dim=3, context=10, width=16, heads=2, layers=2, mlp=32,
                               steps=250, batch=32, warmup=25, train_prompts=8000),
                     generations=12, replicas=6, lams=(0.0, 0.1, 0.3, 0.5),
@@ -120,9 +123,10 @@ def paired_slopes(error: np.ndarray, lams) -> dict:
 def smallest_detectable_late_slope(stat: dict, family_size: int,
                                    alpha: float = stats.DEFAULT_ALPHA) -> np.ndarray:
     """Per ``lam > 0``: the late slope at which the bounded row is rejected about half the
-    time, ``(1-lam)^(G/2) mean s0 + z_{1-alpha/k} SE`` (SE of the paired contrast)."""
-    z = stats.critical_z(alpha, family_size, two_sided=False)
+    time, ``(1-lam)^(G/2) mean s0 + t_{1-alpha/k} SE`` (SE of the paired contrast, Student
+    t with ``replicas - 1`` degrees of freedom)."""
     reps = stat["bounded"].shape[1]
+    z = stats.critical_t(alpha, family_size, reps - 1, two_sided=False)
     se = stat["bounded"].std(1, ddof=1) / np.sqrt(reps)
     return stat["late"].mean(1) - stat["bounded"].mean(1) + z * se
 
@@ -227,9 +231,14 @@ def a4_theory(point, context):
         if "lsa_distance" in c:
             out[per_lam("coupled distance", lam)] = Theory(
                 "report", c["lsa_distance"], "linear attention trained in the same coupled loops")
-    out[GROWS] = Theory("exceeds", np.zeros(1), "0 (collapse: grows)")
+    # Effects are asserted only where the replicas can resolve them at nearly every seed:
+    # with 3 replicas (quick) Student t has 2 dof and needs t > 7 at the 0.01 level.
+    effect = "exceeds" if point["replicas"] >= EFFECT_REPLICAS else "report"
+    untested = "" if effect == "exceeds" else f" (not tested below {EFFECT_REPLICAS} replicas)"
+    out[GROWS] = Theory(effect, np.zeros(1), "0 (collapse: grows)" + untested)
     out[BOUNDED] = Theory("upper", 0.0, "0: late slope <= (1-lam)^(G/2) s0, paired per replica")
-    out[RESOLVED] = Theory("exceeds", np.zeros(1), "0 (late slopes below the collapse rate)")
+    out[RESOLVED] = Theory(effect, np.zeros(1),
+                           "0 (late slopes below the collapse rate)" + untested)
     return out
 
 
