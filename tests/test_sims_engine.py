@@ -135,6 +135,7 @@ def test_no_recompilation_for_a_new_seed_or_replica_count():
 def test_one_device_and_four_devices_give_identical_results(tmp_path):
     script = textwrap.dedent("""
         import sys, jax, jax.numpy as jnp, numpy as np
+        import verify; verify.enable_float64()  # as the CLI does
         import sims
         from sims.models import GaussianParams, gaussian
         def metric(key, gen, truth):
