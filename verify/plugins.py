@@ -39,7 +39,8 @@ def _module_name(path: Path) -> str:
 def _load_file(spec: str):
     path = Path(spec).expanduser().resolve()
     if not path.is_file():
-        raise PluginError(f"--claims {spec}: no such file")
+        why = "not a file" if path.exists() else "no such file"
+        raise PluginError(f"--claims {spec}: {why}")
     name = _module_name(path)
     if name in sys.modules:
         return sys.modules[name]
