@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 import numpy as np
 
 from bounds import validate
@@ -64,7 +65,7 @@ def _survival(lam: jax.Array) -> jax.Array:
     return jnp.concatenate([through[1:], jnp.ones(1)])
 
 
-def expected_density_components(lam: Any, h: Any) -> KdeMixture:
+def expected_density_components(lam: ArrayLike, h: ArrayLike) -> KdeMixture:
     """Mixture weights and kernel variances of ``E p_hat_i`` for any ``lam``/``h`` schedules.
 
     Claim: P8 generalised (B4). Kind: exact. ``weights[j] = lam_j prod_{k=j+1..i} (1-lam_k)``,
@@ -86,7 +87,7 @@ def expected_density_components(lam: Any, h: Any) -> KdeMixture:
     return KdeMixture(weights=weights, variances=variances)
 
 
-def constant_lam_components(lam: Any, h: Any, generation: int) -> KdeMixture:
+def constant_lam_components(lam: ArrayLike, h: ArrayLike, generation: int) -> KdeMixture:
     """THEORY's P8 form: ``w_k = lam (1-lam)^(k-1)`` (``k <= g``), ``w_{g+1} = (1-lam)^g``, variance ``k h^2``.
 
     Claim: P8 (indexing: ``g = i``, the generation of THEORY §1). Kind: exact.
@@ -116,7 +117,8 @@ def _check_p0(p0_loc: Any, p0_weight: Any, p0_scale: Any, dim: int):
     return loc, weight, scale
 
 
-def expected_density(x: Any, p0_loc: Any, p0_weight: Any, p0_scale: Any, lam: Any, h: Any) -> jax.Array:
+def expected_density(x: ArrayLike, p0_loc: ArrayLike, p0_weight: ArrayLike, p0_scale: ArrayLike,
+                     lam: ArrayLike, h: ArrayLike) -> jax.Array:
     """``E p_hat_i(x)`` for a 1-D Gaussian-mixture ``p0 = sum_c pi_c N(mu_c, sigma_c^2)``.
 
     Claim: P8 generalised (B4). Kind: exact: ``N(mu, s^2) * N(0, v) = N(mu, s^2 + v)``,
@@ -141,7 +143,8 @@ def expected_density(x: Any, p0_loc: Any, p0_weight: Any, p0_scale: Any, lam: An
     return jnp.sum(coef * normal, axis=(-2, -1))
 
 
-def expected_density_2d(x: Any, p0_loc: Any, p0_weight: Any, p0_scale: Any, lam: Any, h: Any) -> jax.Array:
+def expected_density_2d(x: ArrayLike, p0_loc: ArrayLike, p0_weight: ArrayLike,
+                        p0_scale: ArrayLike, lam: ArrayLike, h: ArrayLike) -> jax.Array:
     """``E p_hat_i(x)`` in 2-D: isotropic Gaussian kernels, isotropic Gaussian-mixture ``p0``.
 
     Claim: P8 generalised to 2-D (B4). Kind: exact; as the 1-D case with
@@ -168,7 +171,7 @@ def expected_density_2d(x: Any, p0_loc: Any, p0_weight: Any, p0_scale: Any, lam:
     return jnp.sum(coef * normal, axis=(-2, -1))
 
 
-def excess_variance(lam: Any, h: Any) -> jax.Array:
+def excess_variance(lam: ArrayLike, h: ArrayLike) -> jax.Array:
     """``Var(E p_hat_i) - Var(p0) = sum_{k=0..i} h_k^2 prod_{l=k+1..i} (1 - lam_l)``.
 
     Claim: P8/B4 (bias of the expected KDE). Kind: exact. Kernel ``k`` acts
@@ -182,7 +185,7 @@ def excess_variance(lam: Any, h: Any) -> jax.Array:
     return jnp.sum(h ** 2 * _survival(lam))
 
 
-def bias_amplification_factor(lam: Any, generation: Any) -> jax.Array:
+def bias_amplification_factor(lam: ArrayLike, generation: ArrayLike) -> jax.Array:
     """``(1 - (1-lam)^(i+1)) / lam``, with its ``lam = 0`` limit ``i + 1``.
 
     Claim: P8/B4. Kind: exact: excess variance ``= h^2`` times this, for
@@ -204,7 +207,7 @@ def bias_amplification_factor(lam: Any, generation: Any) -> jax.Array:
     return jnp.where(positive, ratio, steps)
 
 
-def kde_bandwidth(N: Any, c: Any = 1.0, dim: int = 1) -> jax.Array:
+def kde_bandwidth(N: ArrayLike, c: ArrayLike = 1.0, dim: int = 1) -> jax.Array:
     """Rate-optimal bandwidth shape ``h = c N^(-1/(4+d))``.
 
     Claim: B3/B4 (bandwidth rule of THEORY §4). Kind: rate (``c`` is a choice
@@ -225,7 +228,7 @@ def kde_tv_exponent(dim: int = 1) -> float:
     return 2.0 / (4.0 + d)
 
 
-def kde_tv_rate(N: Any, C: Any, alpha: Any = 0.4) -> jax.Array:
+def kde_tv_rate(N: ArrayLike, C: ArrayLike, alpha: ArrayLike = 0.4) -> jax.Array:
     """Single-step KDE error ``E TV(p_hat, p) ~ C N^(-alpha)``.
 
     Claim: B3/B4 input to R4. Kind: rate: ``C`` (and, for a check, ``alpha``)

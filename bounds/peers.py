@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 from jax.scipy.special import digamma, gammaln, polygamma
 
 from bounds import validate
@@ -29,7 +31,7 @@ __all__ = [
 PI_SQUARED_OVER_6 = math.pi ** 2 / 6
 
 
-def fits_after_generation(i):
+def fits_after_generation(i: ArrayLike) -> jax.Array:
     """Number of fits ``g`` after generation ``i`` (``G_0`` is the first fit): ``g = i + 1``.
 
     The single place where the P1-P7 convention is pinned (see docs/peers.md §0).
@@ -38,7 +40,7 @@ def fits_after_generation(i):
     return jnp.asarray(i) + 1
 
 
-def c4(M):
+def c4(M: ArrayLike) -> jax.Array:
     """``c4(M) = sqrt(2/(M-1)) Gamma(M/2) / Gamma((M-1)/2)`` = ``E[S] / sigma`` for ``M`` samples.
 
     The exact constant of P2 and P3 (docs/peers.md §0). Computed through ``gammaln`` so that large ``M`` does not overflow. Needs ``M >= 2``.
@@ -53,7 +55,7 @@ def _check_chain(g, M, min_M=1):
     validate.check_whole("M", M, min_M)
 
 
-def mle_variance_chain(g, M, sigma0_sq=1.0):
+def mle_variance_chain(g: ArrayLike, M: ArrayLike, sigma0_sq: ArrayLike = 1.0) -> jax.Array:
     """P1 (exact): ``E[sigma_g^2] = ((M-1)/M)^g sigma0^2`` for the MLE-variance chain.
 
     Assumptions: Gaussian, fully synthetic, ``M >= 1`` samples per fit, ``g`` fits
@@ -64,7 +66,7 @@ def mle_variance_chain(g, M, sigma0_sq=1.0):
     return ((M - 1.0) / M) ** jnp.asarray(g, jnp.float64) * sigma0_sq
 
 
-def mle_log_variance_chain(g, M, sigma0_sq=1.0):
+def mle_log_variance_chain(g: ArrayLike, M: ArrayLike, sigma0_sq: ArrayLike = 1.0) -> jax.Array:
     """P1 (exact): ``E[log sigma_g^2] = log sigma0^2 + g (digamma((M-1)/2) + log(2/M))``.
 
     Each MLE refit multiplies the variance by ``chi2_{M-1} / M``; the log turns the
@@ -79,7 +81,7 @@ def mle_log_variance_chain(g, M, sigma0_sq=1.0):
     return jnp.log(sigma0_sq) + jnp.asarray(g, jnp.float64) * drift
 
 
-def moment_ratio_horizon(M, max_ratio=10.0):
+def moment_ratio_horizon(M: float, max_ratio: float = 10.0) -> int:
     """Largest ``g`` with ``((M+1)/(M-1))^g <= max_ratio``: how far ``E sigma_g^2`` is tame (P1, P2).
 
     ``E sigma_g^4 / (E sigma_g^2)^2 = ((M+1)/(M-1))^g`` for both chains (exact), so
@@ -90,7 +92,7 @@ def moment_ratio_horizon(M, max_ratio=10.0):
     return int(math.floor(math.log(max_ratio) / math.log((M + 1.0) / (M - 1.0))))
 
 
-def unbiased_variance_chain(g, M, sigma0_sq=1.0):
+def unbiased_variance_chain(g: ArrayLike, M: ArrayLike, sigma0_sq: ArrayLike = 1.0) -> jax.Array:
     """P2 (exact): ``E[sigma_g^2] = sigma0^2``: the unbiased chain is a martingale.
 
     Assumptions: Gaussian, fully synthetic, ``M >= 2`` (docs/peers.md §P2). Checking
@@ -101,7 +103,7 @@ def unbiased_variance_chain(g, M, sigma0_sq=1.0):
     return jnp.zeros_like(jnp.asarray(g, jnp.float64)) + sigma0_sq
 
 
-def unbiased_sd_chain(g, M, sigma0=1.0):
+def unbiased_sd_chain(g: ArrayLike, M: ArrayLike, sigma0: ArrayLike = 1.0) -> jax.Array:
     """P2 (exact): ``E[sigma_g] = c4(M)^g sigma0 -> 0`` (collapse despite the martingale).
 
     Assumptions: as ``unbiased_variance_chain`` (docs/peers.md §P2).
@@ -111,7 +113,8 @@ def unbiased_sd_chain(g, M, sigma0=1.0):
     return c4(M) ** jnp.asarray(g, jnp.float64) * sigma0
 
 
-def unbiased_log_variance_chain(g, M, sigma0_sq=1.0):
+def unbiased_log_variance_chain(g: ArrayLike, M: ArrayLike,
+                                sigma0_sq: ArrayLike = 1.0) -> jax.Array:
     """P2 (exact): ``E[log sigma_g^2] = log sigma0^2 + g (digamma((M-1)/2) + log(2/(M-1)))``.
 
     The drift is negative for every ``M >= 2``: the log-variance is a random walk
@@ -124,7 +127,7 @@ def unbiased_log_variance_chain(g, M, sigma0_sq=1.0):
     return jnp.log(sigma0_sq) + jnp.asarray(g, jnp.float64) * drift
 
 
-def w2_squared_unbiased_chain(sizes, sigma0_sq=1.0):
+def w2_squared_unbiased_chain(sizes: ArrayLike, sigma0_sq: ArrayLike = 1.0) -> jax.Array:
     """P3 (exact): ``E[W2^2(G_g, p0)]`` for ``g = 1 .. len(sizes)`` fits of the unbiased chain.
 
     ``E W2^2 = sigma0^2 [sum_{k<g} 1/M_k + 2 (1 - prod_{k<g} c4(M_k))]`` with ``M_k``
@@ -140,7 +143,7 @@ def w2_squared_unbiased_chain(sizes, sigma0_sq=1.0):
     return sigma0_sq * (jnp.cumsum(1.0 / sizes) + 2.0 * (1.0 - jnp.cumprod(c4(sizes))))
 
 
-def gaussian_design_trace(T, d):
+def gaussian_design_trace(T: ArrayLike, d: ArrayLike) -> float | jax.Array:
     """``E tr((X^T X)^{-1}) = d / (T - d - 1)`` for ``X`` with i.i.d. ``N(0, 1)`` entries (exact).
 
     The inverse-Wishart mean; finite only for ``T >= d + 2`` (docs/peers.md §P4).
@@ -149,7 +152,7 @@ def gaussian_design_trace(T, d):
     return d / (T - d - 1.0)
 
 
-def ols_replace_error(g, sigma, trace_inv_gram):
+def ols_replace_error(g: ArrayLike, sigma: ArrayLike, trace_inv_gram: ArrayLike) -> jax.Array:
     """P4 (exact): ``E||w_g - w*||^2 = g sigma^2 tr((X^T X)^{-1})``.
 
     Assumptions: fixed design ``X`` (``T >= d``, full rank), each fit on labels
@@ -162,7 +165,7 @@ def ols_replace_error(g, sigma, trace_inv_gram):
     return jnp.asarray(g, jnp.float64) * sigma ** 2 * trace_inv_gram
 
 
-def ols_accumulate_error(g, sigma, trace_inv_gram):
+def ols_accumulate_error(g: ArrayLike, sigma: ArrayLike, trace_inv_gram: ArrayLike) -> jax.Array:
     """P5 (exact): ``E||w_g - w*||^2 = sigma^2 tr((X^T X)^{-1}) sum_{k=1}^g 1/k^2``.
 
     Assumptions: fixed design, fit ``g`` on all label sets so far (accumulate),
@@ -176,7 +179,8 @@ def ols_accumulate_error(g, sigma, trace_inv_gram):
     return sigma ** 2 * trace_inv_gram * partial_sum
 
 
-def ols_accumulate_bound(sigma, trace_inv_gram, constant=PI_SQUARED_OVER_6):
+def ols_accumulate_bound(sigma: ArrayLike, trace_inv_gram: ArrayLike,
+                         constant: ArrayLike = PI_SQUARED_OVER_6) -> jax.Array:
     """P5 (upper): ``E||w_g - w*||^2 <= (pi^2/6) sigma^2 tr((X^T X)^{-1})`` for every ``g``.
 
     ``constant`` exists so that negative controls can perturb it (e.g. 1.5);
@@ -188,7 +192,8 @@ def ols_accumulate_bound(sigma, trace_inv_gram, constant=PI_SQUARED_OVER_6):
     return jnp.asarray(constant * sigma ** 2 * trace_inv_gram, jnp.float64)
 
 
-def ols_fresh_design_test_error(g, sigma, T, sigma0, T0, d):
+def ols_fresh_design_test_error(g: ArrayLike, sigma: ArrayLike, T: ArrayLike, sigma0: ArrayLike,
+                                T0: ArrayLike, d: ArrayLike) -> jax.Array:
     """P6 (exact): ``E_test = sigma^2 d/(T-d-1) + g sigma0^2 d/(T0-d-1)``.
 
     ``E_test = E||w_hat - w*||^2`` (excess risk for isotropic inputs) of a downstream
@@ -209,7 +214,7 @@ def _design_trace(name, rows, d):
     return d / (rows - d - 1.0)
 
 
-def categorical_collision_chain(g, n, collision0):
+def categorical_collision_chain(g: ArrayLike, n: ArrayLike, collision0: ArrayLike) -> jax.Array:
     """P7 (exact): ``E S_g = 1 - (1 - 1/n)^g (1 - S_0)`` with ``S = sum_k p_k^2``.
 
     Assumptions: categorical, fully synthetic, ``n`` draws per fit, ``S_0`` the
@@ -221,7 +226,7 @@ def categorical_collision_chain(g, n, collision0):
     return 1.0 - (1.0 - 1.0 / n) ** jnp.asarray(g, jnp.float64) * (1.0 - collision0)
 
 
-def kde_excess_variance(i, lam, h):
+def kde_excess_variance(i: ArrayLike, lam: ArrayLike, h: ArrayLike) -> jax.Array:
     """P8 (exact): excess variance ``h^2 (1 - (1-lam)^(i+1)) / lam`` of ``E p_hat_i`` over ``p0``.
 
     Generation index ``i`` (``G_0`` = KDE of real data), constant real proportion
@@ -238,7 +243,7 @@ def kde_excess_variance(i, lam, h):
     return h ** 2 * factor
 
 
-def kde_accumulate_excess_variance(n, m, h):
+def kde_accumulate_excess_variance(n: ArrayLike, m: ArrayLike, h: ArrayLike) -> jax.Array:
     """P8 for ``accumulate`` (exact): ``E int x^2 p_hat_i - int x^2 p0 = h^2 H_i``.
 
     ``H_i = 1 + sum_{k<i} m_k / N_{k+1}`` with ``N_i = n + sum_{j<i} m_j``: the
@@ -269,7 +274,8 @@ def kde_accumulate_excess_variance(n, m, h):
     return jnp.asarray(h, jnp.float64) ** 2 * H
 
 
-def kde_accumulate_second_moment(n, m, h, p0_second_moment):
+def kde_accumulate_second_moment(n: ArrayLike, m: ArrayLike, h: ArrayLike,
+                                 p0_second_moment: ArrayLike) -> jax.Array:
     """P8 for ``accumulate`` (exact): ``E int x^2 p_hat_i = int x^2 p0 + h^2 H_i``.
 
     See ``kde_accumulate_excess_variance``; docs/peers.md §P8 (accumulate).

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 import numpy as np
 
 from bounds import validate
@@ -82,8 +83,8 @@ def _base_case(eps_N, gamma_0):
     return eps_N if gamma_0 is None else gamma_0
 
 
-def recursive_stability_bound(eps_N: Any, m: Any, generations: int,
-                              gamma_0: Any = None) -> jax.Array:
+def recursive_stability_bound(eps_N: ArrayLike, m: ArrayLike, generations: int,
+                              gamma_0: ArrayLike | None = None) -> jax.Array:
     """R2 recursion ``gamma_i <= eps_N (1 + m gamma_{i-1})``, for i = 0..generations-1.
 
     Claim A1/A2, result R2. Kind: upper (each entry bounds the recursive
@@ -126,8 +127,8 @@ def recursive_stability_bound(eps_N: Any, m: Any, generations: int,
     return jnp.concatenate([start[None], rest])
 
 
-def recursive_stability_closed_form(eps_N: Any, m: Any, generation: Any,
-                                    gamma_0: Any = None) -> jax.Array:
+def recursive_stability_closed_form(eps_N: ArrayLike, m: ArrayLike, generation: ArrayLike,
+                                    gamma_0: ArrayLike | None = None) -> jax.Array:
     """Closed form of the R2 recursion at generation(s) ``generation``.
 
     Claim A1/A2, result R2. Kind: exact (solves the recursion of
@@ -161,7 +162,8 @@ def recursive_stability_closed_form(eps_N: Any, m: Any, generation: Any,
     return b ** i * start + eps_N * geometric_sum
 
 
-def recursive_stability_sup(eps_N: Any, m: Any, gamma_0: Any = None) -> jax.Array:
+def recursive_stability_sup(eps_N: ArrayLike, m: ArrayLike,
+                            gamma_0: ArrayLike | None = None) -> jax.Array:
     """Supremum over all generations of the R2 recursion bound.
 
     Claim A2/A3, result R2. Kind: upper. When ``b = m eps_N < 1`` the recursion
@@ -192,7 +194,7 @@ def recursive_stability_sup(eps_N: Any, m: Any, gamma_0: Any = None) -> jax.Arra
     return jnp.where(contracting | (eps_N == 0), bounded, jnp.inf)
 
 
-def stability_contraction(c: Any, lam: Any) -> jax.Array:
+def stability_contraction(c: ArrayLike, lam: ArrayLike) -> jax.Array:
     """The R2 contraction factor ``m eps_N = c (1 - lam)`` for ``eps_N = c / N``.
 
     Claim A2 (the architecture enters only through ``c``), result R2.
@@ -211,7 +213,7 @@ def stability_contraction(c: Any, lam: Any) -> jax.Array:
     return jnp.asarray(c, jnp.float64) * (1.0 - jnp.asarray(lam, jnp.float64))
 
 
-def is_uniformly_bounded(c: Any, lam: Any) -> jax.Array:
+def is_uniformly_bounded(c: ArrayLike, lam: ArrayLike) -> jax.Array:
     """Whether the R2 bound stays ``O(1/N)`` uniformly in i: ``c (1 - lam) < 1``.
 
     Claim A2/A3, result R2. Kind: exact (a dichotomy of the recursion bound:
@@ -264,8 +266,8 @@ class GapBound(NamedTuple):
                 + self.synthetic_stability + self.concentration)
 
 
-def expected_gap_bound(beta_N: Any, m: Any, gamma_prev: Any, lam: Any,
-                       loss_bound: Any, tv_prev: Any) -> GapBound:
+def expected_gap_bound(beta_N: ArrayLike, m: ArrayLike, gamma_prev: ArrayLike, lam: ArrayLike,
+                       loss_bound: ArrayLike, tv_prev: ArrayLike) -> GapBound:
     """R3: ``E[R_p0(h_i) - R_hat_{S_i}(h_i)]`` bounded term by term.
 
     Claim A1, result R3. Kind: upper, in expectation over S0 and all sampling
@@ -312,7 +314,7 @@ def expected_gap_bound(beta_N: Any, m: Any, gamma_prev: Any, lam: Any,
 # --------------------------------------------------------------------------- #
 # Mean estimation (THEORY section 4).
 # --------------------------------------------------------------------------- #
-def gaussian_shift_tv(shift: Any, scale: Any) -> jax.Array:
+def gaussian_shift_tv(shift: ArrayLike, scale: ArrayLike) -> jax.Array:
     """``TV(N(a, s^2), N(b, s^2)) = 2 Phi(|a-b| / (2 s)) - 1`` with ``shift = a - b``.
 
     Claim A1/A2 (mean-estimation generator). Kind: exact; it is
@@ -332,7 +334,7 @@ def gaussian_shift_tv(shift: Any, scale: Any) -> jax.Array:
     return jax.scipy.special.erf(z / math.sqrt(2.0))  # = 2 Phi(z) - 1
 
 
-def uniform_shift_tv(shift: Any, half_width: Any) -> jax.Array:
+def uniform_shift_tv(shift: ArrayLike, half_width: ArrayLike) -> jax.Array:
     """``TV(U[a-h, a+h], U[b-h, b+h]) = min(1, |a-b| / (2h))`` with ``shift = a - b``.
 
     Claim A1/A2 (bounded-noise mean-estimation generator). Kind: exact.
@@ -352,7 +354,7 @@ def uniform_shift_tv(shift: Any, half_width: Any) -> jax.Array:
     return jnp.minimum(1.0, ratio)
 
 
-def mean_estimation_generator_constant(data_width: Any, noise_scale: Any,
+def mean_estimation_generator_constant(data_width: ArrayLike, noise_scale: ArrayLike,
                                        noise: str = "gaussian") -> jax.Array:
     """Constant ``c`` with ``eps_N <= c / N`` for the generator ``mean(S) + noise``.
 
@@ -381,7 +383,7 @@ def mean_estimation_generator_constant(data_width: Any, noise_scale: Any,
     return width / (scale * _SQRT_2PI) if noise == "gaussian" else width / (2.0 * scale)
 
 
-def mean_estimation_loop_width(half_width: Any, lam: Any) -> jax.Array:
+def mean_estimation_loop_width(half_width: ArrayLike, lam: ArrayLike) -> jax.Array:
     """Width of an interval holding every point of the uniform-noise mean loop.
 
     Claim A1/A3 (bounded-noise mean estimation). Kind: upper, pathwise, for all
@@ -412,8 +414,9 @@ def _default_lam(n, m, lam):
     return jnp.asarray(lam, jnp.float64)
 
 
-def mean_estimation_exact_variance(variance: Any, n: Any, m: Any, generation: Any,
-                                   lam: Any = None) -> jax.Array:
+def mean_estimation_exact_variance(variance: ArrayLike, n: ArrayLike, m: ArrayLike,
+                                   generation: ArrayLike,
+                                   lam: ArrayLike | None = None) -> jax.Array:
     """``E (theta_i - mu)^2 = s^2/n + (s^2/m) r (1 - r^i)/(1 - r)``, ``r = (1-lam)^2``.
 
     Claim A1/A3/A5, mean estimation. Kind: exact (it is also the excess risk
@@ -454,7 +457,8 @@ def mean_estimation_exact_variance(variance: Any, n: Any, m: Any, generation: An
     return s2 / jnp.asarray(n, jnp.float64) + s2 / jnp.asarray(m, jnp.float64) * ratio_sum
 
 
-def mean_estimation_variance_plateau(variance: Any, n: Any, m: Any, lam: Any = None) -> jax.Array:
+def mean_estimation_variance_plateau(variance: ArrayLike, n: ArrayLike, m: ArrayLike,
+                                     lam: ArrayLike | None = None) -> jax.Array:
     """Limit ``i -> inf`` of ``mean_estimation_exact_variance``: ``s^2/n + (s^2/m) r/(1-r)``.
 
     Claim A3, mean estimation. Kind: exact (limit). Needs ``lam > 0``. For the
@@ -492,7 +496,8 @@ class MeanEstimationConstants(NamedTuple):
     loss_bound: jax.Array   # M = D^2
 
 
-def mean_estimation_uniform_constants(half_width: Any, n: Any, m: Any) -> MeanEstimationConstants:
+def mean_estimation_uniform_constants(half_width: ArrayLike, n: ArrayLike,
+                                      m: ArrayLike) -> MeanEstimationConstants:
     """All R2/R3 constants of the mean loop with uniform noise ``U[-a, a]``.
 
     Claim A1/A2/A5, mean estimation (bounded variant). Kind: upper (each
@@ -521,7 +526,8 @@ def mean_estimation_uniform_constants(half_width: Any, n: Any, m: Any) -> MeanEs
         beta_N=2.0 * width ** 2 / N, loss_bound=width ** 2)
 
 
-def mean_estimation_gap_bound(half_width: Any, n: int, m: Any, generation: Any) -> GapBound:
+def mean_estimation_gap_bound(half_width: ArrayLike, n: int, m: ArrayLike,
+                              generation: ArrayLike) -> GapBound:
     """R3 instantiated for the uniform-noise mean loop at generation ``i >= 1``.
 
     Claim A1/A5, result R3. Kind: upper. Uses the constants of
@@ -567,7 +573,7 @@ class OptimalSyntheticSize(NamedTuple):
     bounds: jax.Array        # the bound at every grid point
 
 
-def mean_estimation_optimal_m(half_width: Any, n: int, m_grid: Any,
+def mean_estimation_optimal_m(half_width: ArrayLike, n: int, m_grid: ArrayLike,
                               generation: int) -> OptimalSyntheticSize:
     """A5: the R3 bound of the mean loop over ``m`` at fixed ``n``, and its grid argmin.
 
@@ -598,7 +604,8 @@ def mean_estimation_optimal_m(half_width: Any, n: int, m_grid: Any,
 # --------------------------------------------------------------------------- #
 # Categorical (THEORY section 4).
 # --------------------------------------------------------------------------- #
-def categorical_replace_one_tv(N: Any, num_symbols: Any, alpha: Any = 0.0) -> jax.Array:
+def categorical_replace_one_tv(N: ArrayLike, num_symbols: ArrayLike,
+                               alpha: ArrayLike = 0.0) -> jax.Array:
     """TV moved by replacing one of ``N`` points in the add-alpha empirical law.
 
     Claim A1/A2, categorical. Kind: exact (for a replacement by a different
@@ -620,8 +627,8 @@ def categorical_replace_one_tv(N: Any, num_symbols: Any, alpha: Any = 0.0) -> ja
                   + jnp.asarray(num_symbols, jnp.float64) * jnp.asarray(alpha, jnp.float64))
 
 
-def categorical_recursive_stability_sup(n: Any, m: Any, num_symbols: Any,
-                                        alpha: Any = 0.0) -> jax.Array:
+def categorical_recursive_stability_sup(n: ArrayLike, m: ArrayLike, num_symbols: ArrayLike,
+                                        alpha: ArrayLike = 0.0) -> jax.Array:
     """Uniform-in-i R2 bound for the categorical loop: ``gamma_i <= 1/(n + K alpha)``.
 
     Claim A2/A3, categorical. Kind: upper. With ``eps_N = 1/(N + K alpha)`` and
@@ -666,7 +673,7 @@ def _ridge_max_residual(feature_bound, label_bound, rho):
     return B * (1.0 + kappa / jnp.sqrt(rho))
 
 
-def ridge_weight_norm_bound(label_bound: Any, rho: Any) -> jax.Array:
+def ridge_weight_norm_bound(label_bound: ArrayLike, rho: ArrayLike) -> jax.Array:
     """``||w_S|| <= B / sqrt(rho)`` for the ridge minimiser.
 
     Claim A1, ridge. Kind: upper. From ``F_S(w_S) <= F_S(0) <= B^2``.
@@ -684,7 +691,7 @@ def ridge_weight_norm_bound(label_bound: Any, rho: Any) -> jax.Array:
     return jnp.asarray(label_bound, jnp.float64) / jnp.sqrt(jnp.asarray(rho, jnp.float64))
 
 
-def ridge_loss_bound(feature_bound: Any, label_bound: Any, rho: Any) -> jax.Array:
+def ridge_loss_bound(feature_bound: ArrayLike, label_bound: ArrayLike, rho: ArrayLike) -> jax.Array:
     """Loss range ``M = B^2 (1 + kappa/sqrt(rho))^2`` of ridge under squared loss.
 
     Claim A1, ridge. Kind: upper (``0 <= (y - <w_S, x>)^2 <= M`` for every
@@ -702,7 +709,8 @@ def ridge_loss_bound(feature_bound: Any, label_bound: Any, rho: Any) -> jax.Arra
     return _ridge_max_residual(feature_bound, label_bound, rho) ** 2
 
 
-def ridge_prediction_lipschitz(feature_bound: Any, label_bound: Any, rho: Any) -> jax.Array:
+def ridge_prediction_lipschitz(feature_bound: ArrayLike, label_bound: ArrayLike,
+                               rho: ArrayLike) -> jax.Array:
     """``sigma = 2 B (1 + kappa/sqrt(rho))``: ``|l(a, y) - l(a', y)| <= sigma |a - a'|``.
 
     Claim A1, ridge. Kind: upper (sigma-admissibility of the squared loss on
@@ -719,7 +727,8 @@ def ridge_prediction_lipschitz(feature_bound: Any, label_bound: Any, rho: Any) -
     return 2.0 * _ridge_max_residual(feature_bound, label_bound, rho)
 
 
-def ridge_uniform_stability(feature_bound: Any, label_bound: Any, rho: Any, N: Any) -> jax.Array:
+def ridge_uniform_stability(feature_bound: ArrayLike, label_bound: ArrayLike, rho: ArrayLike,
+                            N: ArrayLike) -> jax.Array:
     """Replace-one uniform stability ``beta_N = 4 kappa^2 B^2 (1 + kappa/sqrt(rho))^2 / (rho N)``.
 
     Claim A1, ridge. Kind: upper. Derived here (docs/paper_a.md section 7.2)
@@ -743,8 +752,8 @@ def ridge_uniform_stability(feature_bound: Any, label_bound: Any, rho: Any, N: A
     return sigma ** 2 * kappa ** 2 / (jnp.asarray(rho, jnp.float64) * jnp.asarray(N, jnp.float64))
 
 
-def ridge_generator_constant(feature_bound: Any, label_bound: Any, rho: Any,
-                             noise_scale: Any) -> jax.Array:
+def ridge_generator_constant(feature_bound: ArrayLike, label_bound: ArrayLike, rho: ArrayLike,
+                             noise_scale: ArrayLike) -> jax.Array:
     """``c`` with ``eps_N <= c/N`` for the generator ``y | x ~ N(<w_S, x>, tau^2)``.
 
     Claim A2 (``c`` depends on the penalty ``rho``: the architecture knob),
@@ -780,7 +789,8 @@ def _lam_for_sizes(n, m, lam):
     return float(lam)
 
 
-def categorical_loop_mse(probs: Any, n: int, m: int, generation: Any, lam: Any = None) -> jax.Array:
+def categorical_loop_mse(probs: ArrayLike, n: int, m: int, generation: ArrayLike,
+                         lam: ArrayLike | None = None) -> jax.Array:
     """Per-symbol ``E (p_hat_i(k) - p0(k))^2`` of the empirical categorical loop.
 
     Claim A1/A3/A5, categorical (``alpha = 0``). Kind: exact. With
@@ -838,7 +848,7 @@ def _categorical_expected_tv_bound(probs: Any, n: int, m: int, generation: Any,
     return jnp.minimum(1.0, 0.5 * jnp.sqrt(mse).sum(axis=-1))
 
 
-def categorical_gap_bound(probs: Any, n: int, m: int, generation: Any) -> GapBound:
+def categorical_gap_bound(probs: ArrayLike, n: int, m: int, generation: ArrayLike) -> GapBound:
     """R3 for the empirical categorical loop under the loss ``l(p, x) = 1 - p(x)``.
 
     Claim A1/A5, result R3. Kind: upper, generation ``i >= 1`` of the ``reuse``
@@ -869,8 +879,9 @@ def categorical_gap_bound(probs: Any, n: int, m: int, generation: Any) -> GapBou
     return expected_gap_bound(1.0 / N, m, gamma_prev, lam, 1.0, tv_prev)
 
 
-def ridge_gap_bound(feature_bound: Any, label_bound: Any, rho: Any, noise_scale: Any,
-                    n: int, m: int, generation: Any, tv_prev: Any) -> GapBound:
+def ridge_gap_bound(feature_bound: ArrayLike, label_bound: ArrayLike, rho: ArrayLike,
+                    noise_scale: ArrayLike,
+                    n: int, m: int, generation: ArrayLike, tv_prev: ArrayLike) -> GapBound:
     """R3 for ridge regression trained in its own loop (``reuse``), generation ``i >= 1``.
 
     Claim A1, result R3. Kind: upper, given ``tv_prev >= E TV(p0, G_{i-1})``.
@@ -945,9 +956,10 @@ def _check_ridge_plateau(feature_bound, second_moment, label_bound, rho, noise_s
     return n, m, lam
 
 
-def ridge_weight_l2_bound(feature_bound: Any, second_moment: Any, label_bound: Any, rho: Any,
-                          noise_scale: Any, n: int, m: int, generation: Any,
-                          w_star_norm: Any, lam: Any = None) -> np.ndarray:
+def ridge_weight_l2_bound(feature_bound: ArrayLike, second_moment: ArrayLike,
+                          label_bound: ArrayLike, rho: ArrayLike,
+                          noise_scale: ArrayLike, n: int, m: int, generation: ArrayLike,
+                          w_star_norm: ArrayLike, lam: ArrayLike | None = None) -> np.ndarray:
     """``u_i >= sqrt(E ||w_i||^2)`` for the clipped ridge loop, by an L2 recursion.
 
     Claim A3, ridge. Kind: upper (every generation ``i``). Loop: ``x`` from a fixed
@@ -987,9 +999,10 @@ def ridge_weight_l2_bound(feature_bound: Any, second_moment: Any, label_bound: A
     return np.asarray(values)[i]
 
 
-def ridge_error_plateau_bound(feature_bound: Any, second_moment: Any, label_bound: Any, rho: Any,
-                              noise_scale: Any, n: int, m: int, w_star_norm: Any,
-                              lam: Any = None) -> float:
+def ridge_error_plateau_bound(feature_bound: ArrayLike, second_moment: ArrayLike,
+                              label_bound: ArrayLike, rho: ArrayLike,
+                              noise_scale: ArrayLike, n: int, m: int, w_star_norm: ArrayLike,
+                              lam: ArrayLike | None = None) -> float:
     """``sup_i E ||w_i - w*||^2 <= (||w*|| + max(u_0, u_inf))^2`` for the clipped ridge loop.
 
     Claim A3, ridge. Kind: upper, uniform in the generation ``i``. ``u_i`` is

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 import numpy as np
 
 from bounds import validate
@@ -61,7 +62,7 @@ def _check_schedule_length(eps_name: str, eps: Any, lam_name: str, lam: Any) -> 
                              f"generations, got shapes {np.shape(eps)} and {np.shape(lam)}")
 
 
-def one_minus_power(lam: Any, i: Any) -> jax.Array:
+def one_minus_power(lam: ArrayLike, i: ArrayLike) -> jax.Array:
     """``1 - (1 - lam)^i``, accurate for small ``lam`` (via ``expm1``/``log1p``).
 
     The naive form loses all digits when ``lam`` is tiny, which is exactly the
@@ -78,7 +79,7 @@ def one_minus_power(lam: Any, i: Any) -> jax.Array:
 # ---------------------------------------------------------------- R0
 
 
-def tv_of_mixture_with_p0(lam: Any, tv_q_p0: Any) -> jax.Array:
+def tv_of_mixture_with_p0(lam: ArrayLike, tv_q_p0: ArrayLike) -> jax.Array:
     """``TV(lam p0 + (1-lam) q, p0) = (1-lam) TV(q, p0)``.
 
     Claim: R0 (used by B1/R1). Kind: exact. Assumptions: none beyond ``q``,
@@ -96,7 +97,7 @@ def tv_of_mixture_with_p0(lam: Any, tv_q_p0: Any) -> jax.Array:
     return (1.0 - jnp.asarray(lam, jnp.float64)) * jnp.asarray(tv_q_p0, jnp.float64)
 
 
-def triangle_tv_bound(tv_p_q: Any, tv_q_r: Any) -> jax.Array:
+def triangle_tv_bound(tv_p_q: ArrayLike, tv_q_r: ArrayLike) -> jax.Array:
     """``TV(p, r) <= TV(p, q) + TV(q, r)``.
 
     Claim: R0. Kind: upper (TV is a metric). Proof: docs/paper_b.md §1.2.
@@ -106,7 +107,7 @@ def triangle_tv_bound(tv_p_q: Any, tv_q_r: Any) -> jax.Array:
     return jnp.asarray(tv_p_q, jnp.float64) + jnp.asarray(tv_q_r, jnp.float64)
 
 
-def pinsker_tv_bound(kl: Any) -> jax.Array:
+def pinsker_tv_bound(kl: ArrayLike) -> jax.Array:
     """Pinsker: ``TV(p, q) <= sqrt(KL(p || q) / 2)``.
 
     Claim: R0 (used by B2). Kind: upper. Assumptions: ``KL`` in nats. The
@@ -117,7 +118,7 @@ def pinsker_tv_bound(kl: Any) -> jax.Array:
     return jnp.sqrt(jnp.asarray(kl, jnp.float64) / 2.0)
 
 
-def bounded_function_gap_bound(sup_f: Any, tv: Any) -> jax.Array:
+def bounded_function_gap_bound(sup_f: ArrayLike, tv: ArrayLike) -> jax.Array:
     """``|E_p f - E_q f| <= M TV(p, q)`` for ``0 <= f <= M``.
 
     Claim: R0 (used by R3). Kind: upper. Assumptions: ``f`` measurable with
@@ -131,7 +132,7 @@ def bounded_function_gap_bound(sup_f: Any, tv: Any) -> jax.Array:
 # ---------------------------------------------------------------- R1
 
 
-def tv_recursion_bound(eps: Any, lam: Any) -> jax.Array:
+def tv_recursion_bound(eps: ArrayLike, lam: ArrayLike) -> jax.Array:
     """Unrolled R1 bound ``TV(G_i, p0) <= sum_{j<=i} prod_{k=j+1..i} (1-lam_k) eps_j``.
 
     Claim: B1 via R1, any per-generation schedule (covers ``reuse``/``fresh``
@@ -166,7 +167,8 @@ def tv_recursion_bound(eps: Any, lam: Any) -> jax.Array:
     return jnp.moveaxis(bounds, 0, -1)
 
 
-def fully_synthetic_tv_bound(eps_real: Any, eps_synthetic: Any, generations: Any) -> jax.Array:
+def fully_synthetic_tv_bound(eps_real: ArrayLike, eps_synthetic: ArrayLike,
+                             generations: ArrayLike) -> jax.Array:
     """Fully synthetic (``lam_i = 0`` for ``i >= 1``): ``TV(G_i, p0) <= eps(n) + i eps(m)``.
 
     Claim: B1 (collapse side of A3), R1. Kind: upper, growing linearly in
@@ -184,7 +186,8 @@ def fully_synthetic_tv_bound(eps_real: Any, eps_synthetic: Any, generations: Any
             + jnp.asarray(generations, jnp.float64) * jnp.asarray(eps_synthetic, jnp.float64))
 
 
-def constant_lam_tv_bound(eps_real: Any, eps_mixed: Any, lam: Any, generations: Any) -> jax.Array:
+def constant_lam_tv_bound(eps_real: ArrayLike, eps_mixed: ArrayLike, lam: ArrayLike,
+                          generations: ArrayLike) -> jax.Array:
     """Constant ``lam``: ``TV(G_i, p0) <= (1-lam)^i eps(n) + eps(N) (1-(1-lam)^i) / lam``.
 
     Claim: B1 and A3 (bounded uniformly in ``i``, tending to ``eps(N)/lam``), R1.
@@ -209,7 +212,7 @@ def constant_lam_tv_bound(eps_real: Any, eps_mixed: Any, lam: Any, generations: 
     return (1.0 - grown) * jnp.asarray(eps_real, jnp.float64) + jnp.asarray(eps_mixed, jnp.float64) * grown / lam
 
 
-def constant_lam_tv_limit(eps_mixed: Any, lam: Any) -> jax.Array:
+def constant_lam_tv_limit(eps_mixed: ArrayLike, lam: ArrayLike) -> jax.Array:
     """``lim_i`` of the constant-``lam`` bound: ``eps(N) / lam``.
 
     Claim: A3/B1, R1. Kind: upper (uniform in ``i`` when ``eps(n) <= eps(N)/lam``,
@@ -221,7 +224,7 @@ def constant_lam_tv_limit(eps_mixed: Any, lam: Any) -> jax.Array:
     return jnp.asarray(eps_mixed, jnp.float64) / jnp.asarray(lam, jnp.float64)
 
 
-def accumulate_sizes(n: Any, m: Any) -> jax.Array:
+def accumulate_sizes(n: ArrayLike, m: ArrayLike) -> jax.Array:
     """Training-set sizes of the ``accumulate`` scheme (R1, B1): ``N_i = n + sum_{j<i} m_j``.
 
     Indexing: ``m[j]`` is the number of synthetic samples drawn from ``G_j``
@@ -239,7 +242,7 @@ def accumulate_sizes(n: Any, m: Any) -> jax.Array:
     return n + drawn_before
 
 
-def accumulate_tv_bound(eps: Any, n: Any, m: Any) -> jax.Array:
+def accumulate_tv_bound(eps: ArrayLike, n: ArrayLike, m: ArrayLike) -> jax.Array:
     """``accumulate``: ``TV(G_i, p0) <= eps_i + sum_{j<i} (m_j / N_i) TV(G_j, p0)``, unrolled.
 
     Claim: B1 (accumulate scheme), R1. Kind: upper. The right-hand side uses
@@ -279,7 +282,8 @@ def accumulate_tv_bound(eps: Any, n: Any, m: Any) -> jax.Array:
     return bounds
 
 
-def accumulate_rate_uniform_bound(n: Any, C: Any, alpha: Any, growth: Any) -> jax.Array:
+def accumulate_rate_uniform_bound(n: ArrayLike, C: ArrayLike, alpha: ArrayLike,
+                                  growth: ArrayLike) -> jax.Array:
     """Uniform-in-``i`` bound for ``accumulate`` at the rate ``eps(N) = C N^-alpha``.
 
     ``sup_i TV(G_i, p0) <= eps(n) (1 + growth^alpha / alpha)`` whenever every
@@ -297,7 +301,7 @@ def accumulate_rate_uniform_bound(n: Any, C: Any, alpha: Any, growth: Any) -> ja
     return eps_rate(n, C, alpha) * (1.0 + jnp.asarray(growth, jnp.float64) ** alpha / alpha)
 
 
-def eps_rate(N: Any, C: Any, alpha: Any) -> jax.Array:
+def eps_rate(N: ArrayLike, C: ArrayLike, alpha: ArrayLike) -> jax.Array:
     """Learning-error rate ``eps(N) = C N^(-alpha)``.
 
     Claim: R4 template input (B2/B3, A5). Kind: rate: ``C`` and ``alpha`` are
@@ -321,7 +325,8 @@ def _phase_transition_bound(m, n, C, alpha, i):
     return C * n ** (-alpha) * (1.0 - grown) + C * N ** (1.0 - alpha) * grown / n
 
 
-def phase_transition_bound(m: Any, n: Any, C: Any, alpha: Any, generations_i: Any) -> jax.Array:
+def phase_transition_bound(m: ArrayLike, n: ArrayLike, C: ArrayLike, alpha: ArrayLike,
+                           generations_i: ArrayLike) -> jax.Array:
     """R4 template ``B_i(m) = C n^-a (m/N)^i + C N^(1-a) (1 - (m/N)^i) / n``, ``N = n + m``.
 
     Claim: B3 and A5 (R4). Kind: upper, given the rate ``eps(N) = C N^-a``
@@ -348,7 +353,7 @@ def phase_transition_bound(m: Any, n: Any, C: Any, alpha: Any, generations_i: An
                                    as_float(generations_i))
 
 
-def threshold_m_star_one_generation(n: Any, alpha: Any) -> jax.Array:
+def threshold_m_star_one_generation(n: ArrayLike, alpha: ArrayLike) -> jax.Array:
     """Peak of ``B_1(m)``: ``m* = n (alpha^(-1/(1-alpha)) - 1)``.
 
     Claim: B3/A5 (R4). Kind: exact (the argmax of the template, not of the true
@@ -406,7 +411,8 @@ def _peak_of_template(alpha, i, iterations):
     return ratio, _phase_transition_bound(ratio, 1.0, 1.0, alpha, i)
 
 
-def threshold_m_star(n: Any, alpha: Any, generations_i: Any, *, iterations: int = 60) -> PhaseTransitionPeak:
+def threshold_m_star(n: ArrayLike, alpha: ArrayLike, generations_i: ArrayLike, *,
+                     iterations: int = 60) -> PhaseTransitionPeak:
     """Numerical peak of ``B_i(m)`` over ``m`` for any ``i >= 1``.
 
     Claim: B3/A5 (R4). Kind: exact up to the search tolerance (about 1e-12

@@ -166,6 +166,8 @@ def trajectory(key: jax.Array, model: GenerativeModel, truth: Any, plan: LoopPla
 # Driver: chunks of replicas, sharded over devices, compiled once per shape.
 
 _COMPILED: dict = {}
+# Replica r uses fold_in(key, r) with r a uint32: more replicas would repeat keys.
+MAX_REPLICAS = 2**32
 
 
 def _available_host_bytes() -> int:
@@ -200,7 +202,10 @@ def _compiled_chunk(replica_fn, static_key, batch_size, devices, base_key, truth
     """
     truth_shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)),
                                 truth)
-    cache_key = (*static_key, batch_size, devices,
+    # The key's type is part of the signature: a typed key (jax.random.key) and a raw
+    # uint32[2] one (jax.random.PRNGKey) compile to different executables.
+    key_spec = (np.shape(base_key), str(base_key.dtype))
+    cache_key = (*static_key, batch_size, devices, key_spec,
                  jax.tree.structure(truth_shapes), tuple(jax.tree.leaves(truth_shapes)))
     if cache_key in _COMPILED:
         return _COMPILED[cache_key]
@@ -280,6 +285,9 @@ def check_loop_inputs(key: Any, model: Any, truth: Any, plan: Any,
                         f"got {type(model).__name__}")
     if not isinstance(plan, LoopPlan):
         raise TypeError(f"plan must be a LoopPlan from sims.make_plan, got {type(plan).__name__}")
+    if real_sampler is not None and not callable(real_sampler):
+        raise TypeError(f"real_sampler must be a function (key, truth, n) -> data, got "
+                        f"{type(real_sampler).__name__}")
     validate.check_prng_key("key", key)
     leaves, treedef = jax.tree.flatten(truth)
     if not leaves:
@@ -345,6 +353,9 @@ def run(key: jax.Array, model: GenerativeModel, truth: Any, plan: LoopPlan, metr
       quantity, generation and replica). MemoryError: a chunk or the requested
       trajectories would not fit; the message suggests a batch size.
     """
+    if not callable(metric):
+        raise TypeError(f"metric must be a function (key, Generation, truth) -> pytree, got "
+                        f"{type(metric).__name__}")
     check_loop_inputs(key, model, truth, plan, real_sampler)
     layout = plan.layout
     return run_replicas(
@@ -372,6 +383,8 @@ def run_replicas(key: jax.Array, replica_fn: Callable[[jax.Array, Any], Any], st
       As ``run``: stacked trajectories, or ``Moments`` when ``reduce``.
     """
     replicas = validate.check_positive_int("replicas", replicas)
+    if replicas > MAX_REPLICAS:  # replica indices are uint32: more would repeat keys
+        raise ValueError(f"replicas must be an integer in [1, 2**32], got {replicas}")
     batch_size = validate.check_positive_int("batch_size", batch_size)
     devices = tuple(devices or jax.devices())
     chunk = batch_size * len(devices)

@@ -33,6 +33,10 @@ import numpy as np
 from bounds import validate
 
 SCHEMES = ("reuse", "fresh", "synthetic", "accumulate")
+# Samples a training set may hold: JAX indexes them with 32-bit integers.
+MAX_SAMPLES = 2**31 - 1
+# Generations a plan may have: it stores one size per generation, the loop one metric each.
+MAX_GENERATIONS = 2**24
 
 
 class LoopPlan(NamedTuple):
@@ -119,6 +123,9 @@ def make_plan(scheme: str, *, n: int, generations: int, m: int | Sequence[int] |
     validate.check_choice("scheme", scheme, SCHEMES)
     n = validate.check_positive_int("n", n)
     generations = validate.check_positive_int("generations", generations)
+    if generations > MAX_GENERATIONS:  # the plan holds one size per generation
+        raise ValueError(f"generations must be an integer in [1, {MAX_GENERATIONS}], got "
+                         f"{generations}")
     if m is not None and lam is not None:
         raise ValueError("give either m or lam, not both")
     if lam is not None:
@@ -129,7 +136,13 @@ def make_plan(scheme: str, *, n: int, generations: int, m: int | Sequence[int] |
             m = n
         else:
             validate.check_proportion("lam", lam, allow_zero=False)
-            m = int(round(n * (1.0 - lam) / lam))
+            m = n * (1.0 - lam) / lam  # inf for a subnormal lam: checked before int()
+            if not m <= MAX_SAMPLES:
+                smallest = n / (n + MAX_SAMPLES)
+                raise ValueError(f"lam={lam} gives m = n (1 - lam) / lam = {m:.3g} synthetic "
+                                 f"samples per generation, more than {MAX_SAMPLES} (2**31 - 1);"
+                                 f" with n={n}, lam must be >= {smallest:.3g}")
+            m = int(round(m))
     if m is None:
         if scheme != "synthetic":
             raise ValueError(f"scheme {scheme!r} needs m (synthetic samples) or lam")
@@ -147,7 +160,13 @@ def make_plan(scheme: str, *, n: int, generations: int, m: int | Sequence[int] |
     capacity = validate.check_nonnegative_int("capacity", capacity)
     if capacity < largest:
         raise ValueError(f"capacity must be an integer >= max(m) = {largest}, got {capacity}")
-    return LoopPlan(scheme, n, sizes, generations, capacity)
+    plan = LoopPlan(scheme, n, sizes, generations, capacity)
+    if plan.buffer_size > MAX_SAMPLES:  # JAX indexes samples with 32-bit integers
+        what = "n + m (generations - 1)" if scheme == "accumulate" else "n + m"
+        raise ValueError(f"the training set holds {what} = {plan.buffer_size} samples, more "
+                         f"than {MAX_SAMPLES} (2**31 - 1): lower m (or raise lam), n or "
+                         f"generations")
+    return plan
 
 
 def _zeros_like_rows(tree: Any, rows: int) -> Any:

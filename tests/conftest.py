@@ -2,13 +2,13 @@
 shared across tests, and the repository root."""
 import pathlib
 
-import jax
 import pytest
 
+import verify
 from verify.cache import enable_compilation_cache
 from verify.claim import reuse_measurements
 
-jax.config.update("jax_enable_x64", True)
+verify.enable_float64()  # the library never switches it on by itself (docs/api.md)
 enable_compilation_cache()  # a loop compiled by one test session is loaded by the next
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

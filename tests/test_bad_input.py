@@ -7,15 +7,18 @@ frame of its traceback is outside the ``jax`` package), and names the parameter.
 CLI rows must exit 2 with a one-line message and leave no file behind.
 """
 import dataclasses
+import errno
 import functools
 import math
 import os
+import shutil
 import subprocess
 import sys
 import traceback
 
 import jax
 import jax.numpy as jnp
+import matplotlib.figure
 import numpy as np
 import pytest
 
@@ -25,8 +28,9 @@ from sims import coupled, metrics
 from sims.models import (GaussianParams, Mixture, categorical, gaussian, kde, ols_fixed_design,
                          ridge_pool)
 from sims.models import diffusion as rf_diffusion
-from verify import all as verify_all
+from verify import all as verify_all, figures
 from verify.claim import REGISTRY, evaluate
+from verify.store import PointStore
 
 from conftest import ROOT
 
@@ -109,6 +113,19 @@ CASES = [
     ("make_plan: one m for two generations", P(sims.make_plan, "reuse", n=5, generations=3,
                                                m=[1]), "m"),
     ("make_plan: NaN lam", P(sims.make_plan, "fresh", n=5, generations=3, lam=NAN), "lam"),
+    ("make_plan: lam so small that m overflows",
+     P(sims.make_plan, "reuse", n=5, generations=3, lam=1e-12), "lam"),
+    ("make_plan: subnormal lam (m = inf)",
+     P(sims.make_plan, "fresh", n=5, generations=3, lam=5e-324), "lam"),
+    ("make_plan: m beyond 32-bit indices", P(sims.make_plan, "reuse", n=5, generations=3,
+                                             m=2**31), "m"),
+    ("make_plan: accumulated set beyond 32-bit indices",
+     P(sims.make_plan, "accumulate", n=5, generations=5, m=2**30), "m"),
+    ("make_plan: 2**40 generations", P(sims.make_plan, "reuse", n=5, generations=2**40, m=1),
+     "generations"),
+    ("make_plan: NaN capacity", P(sims.make_plan, "reuse", n=5, generations=3, m=2,
+                                  capacity=NAN), "capacity"),
+    ("make_plan: negative m", P(sims.make_plan, "reuse", n=5, generations=3, m=-1), "m"),
     ("gaussian: dim = 0", P(gaussian, 0), "dim"),
     ("categorical: one symbol", P(categorical, 1), "num_symbols"),
     ("kde: negative bandwidth", P(kde, -1.0), "bandwidth"),
@@ -155,6 +172,14 @@ CASES = [
     ("run: a batch of keys", P(run, key=jax.random.split(KEY, 2)), "key"),
     ("run: plan not from make_plan", P(run, plan=(5, 3)), "plan"),
     ("run: model not a GenerativeModel", P(run, model=lambda x: x), "model"),
+    ("run: metric not a function", P(run, metric=3), "metric"),
+    ("run: real_sampler not a function", P(run, real_sampler="gaussian"), "real_sampler"),
+    ("run: more replicas than uint32 indices", P(run, replicas=2**33), "replicas"),
+    ("run: NaN replicas", P(run, replicas=NAN), "replicas"),
+    ("run: Inf in truth", P(run, truth=GaussianParams(jnp.zeros(1), jnp.full((1, 1), INF))),
+     "truth"),
+    ("gaussian: NaN dim", P(gaussian, NAN), "dim"),
+    ("make_grid: NaN lo", P(metrics.make_grid, NAN, 1.0, 16), "lo"),
     ("run_coupled: replaced_index = n", P(coupled.run_coupled, KEY, gaussian(1), TRUTH1, PLAN,
                                           _pair, replaced_index=5, replicas=4), "replaced_index"),
     ("run_coupled: truth of the wrong dimension",
@@ -189,7 +214,32 @@ CLI_CASES = [
     ("--fresh with --resume", ["--fresh", "--resume"], "--resume"),
     ("unknown flag", ["--bogus"], "--bogus"),
     ("flag without its value", ["--out"], "--out"),
-    ("--write-baseline for a subset", ["--write-baseline", "--only", "P7"], "--only"),
+    # Empty values: an unset shell variable, not "the default"
+    ("empty --only", ["--only", ""], "--only"),
+    ("blank --only", ["--only", " "], "--only"),
+    ("empty --out", ["--out", ""], "--out"),
+    ("empty --figures-dir", ["--figures-dir", ""], "--figures-dir"),
+    ("empty --claims", ["--claims", ""], "--claims"),
+    ("empty --baseline", ["--baseline", "", "--check-baseline"], "--baseline"),
+    # jax.random.key takes a signed 64-bit seed
+    ("seed beyond 64 bits", ["--seed", str(2**64)], "--seed"),
+    ("seed of 2**63", ["--seed", str(2**63)], "--seed"),
+    # --claims that name nothing (a module's own errors are the user's traceback)
+    ("--claims: unknown module", ["--claims", "no_such_module_h19"], "--claims"),
+    ("--claims: missing file", ["--claims", "/nonexistent/claims.py"], "--claims"),
+    ("--claims: a directory", ["--claims", str(ROOT / "tests") + "/"], "--claims"),
+    # The baseline is checked before anything is computed
+    ("--check-baseline: missing file", ["--check-baseline", "--baseline", "/nonexistent.json"],
+     "--check-baseline"),
+    ("--check-baseline: corrupt file", ["--check-baseline", "--baseline",
+                                         str(ROOT / "README.md")], "--check-baseline"),
+    ("--check-baseline: not a baseline", ["--check-baseline", "--baseline",
+                                           str(ROOT / "tests" / "bad_baseline.json")],
+     "--check-baseline"),
+    ("--check-baseline: another seed", ["--check-baseline", "--seed", "1"], "--check-baseline"),
+    ("--write-baseline --only: another seed than the file's",
+     ["--write-baseline", "--only", "P7", "--seed", "1", "--baseline",
+      str(ROOT / "tests" / "empty_baseline.json")], "--write-baseline"),
 ]
 
 
@@ -248,3 +298,42 @@ def test_a_claim_with_an_empty_grid_is_an_error_not_a_pass():
 
 def test_there_are_at_least_forty_cases():
     assert len(CASES) + len(CLI_CASES) >= 40
+
+
+def test_a_raw_prngkey_and_a_typed_key_share_one_process():
+    """The compiled-loop cache keys on the key's type: PRNGKey(0) after key(0) runs, and
+    both give the same numbers (the same bits)."""
+    typed = run(key=jax.random.key(0))
+    raw = run(key=jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(typed.mean["v"], raw.mean["v"])
+    assert run(key=jax.random.key(0)).mean["v"].tolist() == typed.mean["v"].tolist()
+
+
+def test_a_point_record_copied_from_another_claim_is_reported(tmp_path):
+    """A valid record in the wrong place (e.g. copied from P1/0.json to P7/3.json) is
+    recomputed with a problem saying so; another seed in the same place is not a problem."""
+    store = PointStore(tmp_path)
+    identity = {"claim": "P1", "mode": "quick", "seed": 0, "index": 0, "point": {"M": 20}}
+    store.put(identity, {"rows": [], "notes": []})
+    target = {**identity, "claim": "P7", "index": 3}
+    store.path(target).parent.mkdir(parents=True)
+    shutil.copy(store.path(identity), store.path(target))
+    assert store.get(target) is None
+    assert len(store.problems) == 1 and "holds claim 'P1' point 0, not 'P7' point 3" in \
+        store.problems[0], store.problems
+    assert store.get({**identity, "seed": 1}) is None and len(store.problems) == 1
+    assert store.get(identity) == {"rows": [], "notes": []}
+
+
+def test_a_full_disk_leaves_no_temporary_figure(tmp_path, monkeypatch):
+    record = evaluate(REGISTRY["P7"], "quick", 0)
+
+    def full_disk(self, fname, *args, **kwargs):
+        with open(fname, "wb") as f:
+            f.write(b"\x89PNG partial")  # a partly written file, as on a full disk
+        raise OSError(errno.ENOSPC, "No space left on device", str(fname))
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        figures.draw_all([record], tmp_path, REGISTRY)
+    assert list(tmp_path.iterdir()) == []

@@ -135,6 +135,7 @@ def test_no_recompilation_for_a_new_seed_or_replica_count():
 def test_one_device_and_four_devices_give_identical_results(tmp_path):
     script = textwrap.dedent("""
         import sys, jax, jax.numpy as jnp, numpy as np
+        import verify; verify.enable_float64()  # as the CLI does
         import sims
         from sims.models import GaussianParams, gaussian
         def metric(key, gen, truth):
@@ -168,7 +169,7 @@ def test_impossible_memory_requests_fail_early_with_a_suggestion():
     plan = sims.make_plan("synthetic", n=10, generations=5)
     with pytest.raises(MemoryError, match="reduce=True"):
         sims.run(jax.random.key(0), gaussian(1), TRUTH, plan, mean_var_metric,
-                 replicas=10 ** 12, batch_size=4)
+                 replicas=2 ** 32, batch_size=4)  # the most replicas allowed
 
 
 def test_bad_driver_arguments():

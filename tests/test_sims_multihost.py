@@ -15,6 +15,7 @@ SCRIPT = textwrap.dedent("""
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(coordinator_address=f"127.0.0.1:{sys.argv[3]}",
                                    num_processes=2, process_id=int(sys.argv[2]))
+    import verify; verify.enable_float64()  # as the CLI does
     import jax.numpy as jnp, numpy as np, sims
     from sims.models import GaussianParams, gaussian
     def metric(key, gen, truth):

@@ -3,6 +3,8 @@ import dataclasses
 import functools
 import json
 import os
+import pathlib
+import re
 
 import jax.numpy as jnp
 import numpy as np
@@ -146,9 +148,72 @@ def test_quick_run_passes_every_claim_and_matches_the_committed_baseline(tmp_pat
     assert all(v == "pass" for v in statuses.values()), statuses
 
 
-def test_write_baseline_refuses_a_subset_of_claims():
-    assert verify_all.main(["--quick", "--only", "P7", "--write-baseline", "--no-figures",
-                            "--out", "/tmp/never-written"]) == 2
+def _baseline_copy(tmp_path, **changes) -> pathlib.Path:
+    """The committed baseline with ``changes`` (a claim ID -> entry, or None to drop it)."""
+    data = json.loads(baseline.BASELINE_PATH.read_text())
+    for claim_id, entry in changes.items():
+        if entry is None:
+            data["claims"].pop(claim_id)
+        else:
+            data["claims"][claim_id] = entry
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_write_baseline_for_one_claim_keeps_the_others(tmp_path):
+    path = _baseline_copy(tmp_path, P7=None)
+    before = json.loads(path.read_text())
+    assert verify_all.main(["--quick", "--only", "P7", "--write-baseline", "--baseline",
+                            str(path), "--no-figures", "--out", str(tmp_path / "out")]) == 0
+    after = json.loads(path.read_text())
+    assert after["claims"].pop("P7")["status"] == "pass"
+    assert after == before
+
+
+def test_write_baseline_for_one_claim_needs_the_files_mode_and_seed(tmp_path, capsys):
+    path = _baseline_copy(tmp_path)
+    assert verify_all.main(["--quick", "--seed", "1", "--only", "P7", "--write-baseline",
+                            "--baseline", str(path), "--no-figures", "--out",
+                            str(tmp_path / "out")]) == 2
+    assert "seed=0" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_a_baseline_claim_missing_from_the_run_is_a_problem(tmp_path, capsys):
+    """P7-old (a renamed check, say) is pinned and named by --only P7, but did not run."""
+    entry = json.loads(baseline.BASELINE_PATH.read_text())["claims"]["P7"]
+    path = _baseline_copy(tmp_path, **{"P7-old": entry})
+    assert verify_all.main(["--quick", "--only", "P7", "--check-baseline", "--baseline",
+                            str(path), "--no-figures", "--out", str(tmp_path / "out")]) == 1
+    assert "baseline: P7-old: in the baseline but not in this run" in capsys.readouterr().out
+
+
+def test_baseline_check_reports_only_the_expected_missing_claims():
+    snap = {"mode": "quick", "seed": 0, "claims": {"A": {}, "B": {}}}
+    assert baseline.check([], snap, "quick", 0) == []
+    assert baseline.check([], snap, "quick", 0, expected=["B"]) == [
+        "B: in the baseline but not in this run (renamed or no longer registered?)"]
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such file"),
+    ("{", "not valid JSON"),
+    ("[]", "not a baseline (expected a JSON object"),
+    ('{"mode": "quick", "seed": 0}', "a dict under 'claims'"),
+    ('{"mode": "quick", "seed": 0, "claims": {"P1": {"status": "pass"}}}', "claim 'P1'"),
+    ('{"mode": "full", "seed": 0, "claims": {}}', "made with mode=full seed=0"),
+])
+def test_baseline_read_rejects_an_unusable_file(tmp_path, content, message):
+    path = tmp_path / "baseline.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(baseline.BaselineError, match=re.escape(message)):
+        baseline.read(path, "quick", 0)
+
+
+def test_the_committed_baseline_is_readable():
+    data = json.loads(baseline.BASELINE_PATH.read_text())
+    assert baseline.read(baseline.BASELINE_PATH, data["mode"], data["seed"]) == data
 
 
 def _scaled(theory, factor):

@@ -1,4 +1,47 @@
 """Verification harness: claims, statistics, reports and figures.
 
 The only package that joins ``bounds`` (closed forms) and ``sims`` (Monte Carlo).
+
+Importing a package of this project never changes JAX's global settings. The claims'
+tolerances are calibrated in float64: call ``verify.enable_float64()`` once, before
+creating arrays (the CLI and the tests do). Everything else here is imported lazily
+(``verify.evaluate`` loads ``verify.claim`` on first use), so ``import verify`` is cheap.
 """
+from __future__ import annotations
+
+import importlib
+
+__all__ = ["enable_float64", "Claim", "Measured", "Measurement", "Theory", "REGISTRY",
+           "register", "evaluate", "measured", "claim_key", "load_claims"]
+
+# Public name -> the module that defines it (imported on first access).
+_LAZY = {"Claim": "verify.claim", "Measured": "verify.claim", "Measurement": "verify.claim",
+         "Theory": "verify.claim", "REGISTRY": "verify.claim", "register": "verify.claim",
+         "evaluate": "verify.claim", "measured": "verify.claim", "claim_key": "verify.claim",
+         "load_claims": "verify.plugins"}
+_RENAMED = {"load_claims": "load_all"}
+
+
+def enable_float64() -> None:
+    """Switch JAX to 64-bit floats and integers for this process (``jax_enable_x64``).
+
+    Call it once, before any array is created: arrays made earlier stay 32-bit. The
+    closed forms of ``bounds`` and the loops of ``sims`` run in either precision, but
+    the exact identities checked by ``verify`` (and its tolerances) assume float64.
+    ``python -m verify.all`` / ``stl-verify`` and the test suite call it for you.
+    """
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), _RENAMED.get(name, name))
+        globals()[name] = value  # next access is a plain attribute
+        return value
+    raise AttributeError(f"module 'verify' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})

@@ -7,6 +7,11 @@ rerunning the same command after an interruption computes only what is missing
 Claims run ``--jobs`` at a time (default: one per core) in worker processes; the numbers
 do not depend on it, since every grid point's key is a function of (seed, claim, point).
 
+Claims from outside the repository: ``--claims SPEC`` (repeatable; a dotted module name
+or a path to a ``.py`` file) imports a module that registers claims, before ``--only``
+selects; installed packages declare such modules in the entry-point group
+``stl_verify.claims``. Worker processes load the same modules (``verify.plugins``).
+
 Exit status 0 when every selected claim passes (and, with ``--check-baseline``,
 nothing regressed against ``verify/baseline.json``); 1 when a claim fails or errors,
 or the report cannot be written; 2 on bad usage (a one-line message); 130 when
@@ -30,7 +35,8 @@ from pathlib import Path
 
 import jax
 
-from verify import baseline, report
+import verify
+from verify import baseline, plugins, report
 from sims.loop import compile_count
 from verify.cache import compile_stats, enable_compilation_cache
 from verify.claim import REGISTRY, evaluate
@@ -38,10 +44,16 @@ from verify.store import PointStore
 import verify.claims  # noqa: F401  (registers the claims)
 
 PROG = "python -m verify.all"
+# jax.random.key takes a seed that fits in a signed 64-bit integer.
+MAX_SEED = 2**63 - 1
 
 
 class UsageError(Exception):
     """Bad command-line input: reported in one line, exit status 2."""
+
+
+class WorkerError(Exception):
+    """A worker process could not start a claim: reported in one line, exit status 1."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,11 +67,15 @@ def parse_args(argv):
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="small grids (< 90 s); used by tests")
     size.add_argument("--full", action="store_true", help="large grids and replica counts")
-    parser.add_argument("--only", default="",
+    parser.add_argument("--only", default=None,
                         help="comma-separated claim IDs or families, e.g. P1,P4 or B1 (= B1-*)")
+    parser.add_argument("--claims", action="append", default=[], metavar="SPEC",
+                        help="also load the claims registered by SPEC, a module name (mypkg.claims)"
+                             " or a .py file; repeatable (installed packages: entry-point group "
+                             f"{plugins.ENTRY_POINT_GROUP})")
     parser.add_argument("--out", default="results", help="output directory (default: results/)")
     parser.add_argument("--seed", type=int, default=0,
-                        help="root seed, an integer >= 0 (default 0)")
+                        help="root seed, an integer in [0, 2**63 - 1] (default 0)")
     parser.add_argument("--figures-dir", default=None,
                         help="where PNGs go (default: OUT/figures; `figures` refreshes the "
                              "committed ones)")
@@ -79,40 +95,57 @@ def parse_args(argv):
     parser.add_argument("--check-baseline", action="store_true",
                         help="fail if a bound is violated or a statistic moved past the baseline")
     parser.add_argument("--write-baseline", action="store_true",
-                        help="record this run as verify/baseline.json (all claims must pass)")
+                        help="record the selected claims in the baseline (they must pass); with "
+                             "--only, the other claims' entries are kept")
+    parser.add_argument("--baseline", default=str(baseline.BASELINE_PATH), metavar="PATH",
+                        help="the baseline file (default: verify/baseline.json)")
     parser.add_argument("--distributed", action="store_true",
                         help="multi-host: call jax.distributed.initialize() first (cluster "
                              "settings from the environment, e.g. SLURM or JAX_COORDINATOR_*)")
     parser.add_argument("--list", action="store_true", help="list the registered claims and exit")
     args = parser.parse_args(argv)
-    if args.seed < 0:
-        raise UsageError(f"--seed must be an integer >= 0, got {args.seed}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UsageError(f"--seed must be an integer in [0, 2**63 - 1], got {args.seed}")
     if args.jobs < 1:
         raise UsageError(f"--jobs must be an integer >= 1, got {args.jobs}")
-    if args.write_baseline and args.only:
-        raise UsageError("--write-baseline records every claim; drop --only")
+    # An empty value is a mistake (an unset shell variable), not "the default".
+    for flag, value in [("--only", args.only), ("--out", args.out),
+                        ("--figures-dir", args.figures_dir), ("--baseline", args.baseline),
+                        *(("--claims", spec) for spec in args.claims)]:
+        if value is not None and not value.strip():
+            raise UsageError(f"{flag} must not be empty, got {value!r}")
     return args
 
 
 def select(only: str) -> list:
-    """The claims named by ``--only`` (all when empty).
+    """The claims named by ``--only`` (all when ``None``).
 
     A name selects the claim with that exact ID, if any, followed by its family: every
     ``name-*`` (``B1`` gives ``B1-synthetic``, ``B1-reuse``, ...; ``A2`` gives ``A2`` and
     ``A2-*``). A name that selects nothing is an error listing the known IDs.
     """
-    if not only.strip():
+    if only is None:
         return list(REGISTRY.values())
-    names = [s.strip() for s in only.split(",") if s.strip()]
+    names = _names(only)
     if not names:
         raise UsageError(f"--only must name at least one claim, got {only!r}")
     chosen = {}
     for name in names:
-        matches = [name] * (name in REGISTRY) + [i for i in REGISTRY if i.startswith(name + "-")]
+        matches = [i for i in REGISTRY if _named(i, [name])]
+        matches.sort(key=lambda i: i != name)  # the exact ID first, then its family
         if not matches:
             raise UsageError(f"--only: unknown claim ID {name!r}; known: {', '.join(REGISTRY)}")
         chosen.update((i, REGISTRY[i]) for i in matches)
     return list(chosen.values())
+
+
+def _names(only: str) -> list[str]:
+    return [s.strip() for s in only.split(",") if s.strip()]
+
+
+def _named(claim_id: str, names: list[str]) -> bool:
+    """Whether ``--only`` names ``claim_id``: its exact ID or its family (``name-*``)."""
+    return any(claim_id == name or claim_id.startswith(name + "-") for name in names)
 
 
 def _writable_dir(flag: str, path: Path) -> None:
@@ -132,11 +165,15 @@ def _is_writer() -> bool:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    verify.enable_float64()  # the claims' tolerances assume float64 (docs/api.md)
     try:
         return _main(argv)
     except UsageError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
+    except WorkerError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; finished grid points are kept, rerun the same command to "
               "resume", file=sys.stderr)
@@ -149,12 +186,18 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
     args = parse_args(argv)
+    try:  # before --only selects: out-of-tree claims are selected like built-in ones
+        plugins.load_all(args.claims)
+    except plugins.PluginError as err:
+        raise UsageError(str(err)) from None
     if args.list:
         for claim in REGISTRY.values():
             print(f"{claim.id:6s} {claim.title}")
         return 0
     claims = select(args.only)
     mode = "quick" if args.quick else "full" if args.full else "default"
+    # The baseline is read before anything is computed: a bad one wastes no run.
+    pinned = _read_baseline(args, mode) if args.check_baseline or args.write_baseline else None
     out = Path(args.out)
     figures_dir = Path(args.figures_dir) if args.figures_dir is not None else out / "figures"
     if args.distributed:
@@ -175,7 +218,8 @@ def _main(argv) -> int:
     draw_to = None if args.no_figures or not _is_writer() else figures_dir
     records, per_claim, workers = _evaluate_all(claims, mode, args.seed, store, jobs, draw_to,
                                        cache=not args.no_compile_cache,
-                                       expected=_previous_seconds(out / "report.json", mode))
+                                       expected=_previous_seconds(out / "report.json", mode),
+                                       specs=args.claims)
     wall, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_before
     for problem in store.problems if store else []:
         print(f"warning: {problem}", file=sys.stderr)
@@ -183,7 +227,10 @@ def _main(argv) -> int:
     status = "fail" if any(r["status"] in ("fail", "error") for r in records) else "pass"
     problems = []
     if args.check_baseline:
-        problems = baseline.check(records, baseline.load(), mode, args.seed)
+        # A pinned claim that did not run is a problem, unless --only left it out.
+        wanted = [cid for cid in pinned["claims"]
+                  if args.only is None or _named(cid, _names(args.only))]
+        problems = baseline.check(records, pinned, mode, args.seed, expected=wanted)
         for problem in problems:
             print(f"baseline: {problem}")
         if problems:
@@ -206,9 +253,13 @@ def _main(argv) -> int:
         if status != "pass":
             print("not writing the baseline: some claims did not pass", file=sys.stderr)
             return 1
-        report.atomic_write_json(baseline.BASELINE_PATH, baseline.snapshot(records, mode,
-                                                                          args.seed))
-        print(f"baseline written to {baseline.BASELINE_PATH}")
+        fresh = baseline.snapshot(records, mode, args.seed)
+        # With --only, the other claims' entries are kept (mode and seed matched above).
+        if args.only is not None and pinned is not None:
+            fresh = baseline.merge(pinned, fresh)
+        report.atomic_write_json(args.baseline, fresh)
+        which = "" if args.only is None else f" ({', '.join(r['id'] for r in records)})"
+        print(f"baseline written to {args.baseline}{which}")
     compiled = full["run"]["compilation"]
     untested = [r["id"] for r in records if r["status"] == "untested"]
     print(f"{status.upper()}: {sum(r['status'] == 'pass' for r in records)}/{len(records)} claims "
@@ -256,8 +307,22 @@ def _previous_seconds(path: Path, mode: str) -> dict:
         return {}
 
 
+def _read_baseline(args, mode: str) -> dict | None:
+    """The baseline file, checked before the run: a ``UsageError`` in one line when it
+    cannot serve (``None`` when ``--write-baseline`` starts a new one)."""
+    path = Path(args.baseline)
+    flag = "--check-baseline" if args.check_baseline else "--write-baseline"
+    if args.write_baseline and not args.check_baseline and (
+            args.only is None or not path.exists()):
+        return None  # written from scratch: nothing to read
+    try:
+        return baseline.read(path, mode, args.seed)
+    except baseline.BaselineError as err:
+        raise UsageError(f"{flag}: {err}") from None
+
+
 def _evaluate_all(claims, mode: str, seed: int, store, jobs: int, figures_dir, cache: bool,
-                  expected: dict | None = None):
+                  expected: dict | None = None, specs=()):
     """Every claim's record (in the order given), its timings, and the workers' compile
     counts added up (empty when everything ran in this process).
 
@@ -272,7 +337,8 @@ def _evaluate_all(claims, mode: str, seed: int, store, jobs: int, figures_dir, c
     workers are terminated: a point stored before that is kept, one in flight is lost,
     nothing is half written. Claims start longest first by ``expected`` seconds (the last
     run's, when ``--out`` has one), so that a long claim does not start last. With
-    ``figures_dir``, whoever evaluates a claim also draws its figure there.
+    ``figures_dir``, whoever evaluates a claim also draws its figure there. Workers load
+    ``specs`` (``--claims``) and the entry points before looking a claim up.
     """
     bar = None
     if sys.stderr.isatty():  # a bar over claims; one claim at a time also shows its points
@@ -296,7 +362,7 @@ def _evaluate_all(claims, mode: str, seed: int, store, jobs: int, figures_dir, c
                 finished(done[-1])
         else:
             pool = multiprocessing.get_context("spawn").Pool(
-                min(jobs, len(claims)), initializer=_worker_init, initargs=(cache,))
+                min(jobs, len(claims)), initializer=_worker_init, initargs=(cache, tuple(specs)))
             try:
                 longest_first = sorted(claims, key=lambda c: -(expected or {}).get(c.id, 0.0))
                 pending = {c.id: pool.apply_async(_evaluate_in_worker,
@@ -334,16 +400,31 @@ def _evaluate_one(claim, mode: str, seed: int, store, figures_dir=None, progress
     return record, timing
 
 
-def _worker_init(cache: bool) -> None:
+_WORKER_INIT_ERROR = None  # why this worker could not load its claims (see _worker_init)
+
+
+def _worker_init(cache: bool, specs=()) -> None:
+    global _WORKER_INIT_ERROR
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    verify.enable_float64()  # a spawned interpreter starts from JAX's defaults
     if cache:
         enable_compilation_cache()
+    try:  # the parent's claims: built-in, entry points and --claims
+        plugins.load_all(specs)
+    except Exception as err:  # a failing initializer makes the pool respawn it forever
+        _WORKER_INIT_ERROR = f"{type(err).__name__}: {err}"
 
 
 def _evaluate_in_worker(claim_id: str, mode: str, seed: int, root, figures_dir):
     """One claim in a worker process: its record and timing, with this worker's compile
     stats and store problems for the parent to add up."""
     store = PointStore(root[0], fresh=root[1]) if root is not None else None
+    if _WORKER_INIT_ERROR is not None:
+        raise WorkerError(f"a worker process could not load the claims: {_WORKER_INIT_ERROR}")
+    if claim_id not in REGISTRY:  # registered in the parent only (a script, a notebook)
+        raise WorkerError(f"claim {claim_id!r} is not registered in a worker process; load "
+                          "the module that registers it with --claims MODULE_OR_FILE (or the "
+                          f"{plugins.ENTRY_POINT_GROUP} entry point), or run with --jobs 1")
     before = _compile_counts()
     record, timing = _evaluate_one(REGISTRY[claim_id], mode, seed, store, figures_dir)
     after = _compile_counts()

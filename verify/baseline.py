@@ -14,6 +14,7 @@ So is a weaker check: a tested row (``exact``, ``upper``, ``lower``, ``exceeds``
 ``numerical``) that is gone, or whose kind changed (``exact`` -> ``report`` is a
 downgrade to report-only, ``upper`` -> ``numerical`` stops being evidence). New rows
 are not regressions. Checks that drop rows must rewrite the baseline deliberately.
+A claim in the baseline that the run was expected to include but did not is reported too.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from pathlib import Path
 
 from verify.claim import EVIDENCE_KINDS, TESTED_KINDS
 
-__all__ = ["BASELINE_PATH", "TOL_SIGMA", "THEORY_RTOL", "snapshot", "check", "load"]
+__all__ = ["BASELINE_PATH", "TOL_SIGMA", "THEORY_RTOL", "BaselineError", "snapshot", "check",
+           "load", "read", "merge"]
 
 BASELINE_PATH = Path(__file__).with_name("baseline.json")
 TOL_SIGMA = 5.0
@@ -64,17 +66,73 @@ def _kind_change(record_id: str, key: str, old: str, new: str) -> str | None:
     return f"{record_id} [{key}]: kind changed {old} -> {new} ({why})"
 
 
+class BaselineError(ValueError):
+    """A baseline file that cannot be used: missing, unreadable, malformed, or made with
+    another mode or seed (one line, naming the file)."""
+
+
 def load(path: str | Path = BASELINE_PATH) -> dict:
     with open(path) as f:
         return json.load(f)
 
 
-def check(records: list[dict], baseline: dict, mode: str, seed: int) -> list[str]:
-    """Problems found (empty when the run matches the baseline)."""
+def _structure_problem(data) -> str | None:
+    if not isinstance(data, dict):
+        return f"a JSON object, got {type(data).__name__}"
+    for key, kind in [("mode", str), ("seed", int), ("claims", dict)]:
+        if not isinstance(data.get(key), kind):
+            return f"a {kind.__name__} under {key!r}"
+    for cid, entry in data["claims"].items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("status"), str)
+                and isinstance(entry.get("points"), list) and isinstance(entry.get("rows"), dict)
+                and all(isinstance(r, dict) and {"measured", "se", "theory", "kind"} <= set(r)
+                        for r in entry["rows"].values())):
+            return f"claim {cid!r} with status, points and rows"
+    return None
+
+
+def read(path: str | Path, mode: str, seed: int) -> dict:
+    """The baseline at ``path``, checked before a run: readable JSON with the structure
+    ``snapshot`` writes, made with this ``mode`` and ``seed``; else ``BaselineError``."""
+    try:
+        data = load(path)
+    except FileNotFoundError:
+        raise BaselineError(f"{path}: no such file (write one with --write-baseline)") from None
+    except OSError as err:
+        raise BaselineError(f"{path}: unreadable ({err.strerror or err})") from None
+    except ValueError as err:  # json.JSONDecodeError, UnicodeDecodeError
+        raise BaselineError(f"{path}: not valid JSON ({str(err).splitlines()[0]})") from None
+    problem = _structure_problem(data)
+    if problem is not None:
+        raise BaselineError(f"{path}: not a baseline (expected {problem})")
+    if data["mode"] != mode or data["seed"] != seed:
+        raise BaselineError(f"{path} was made with mode={data['mode']} seed={data['seed']}, "
+                            f"this run has mode={mode} seed={seed}")
+    return data
+
+
+def merge(old: dict, new: dict) -> dict:
+    """``old`` with the claims of ``new`` replaced or added (same mode and seed)."""
+    if (old["mode"], old["seed"]) != (new["mode"], new["seed"]):
+        raise BaselineError(f"cannot merge a mode={new['mode']} seed={new['seed']} snapshot "
+                            f"into a mode={old['mode']} seed={old['seed']} baseline")
+    return {**old, **{k: v for k, v in new.items() if k != "claims"},
+            "claims": {**old["claims"], **new["claims"]}}
+
+
+def check(records: list[dict], baseline: dict, mode: str, seed: int,
+          expected: list[str] | None = None) -> list[str]:
+    """Problems found (empty when the run matches the baseline).
+
+    ``expected``: the baseline claims this run should have included (default: none
+    checked); each one missing from ``records`` is a problem.
+    """
     if baseline.get("mode") != mode or baseline.get("seed") != seed:
         return [f"baseline was made with mode={baseline.get('mode')} seed={baseline.get('seed')}, "
                 f"this run has mode={mode} seed={seed}"]
-    problems = []
+    ran = {record["id"] for record in records}
+    problems = [f"{cid}: in the baseline but not in this run (renamed or no longer registered?)"
+                for cid in expected or [] if cid not in ran]
     for record in records:
         base = baseline["claims"].get(record["id"])
         if base is None:

@@ -389,6 +389,9 @@ def peak_rss_child(replicas: int) -> float:
 
 
 def main(argv=None) -> int:
+    import verify
+
+    verify.enable_float64()  # importing the library leaves JAX's settings alone
     parser = argparse.ArgumentParser(prog="python -m verify.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--replicas", type=int, default=4096)

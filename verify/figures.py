@@ -97,8 +97,13 @@ def draw_all(records: list[dict], out_dir: str | os.PathLike, claims: dict | Non
         fig = draw(record)
         path = out_dir / f"{record['id']}.png"
         tmp = out_dir / f".{record['id']}.tmp.png"
-        fig.savefig(tmp, dpi=110)
-        plt.close(fig)
-        os.replace(tmp, path)
+        try:
+            fig.savefig(tmp, dpi=110)
+            os.replace(tmp, path)
+        except OSError:  # e.g. a full disk: leave no temporary file behind
+            tmp.unlink(missing_ok=True)
+            raise
+        finally:
+            plt.close(fig)
         written.append(path)
     return written

@@ -86,6 +86,9 @@ def plant(path: str, claim_ids: list[str], factor: float = 1.1, mode: str = "qui
 
 
 def main(argv=None) -> int:
+    import verify
+
+    verify.enable_float64()  # importing the library leaves JAX's settings alone
     parser = argparse.ArgumentParser(prog="python -m verify.plant", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("function", help="dotted path, e.g. bounds.peers.mle_variance_chain")

@@ -85,6 +85,14 @@ class PointStore:
             return self._corrupted(path, f"unreadable: {type(err).__name__}: {err}")
         if not intact:
             return self._corrupted(path, "checksum mismatch")
+        stored = saved.get("identity") if isinstance(saved.get("identity"), dict) else {}
+        if any(stored.get(k) != identity[k] for k in ("claim", "index")):
+            # Its path says this point; its identity says another (a copied file). Another
+            # mode or seed is ordinary (same path, other run) and recomputed silently.
+            self.problems.append(f"{path}: holds claim {stored.get('claim')!r} point "
+                                 f"{stored.get('index')!r}, not {identity['claim']!r} point "
+                                 f"{identity['index']!r} (a copied file?); recomputed")
+            return None
         if saved.get("config_hash") != self.config_hash(identity):
             return None  # made by other code or settings: recompute
         self.reused_by_claim[identity["claim"]] += 1

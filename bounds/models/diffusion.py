@@ -28,6 +28,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 import numpy as np
 
 from bounds import validate
@@ -37,7 +38,8 @@ __all__ = ["ou_marginal", "mixture_log_density", "mixture_score", "GirsanovBound
            "optimal_training_time"]
 
 
-def ou_marginal(loc: Any, weight: Any, scale: Any, t: Any):
+def ou_marginal(loc: ArrayLike, weight: ArrayLike, scale: ArrayLike, t: ArrayLike
+                ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``p_t`` of the OU process from ``p0 = Σ π_k N(μ_k, s_k²)``: ``(loc_t, weight, scale_t)``.
 
     Claim: B2. Kind: exact. ``loc_t = μ e^{-t}``, ``scale_t² = s² e^{-2t} + 1 − e^{-2t}``
@@ -63,7 +65,8 @@ def _component_log_pdf(x, loc, weight, scale):
             - 0.5 * dim * math.log(2.0 * math.pi))
 
 
-def mixture_log_density(x: Any, loc: Any, weight: Any, scale: Any) -> jax.Array:
+def mixture_log_density(x: ArrayLike, loc: ArrayLike, weight: ArrayLike,
+                        scale: ArrayLike) -> jax.Array:
     """``log Σ_k π_k N(x; μ_k, s_k² I)`` (logsumexp; ``x`` any shape in 1-D, ``(..., d)`` in d-D).
 
     Claim: B2 (the data law p0 and every OU marginal p_t). Kind: exact. Proof: none needed
@@ -73,7 +76,8 @@ def mixture_log_density(x: Any, loc: Any, weight: Any, scale: Any) -> jax.Array:
     return jax.scipy.special.logsumexp(_component_log_pdf(x, loc, weight, scale), axis=-1)
 
 
-def mixture_score(x: Any, loc: Any, weight: Any, scale: Any, t: Any) -> jax.Array:
+def mixture_score(x: ArrayLike, loc: ArrayLike, weight: ArrayLike, scale: ArrayLike,
+                  t: ArrayLike) -> jax.Array:
     """``∇log p_t(x)`` for the OU marginal of a Gaussian mixture.
 
     Claim: B2. Kind: exact. ``Σ_k r_k(x) (μ_k e^{-t} − x)/scale_k(t)²`` with
@@ -153,8 +157,10 @@ def _gauss_legendre(horizon, time_nodes, t_split):
     return np.concatenate(times), np.concatenate(weights)
 
 
-def girsanov_kl_bound(score_fn: Callable, loc: Any, weight: Any, scale: Any, horizon: float,
-                      nodes: Any, *, time_nodes: int = 48, t_split: float = 0.25) -> GirsanovBound:
+def girsanov_kl_bound(score_fn: Callable, loc: ArrayLike, weight: ArrayLike, scale: ArrayLike,
+                      horizon: float,
+                      nodes: ArrayLike, *, time_nodes: int = 48,
+                      t_split: float = 0.25) -> GirsanovBound:
     """``KL(p0 ‖ q) ≤ KL(p_T ‖ N(0,1)) + ∫_0^T E_{p_t}(s(x,t) − ∇log p_t(x))² dt``.
 
     Claim: B2. Kind: upper, no fitted constant, for ``q`` the law at time 0 of the
@@ -198,7 +204,8 @@ def girsanov_kl_bound(score_fn: Callable, loc: Any, weight: Any, scale: Any, hor
     return GirsanovBound(prior, score_term, prior + score_term, jnp.asarray(times), values)
 
 
-def oneshot_error_shape(tau: Any, n: Any, width: Any, coef: Any) -> jax.Array:
+def oneshot_error_shape(tau: ArrayLike, n: ArrayLike, width: ArrayLike,
+                        coef: ArrayLike) -> jax.Array:
     """``a τ⁴/(W n) + b τ³/W² + c/τ + d``: the one-shot error's shape in ``τ, n, W``.
 
     Claim: B2. Kind: rate. The terms are: the data (estimation) error growing with
@@ -212,7 +219,7 @@ def oneshot_error_shape(tau: Any, n: Any, width: Any, coef: Any) -> jax.Array:
     return a * tau ** 4 / (width * n) + b * tau ** 3 / width ** 2 + c / tau + d
 
 
-def optimal_training_time(n: Any, width: Any, coef: Any, *, lo: float = 1e-3,
+def optimal_training_time(n: ArrayLike, width: ArrayLike, coef: ArrayLike, *, lo: float = 1e-3,
                           hi: float = 1e4, points: int = 4001) -> jax.Array:
     """Argmin over ``τ`` of ``oneshot_error_shape`` (log grid). Claim: B2. Kind: exact for the shape.
 

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 import numpy as np
 from jax.scipy.special import digamma
 
@@ -63,7 +64,7 @@ def _f64(*values):
 # --------------------------------------------------------------------------- #
 # One shot: in-context risk and its optimum (A4 uses these too).
 # --------------------------------------------------------------------------- #
-def gamma_star(N: Any, d: Any, sigma: Any) -> jax.Array:
+def gamma_star(N: ArrayLike, d: ArrayLike, sigma: ArrayLike) -> jax.Array:
     """In-context-optimal scale ``gamma* = N / (N + d + 1 + sigma^2)``.
 
     Claim A2/A4. Kind: exact (the unique minimiser over ``gamma`` of ``icl_risk``,
@@ -85,7 +86,7 @@ def gamma_star(N: Any, d: Any, sigma: Any) -> jax.Array:
     return N / (N + d + 1.0 + sigma ** 2)
 
 
-def icl_risk(gamma: Any, N: Any, d: Any, sigma: Any) -> jax.Array:
+def icl_risk(gamma: ArrayLike, N: ArrayLike, d: ArrayLike, sigma: ArrayLike) -> jax.Array:
     """One-shot in-context test risk ``E(w_hat.x_q - y_q)^2`` of ``w_hat = (gamma/N) sum x y``.
 
     ``= d [gamma^2 (N + d + 1 + sigma^2) / N - 2 gamma + 1] + sigma^2``.
@@ -210,7 +211,7 @@ def _check_truth(w):
     return w
 
 
-def moments(gamma: Any, n: int, m: int, w: Any, sigma: Any, tau: Any,
+def moments(gamma: ArrayLike, n: int, m: int, w: ArrayLike, sigma: ArrayLike, tau: ArrayLike,
             generations: int) -> LoopMoments:
     """Exact ``E w_hat_i``, ``E w_hat_i w_hat_i^T`` and ``E |w_hat_i - w|^2`` of the loop.
 
@@ -267,7 +268,7 @@ def _replaced_example_second_moment(w: Any, sigma: Any) -> jax.Array:
                   + jnp.outer(w, w))
 
 
-def coupled_difference_moments(gamma: Any, n: int, m: int, w: Any, sigma: Any,
+def coupled_difference_moments(gamma: ArrayLike, n: int, m: int, w: ArrayLike, sigma: ArrayLike,
                                generations: int) -> LoopMoments:
     """Exact ``E |w_hat_i - w_hat'_i|^2`` of two loops on ``S0`` and ``S0'`` (one example replaced).
 
@@ -302,7 +303,7 @@ def _check_factor_args(gamma, lam, d, m, positive_gamma=False):
     return _f64(gamma, lam, d, m)
 
 
-def contraction_factor(gamma: Any, lam: Any, d: Any, m: Any) -> jax.Array:
+def contraction_factor(gamma: ArrayLike, lam: ArrayLike, d: ArrayLike, m: ArrayLike) -> jax.Array:
     """Mean-square growth factor ``gamma^2 (1-lam)^2 (1 + (d+1)/m)`` of one generation.
 
     ``E |A u|^2 = (gamma/N)^2 m (m + d + 1)`` for a unit ``u``, with ``N = m/(1-lam)``.
@@ -324,7 +325,7 @@ def contraction_factor(gamma: Any, lam: Any, d: Any, m: Any) -> jax.Array:
     return gamma ** 2 * (1.0 - lam) ** 2 * (1.0 + (d + 1.0) / m)
 
 
-def fourth_moment_factor(gamma: Any, lam: Any, d: Any, m: Any) -> jax.Array:
+def fourth_moment_factor(gamma: ArrayLike, lam: ArrayLike, d: ArrayLike, m: ArrayLike) -> jax.Array:
     """Fourth-moment growth factor ``E |A u|^4`` of one generation (unit ``u``).
 
     ``|A u|^2 = (gamma/N)^2 S (S + T)`` with ``S ~ chi2_m``, ``T ~ chi2_{d-1}``, so
@@ -345,7 +346,7 @@ def fourth_moment_factor(gamma: Any, lam: Any, d: Any, m: Any) -> jax.Array:
     return (gamma * (1.0 - lam) / m) ** 4 * s4
 
 
-def mean_square_boundary(lam: Any, d: Any, m: Any) -> jax.Array:
+def mean_square_boundary(lam: ArrayLike, d: ArrayLike, m: ArrayLike) -> jax.Array:
     """``gamma_ms = 1 / ((1-lam) sqrt(1 + (d+1)/m))``: ``contraction_factor = 1`` there.
 
     Claim A2. Kind: exact (the boundary of mean-square convergence). Proof: LA s.3.
@@ -365,7 +366,7 @@ def _log_norm_mean(d, m):
     return 0.5 * (digamma(m / 2.0) + digamma((m + d - 1.0) / 2.0)) + math.log(2.0)
 
 
-def lyapunov_exponent(gamma: Any, lam: Any, d: Any, m: Any) -> jax.Array:
+def lyapunov_exponent(gamma: ArrayLike, lam: ArrayLike, d: ArrayLike, m: ArrayLike) -> jax.Array:
     """Top Lyapunov exponent of ``A_i ... A_1``: ``lim (1/i) log |A_i ... A_1 u|`` a.s.
 
     ``lam_L = log(gamma (1-lam)) + ½[psi(m/2) + psi((m+d-1)/2)] + log 2 - log m``.
@@ -389,7 +390,7 @@ def lyapunov_exponent(gamma: Any, lam: Any, d: Any, m: Any) -> jax.Array:
     return jnp.log(gamma * (1.0 - lam) / m) + _log_norm_mean(d, m)
 
 
-def almost_sure_boundary(lam: Any, d: Any, m: Any) -> jax.Array:
+def almost_sure_boundary(lam: ArrayLike, d: ArrayLike, m: ArrayLike) -> jax.Array:
     """``gamma_as``: the ``gamma`` at which ``lyapunov_exponent`` is 0.
 
     ``gamma_as = m exp(-½[psi(m/2) + psi((m+d-1)/2)] - log 2) / (1 - lam)``.
@@ -405,7 +406,7 @@ def almost_sure_boundary(lam: Any, d: Any, m: Any) -> jax.Array:
     return m * jnp.exp(-_log_norm_mean(d, m)) / (1.0 - lam)
 
 
-def tame_generations(gamma: Any, lam: float, d: int, m: int, generations: int,
+def tame_generations(gamma: ArrayLike, lam: float, d: int, m: int, generations: int,
                      limit: float = 10.0) -> np.ndarray:
     """Generations whose sample second moment can be z-tested (conservative rule).
 
@@ -439,7 +440,7 @@ def tame_generations(gamma: Any, lam: float, d: int, m: int, generations: int,
 # --------------------------------------------------------------------------- #
 # R2 in this architecture's form.
 # --------------------------------------------------------------------------- #
-def recursive_stability_constant(gamma: Any, d: Any, m: Any) -> jax.Array:
+def recursive_stability_constant(gamma: ArrayLike, d: ArrayLike, m: ArrayLike) -> jax.Array:
     """This architecture's R2 constant ``c = gamma sqrt(1 + (d+1)/m)``.
 
     With ``gamma_i := |Delta_i|_{L2} / s`` (``s`` from ``recursive_stability_scale``;
@@ -468,7 +469,7 @@ def recursive_stability_constant(gamma: Any, d: Any, m: Any) -> jax.Array:
     return gamma * jnp.sqrt(1.0 + (d + 1.0) / m)
 
 
-def recursive_stability_scale(w: Any, sigma: Any, m: Any) -> jax.Array:
+def recursive_stability_scale(w: ArrayLike, sigma: ArrayLike, m: ArrayLike) -> jax.Array:
     """``s = |u|_{L2} / sqrt(1 + (d+1)/m)`` with ``|u|_{L2}^2 = 2[(d+1)|w|^2 + d sigma^2]``.
 
     The unit in which the twins' RMS predictor distance follows R2's recursion
