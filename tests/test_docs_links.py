@@ -11,8 +11,6 @@ from conftest import ROOT
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)|<img [^>]*src=\"([^\"]+)\"")
-# Written on another branch of the same issue; checked like any other link once it exists.
-PENDING = {ROOT / "docs" / "api.md"}
 
 
 def _links(page):
@@ -41,8 +39,7 @@ def test_links_stay_inside_the_repository_and_resolve(page):
         if ROOT.resolve() not in (target, *target.parents):
             problems.append(f"{link}: points outside the repository")
         elif not target.exists():
-            if target not in PENDING:
-                problems.append(f"{link}: no such file")
+            problems.append(f"{link}: no such file")
         elif anchor and target.suffix == ".md" and anchor not in _anchors(target):
             problems.append(f"{link}: no heading with anchor #{anchor}")
     assert not problems, f"{page.relative_to(ROOT)}: " + "; ".join(problems)

@@ -89,7 +89,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", default=None, help="write every row (with its t) as JSON")
     args = parser.parse_args(argv)
-    jax.config.update("jax_enable_x64", True)  # identities are checked in float64
+    from verify import enable_float64
+    enable_float64()  # the recursion is compared in float64
     rows = a2_tame_calibration(args.batches, args.seed)
     print("gamma  n  quantity    i  g4^i      sd(t)  mean(t)  P(|t|>3)  P(t>2.33)  P(t<-2.33)")
     for r in rows:
