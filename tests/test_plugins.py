@@ -149,3 +149,11 @@ def test_every_built_in_claim_module_is_listed():
     """The list is explicit (a renamed module fails to import); a new file must join it."""
     files = {p.stem for p in pathlib.Path(verify.claims.__file__).parent.glob("*.py")}
     assert files - {"__init__"} == set(verify.claims.BUILTIN)
+
+
+def test_a_file_reusing_a_built_in_id_is_a_plugin_error_naming_both(tmp_path):
+    path = tmp_path / "clash.py"
+    path.write_text("import dataclasses\nfrom verify.claim import REGISTRY, register\n"
+                    "import verify.claims\nregister(dataclasses.replace(REGISTRY['P1']))\n")
+    with pytest.raises(plugins.PluginError, match=r"clash.py: claim 'P1' is registered twice"):
+        plugins.load_spec(str(path))

@@ -149,10 +149,14 @@ class Claim:
 REGISTRY: dict[str, Claim] = {}
 
 
+class DuplicateClaimError(ValueError):
+    """A claim ID registered twice (e.g. a researcher's module reusing a built-in ID)."""
+
+
 def register(claim: Claim) -> Claim:
     """Add a claim to the registry (IDs are unique)."""
     if claim.id in REGISTRY:
-        raise ValueError(f"claim {claim.id!r} is registered twice")
+        raise DuplicateClaimError(f"claim {claim.id!r} is registered twice: pick another ID")
     REGISTRY[claim.id] = claim
     return claim
 

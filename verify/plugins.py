@@ -17,6 +17,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from verify.claim import DuplicateClaimError
+
 __all__ = ["ENTRY_POINT_GROUP", "PluginError", "load_entry_points", "load_spec", "load_all"]
 
 ENTRY_POINT_GROUP = "stl_verify.claims"
@@ -51,6 +53,9 @@ def _load_file(spec: str):
     sys.modules[name] = module
     try:
         loader_spec.loader.exec_module(module)
+    except DuplicateClaimError as err:
+        del sys.modules[name]
+        raise PluginError(f"--claims {spec}: {err}") from None
     except BaseException:
         del sys.modules[name]  # a half-run module must not look loaded
         raise
@@ -71,6 +76,8 @@ def load_spec(spec: str):
         return _load_file(spec)
     try:
         return importlib.import_module(spec)
+    except DuplicateClaimError as err:
+        raise PluginError(f"--claims {spec}: {err}") from None
     except ModuleNotFoundError as err:
         if err.name is not None and spec.startswith(err.name):  # the spec itself, not inside it
             raise PluginError(f"--claims {spec}: no module named {err.name!r}") from None
