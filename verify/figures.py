@@ -38,8 +38,8 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.mathtext import MathTextParser  # noqa: E402
 
 __all__ = ["FORMATS", "PNG_DPI", "STYLE", "KEY_COLOUR", "StyleKey", "colour", "default_figure",
-           "draw_all", "figure_title", "math_label", "paper_style", "parse_formats", "rows_of",
-           "series", "varying_keys"]
+           "draw_all", "figure_title", "math_label", "paper_style", "parse_formats", "render",
+           "rows_of", "save", "series", "varying_keys"]
 
 FORMATS = ("png", "pdf", "svg")  # what ``draw_all`` can write
 # TrueType subsetting for PDFs warns about the fonts' own old timestamps: not our problem.
@@ -130,6 +130,7 @@ def _tex(expr: str) -> str:
         m.group(1), f" {m.group(1)} "), s)
     s = re.sub(r",(?=\S)", ", ", s)
     s = re.sub(r"\s+([)\]|^_,(])", r"\1", s)  # no space before a bracket or a script
+    s = s.replace(r"\, ", r"\,")
     return re.sub(r"\s+", " ", s).strip()
 
 
@@ -144,7 +145,7 @@ _SPANS = [
     r"E\s+eps_\w+", r"E\s+err_\w+", r"E_test", r"err_\w+",
     r"\(1-lam\)(?:\^\(G/2\))?", r"m\*/n", r"m/n(?:\s*=\s*[0-9.]+)?", r"\bm\*",
     r"sigma_\w+\^2", r"sigma0\^2", r"mean_P\s*\(f_i - f'_i\)\^2", r"\bf'?_i\b",
-    r"\bR[1-4]\b", r"eps\((?:N|n \+ m)\)", r"\bbeta_N\b", r"\bsup_\w+",
+    r"\bE TV\b(?!\()", r"\bS0'?", r"\bR[1-4]\b", r"eps\((?:N|n \+ m)\)", r"\bbeta_N\b", r"\bsup_\w+",
     r"\b(?:lambda|lam|gamma|tau|eps)\*?(?:_\w+|_\([^)]*\))?(?:\s*[=<>]\s*[-+0-9.e]+)?",
     r"\b[a-zA-Z]_[a-zA-Z0-9](?:\^\d)?\b", r"\b[mnNigKd]\s*=\s*[-+0-9.e]+\b", r"\bf\s*[<>]\s*1\b",
 ]
@@ -266,10 +267,23 @@ def varying_keys(points: list[dict]) -> list[str]:
     return [k for k in keys if len({repr(p.get(k)) for p in points}) > 1] or keys[:2]
 
 
+_PARAMETERS = {"sigma0_sq": r"\sigma_0^2", "sigma0": r"\sigma_0", "sigma": r"\sigma",
+               "lam": r"\lambda", "gamma": r"\gamma", "tau": r"\tau", "T0": "T_0",
+               "m_over_n": "m/n", "sizes_cycle": "M_k"}
+
+
 def point_label(point: dict, keys: Iterable[str]) -> str:
-    """``lam=0.5, n=50`` as mathtext (``lam`` -> λ)."""
-    return ", ".join(math_label(f"{k}={point.get(k)}") if k in _GREEK or len(k) == 1
-                     else f"{k}={point.get(k)}" for k in keys)
+    """``lam=0.5, n=50`` as mathtext (``lam`` -> λ); other names as words."""
+    parts = []
+    for k in keys:
+        value = point.get(k)
+        if k in _PARAMETERS or len(k) <= 2:
+            shown = f"{value:g}" if isinstance(value, float) else str(value)
+            parts.append(f"${_PARAMETERS.get(k, k)} = {shown}$".replace("[", "(").replace("]", ")")
+                         if not isinstance(value, str) else f"${_PARAMETERS.get(k, k)}$ = {value}")
+        else:
+            parts.append(f"{k.replace('_', ' ')} = {value}")
+    return ", ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,10 +305,14 @@ class StyleKey:
         x, mean = np.asarray(x, float), np.asarray(mean, float)
         (artist,) = ax.plot(x, mean, ls="-" if line else "", marker=marker, color=colour_,
                             label=label, lw=MEASURED_LW)
-        if band and se is not None and len(x):
+        if band and se is not None and len(x) > 1:
             se = np.asarray(se, float)
             ax.fill_between(x, mean - 2 * se, mean + 2 * se, color=artist.get_color(),
                             alpha=BAND_ALPHA, lw=0)
+        elif band and se is not None and len(x) == 1:  # one value: a ± 2 SE bar, not a band
+            se = np.asarray(se, float)
+            ax.plot([x[0], x[0]], [mean[0] - 2 * se[0], mean[0] + 2 * se[0]], "-",
+                    color=artist.get_color(), lw=2.5, alpha=0.5, solid_capstyle="butt")
         self._used("measured", "band" if band and se is not None else "")
         return artist
 
@@ -305,10 +323,13 @@ class StyleKey:
         if not np.isfinite(value).any():
             return None
         # a white edge keeps a theory curve visible where it lies on the measured one
-        (artist,) = ax.plot(np.asarray(x, float), value, LINESTYLE[meaning], color=colour_,
-                            lw=lw, label=label, zorder=3,
-                            path_effects=[patheffects.Stroke(linewidth=lw + 1.6, foreground="w"),
-                                          patheffects.Normal()])
+        style = dict(color=colour_, lw=lw, label=label, zorder=3,
+                     path_effects=[patheffects.Stroke(linewidth=lw + 1.6, foreground="w"),
+                                   patheffects.Normal()])
+        if np.size(value) == 1:  # one value (a threshold, a level): a line across the panel
+            artist = ax.axhline(float(np.ravel(value)[0]), ls=LINESTYLE[meaning], **style)
+        else:
+            (artist,) = ax.plot(np.asarray(x, float), value, LINESTYLE[meaning], **style)
         self._used(meaning, kind)
         return artist
 
@@ -494,6 +515,26 @@ def _metadata(fmt: str) -> dict:
     return {}
 
 
+def render(record: dict, claims: dict | None = None):
+    """The figure of one record, drawn in ``paper_style`` (the claim's own ``figure`` if it has
+    one, else ``default_figure``). The caller closes it (``plt.close``)."""
+    claim = (claims or {}).get(record["id"])
+    draw = claim.figure if claim is not None and claim.figure is not None else default_figure
+    with paper_style():
+        fig = draw(record)
+        tidy_log_axes(fig)
+    return fig
+
+
+def save(fig, out_dir: str | os.PathLike, stem: str, formats: Sequence[str] | str = ("png",)
+         ) -> list[Path]:
+    """``fig`` as ``out_dir/stem.<format>`` for each format, atomically (see ``_save``)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with paper_style():
+        return _save(fig, out_dir, stem, parse_formats(formats))
+
+
 def draw_all(records: list[dict], out_dir: str | os.PathLike, claims: dict | None = None,
              formats: Sequence[str] | str = ("png",)) -> list[Path]:
     """Draw every record that has rows, one file per format; returns the written paths.
@@ -504,20 +545,14 @@ def draw_all(records: list[dict], out_dir: str | os.PathLike, claims: dict | Non
       claims: ``id -> Claim``; a claim's ``figure`` replaces ``default_figure``.
       formats: any of ``FORMATS`` (``"png,pdf"`` works too); PNGs at ``PNG_DPI``.
     """
-    formats = parse_formats(formats)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    formats = parse_formats(formats)  # a bad format fails before anything is drawn
     written = []
     for record in records:
         if not record.get("rows"):
             continue
-        claim = (claims or {}).get(record["id"])
-        draw = claim.figure if claim is not None and claim.figure is not None else default_figure
-        with paper_style():
-            fig = draw(record)
-            try:
-                tidy_log_axes(fig)
-                written += _save(fig, out_dir, record["id"], formats)
-            finally:
-                plt.close(fig)
+        fig = render(record, claims)
+        try:
+            written += save(fig, out_dir, record["id"], formats)
+        finally:
+            plt.close(fig)
     return written

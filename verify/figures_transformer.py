@@ -1,6 +1,6 @@
 """Figure of claim A4 (trained softmax transformer), drawn from its saved result record only.
 
-(a) In-context test error per ``lam`` with ``icl_risk`` at the fitted gamma (reported, dash-dot);
+(a) In-context test error per ``lam`` with the ICL risk (``icl_risk``) at the fitted gamma (reported, dash-dot);
 (b) the effective gamma of a probe fit against gamma* (reported, dash-dot); (c) where the run has
 coupled points, the coupled twins' distance against linear attention's (reported, dash-dot).
 Styles: ``verify.figures``.
@@ -43,7 +43,7 @@ def a4_figure(record):
             ax.set_yscale("log")
         ax.set_title(f"({chr(ord('a') + n)}) {title}")
         ax.set_xlabel("generation $i$" if GEN == "generation i" else GEN)
-    references = {"test error": r"icl_risk at the fitted $\gamma$",
+    references = {"test error": r"ICL risk at the fitted $\gamma$",
                   "effective gamma": r"$\gamma^*$", "coupled distance": "linear attention"}
     suptitle(fig, record, "dash-dot (reported, not tested): " + "; ".join(
         f"({chr(ord('a') + n)}) {references[q]}" for n, (q, _) in enumerate(panels)))
