@@ -69,8 +69,8 @@ STYLE = {
     "lines.linewidth": 1.3,
     "lines.markersize": 3.5,
     "mathtext.fontset": "dejavusans",
-    "pdf.fonttype": 42,
-    "svg.hashsalt": "stl-verify",  # stable ids: equal records give equal SVGs  # TrueType in PDFs: editable text, accepted by publishers
+    "pdf.fonttype": 42,  # TrueType in PDFs: editable text, accepted by publishers
+    "svg.hashsalt": "stl-verify",  # stable ids: equal records give equal SVGs
     "axes.prop_cycle": matplotlib.cycler(color=plt.get_cmap("tab10").colors),
 }
 
@@ -112,7 +112,8 @@ def _tex(expr: str) -> str:
     s = re.sub(r"\bw_hat\b", r"\\hat{w}", s)
     s = re.sub(r"\bE\[", r"\\mathbb{E}[", s)
     s = re.sub(r"\bE_test\b", r"E_{\\mathrm{test}}", s)
-    s = re.sub(r"\bE(?=\s*(?:\|\||\||log|TV|KL|int|err|eps|\\hat|sigma|S_|W))\s*", r"\\mathbb{E}\\,", s)
+    s = re.sub(r"\bE(?=\s*(?:\|\||\||log|TV|KL|int|err|eps|\\hat|sigma|S_|W))\s*",
+               r"\\mathbb{E}\\,", s)
     s = s.replace("||", r"\|")
     s = re.sub(r"_([A-Za-z])0\b", r"_{\1_0}", s)  # R_p0 -> R_{p_0}
     s = re.sub(r"\b([pqS])0\b", r"\1_0", s)
@@ -145,14 +146,16 @@ _SPANS = [
     r"E\s+eps_\w+", r"E\s+err_\w+", r"E_test", r"err_\w+",
     r"\(1-lam\)(?:\^\(G/2\))?", r"m\*/n", r"m/n(?:\s*=\s*[0-9.]+)?", r"\bm\*",
     r"sigma_\w+\^2", r"sigma0\^2", r"mean_P\s*\(f_i - f'_i\)\^2", r"\bf'?_i\b",
-    r"\bE TV\b(?!\()", r"\bS0'?", r"\bR[1-4]\b", r"eps\((?:N|n \+ m)\)", r"\bbeta_N\b", r"\bsup_\w+",
+    r"\bE TV\b(?!\()", r"\bS0'?", r"\bR[1-4]\b", r"eps\((?:N|n \+ m)\)", r"\bbeta_N\b",
+    r"\bsup_\w+",
     r"\b(?:lambda|lam|gamma|tau|eps)\*?(?:_\w+|_\([^)]*\))?(?:\s*[=<>]\s*[-+0-9.e]+)?",
     r"\b[a-zA-Z]_[a-zA-Z0-9](?:\^\d)?\b", r"\b[mnNigKd]\s*=\s*[-+0-9.e]+\b", r"\bf\s*[<>]\s*1\b",
 ]
 _SPAN = re.compile("|".join(f"(?:{s})" for s in _SPANS))
 _TEXT_FIXES = [(r"\[\+grid error\]", "(+ grid error)"), (r"\[-grid errors?\]", "(− grid error)"),
                (r"\[\+grid \+disc\]", "(+ grid + discretisation)"), (r" vs ", " vs. "),
-               (r"(\$R_\d\$)\(", r"\1 ("), (r" <= ", " ≤ "), (r" >= ", " ≥ "), (r" -> ", " → ")]
+               (r"(\$R_\d\$)\(", r"\1 ("), (r" <= ", " ≤ "), (r" >= ", " ≥ "),
+               (r" -> ", " → ")]
 _PARSER = MathTextParser("agg")
 
 
@@ -200,15 +203,21 @@ def axis_label(text: str) -> str:
 
 # Claim titles as mathtext (built-in claims; other claims show their own title, converted).
 TITLES = {
-    "P1": r"Gaussian MLE variance, fully synthetic: $\mathbb{E}\,\sigma_g^2 = ((M-1)/M)^g\,\sigma_0^2$",
-    "P2": r"Gaussian unbiased variance: $\mathbb{E}\,\sigma_g^2$ constant, yet $\mathbb{E}\,\sigma_g = c_4^g\,\sigma_0 \to 0$",
+    "P1": r"Gaussian MLE variance, fully synthetic: "
+          r"$\mathbb{E}\,\sigma_g^2 = ((M-1)/M)^g\,\sigma_0^2$",
+    "P2": r"Gaussian unbiased variance: $\mathbb{E}\,\sigma_g^2$ constant, "
+          r"yet $\mathbb{E}\,\sigma_g = c_4^g\,\sigma_0 \to 0$",
     "P3": r"Unbiased Gaussian chain with per-fit sizes $M_k$: $\mathbb{E}\,W_2^2$ to the truth",
-    "P4": r"OLS, fixed design, replace: $\mathbb{E}\|w_g - w^*\|^2 = g\,\sigma^2\,\mathrm{tr}((X^\top X)^{-1})$",
-    "P5": r"OLS, fixed design, accumulate: error $\propto \sum_k 1/k^2$, bounded by $\pi^2/6$",
+    "P4": r"OLS, fixed design, replace: "
+          r"$\mathbb{E}\|w_g - w^*\|^2 = g\,\sigma^2\,\mathrm{tr}((X^\top X)^{-1})$",
+    "P5": r"OLS, fixed design, accumulate: $\mathbb{E}\|w_g - w^*\|^2 = \sigma^2\,"
+          r"\mathrm{tr}((X^\top X)^{-1}) \sum_{k=1}^{g} 1/k^2$, bounded with $\pi^2/6$",
     "P6": r"OLS, fresh design each generation, then a downstream fit: $E_{\mathrm{test}}$",
     "P7": r"Categorical, fully synthetic: $\mathbb{E}\,S_g = 1 - (1 - 1/n)^g\,(1 - S_0)$",
-    "P8": r"Gaussian KDE, constant $\lambda$ and accumulate: second moment of $\mathbb{E}\,\hat{p}_i$",
-    "A1": r"R3 term by term: each term of the bound on $\mathbb{E}[R_{p_0}(h_i) - \hat{R}_{S_i}(h_i)]$ against what it bounds",
+    "P8": r"Gaussian KDE, constant $\lambda$ and accumulate: second moment of "
+          r"$\mathbb{E}\,\hat{p}_i$",
+    "A1": r"$R_3$ term by term: each term of the bound on "
+          r"$\mathbb{E}[R_{p_0}(h_i) - \hat{R}_{S_i}(h_i)]$ against what it bounds",
 }
 
 

@@ -1,6 +1,7 @@
 """Figure of claim A4 (trained softmax transformer), drawn from its saved result record only.
 
-(a) In-context test error per ``lam`` with the ICL risk (``icl_risk``) at the fitted gamma (reported, dash-dot);
+(a) In-context test error per ``lam`` with the ICL risk (``icl_risk``) at the fitted gamma
+(reported, dash-dot);
 (b) the effective gamma of a probe fit against gamma* (reported, dash-dot); (c) where the run has
 coupled points, the coupled twins' distance against linear attention's (reported, dash-dot).
 Styles: ``verify.figures``.
