@@ -5,6 +5,7 @@ written as PNG (at ``PNG_DPI``) / PDF / SVG, atomically.
 The records are a quick run's (``tests/data/figure_records.json``, rows thinned), so these tests
 draw without computing anything."""
 import json
+import os
 import re
 import struct
 
@@ -175,6 +176,9 @@ def test_draw_all_writes_each_requested_format_and_png_at_paper_resolution(tmp_p
     assert _png_size(tmp_path / f"{claim_id}.png")[0] >= 200 * width_inches - 1
     assert figures.PNG_DPI >= 200
     assert sorted(tmp_path.iterdir()) == sorted(paths)  # no temporary left behind
+    mask = os.umask(0)
+    os.umask(mask)
+    assert {p.stat().st_mode & 0o777 for p in paths} == {0o666 & ~mask}  # not mkstemp's 0600
 
 
 def test_default_format_is_png_only_and_bad_formats_fail_before_drawing(tmp_path):

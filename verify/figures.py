@@ -501,6 +501,7 @@ def _save(fig, out_dir: Path, stem: str, formats: Sequence[str]) -> list[Path]:
         for fmt in formats:
             fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{stem}.", suffix=f".tmp.{fmt}")
             temps.append((tmp, out_dir / f"{stem}.{fmt}"))
+            os.chmod(tmp, 0o666 & ~_umask())  # as a plain open() would (mkstemp gives 0600)
             with os.fdopen(fd, "wb") as f:
                 fig.savefig(f, format=fmt, dpi=PNG_DPI, metadata=_metadata(fmt))
                 f.flush()
@@ -513,6 +514,12 @@ def _save(fig, out_dir: Path, stem: str, formats: Sequence[str]) -> list[Path]:
                 os.unlink(tmp)
         raise
     return [path for _, path in temps]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _metadata(fmt: str) -> dict:
