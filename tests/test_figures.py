@@ -215,3 +215,5 @@ def test_math_labels_convert_the_suites_ascii_names_and_keep_mathtext():
     assert figures.math_label(r"my $\alpha_i$") == r"my $\alpha_i$"  # already mathtext
     assert figures.math_label("a plain label") == "a plain label"
     assert "\n" not in figures.wrap("$" + "x " * 80 + "$", 20)  # never split inside a formula
+    assert figures.point_label({"lam": "n/N_i", "scheme": "accumulate"}, ["scheme", "lam"]) \
+        == r"scheme = accumulate, $\lambda = n/N_i$"

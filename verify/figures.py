@@ -288,8 +288,10 @@ def point_label(point: dict, keys: Iterable[str]) -> str:
         value = point.get(k)
         if k in _PARAMETERS or len(k) <= 2:
             shown = f"{value:g}" if isinstance(value, float) else str(value)
-            parts.append(f"${_PARAMETERS.get(k, k)} = {shown}$".replace("[", "(").replace("]", ")")
-                         if not isinstance(value, str) else f"${_PARAMETERS.get(k, k)}$ = {value}")
+            if isinstance(value, str):  # a formula (lam = n/N_i) or a word
+                shown = _tex(value) if re.fullmatch(r"[\w/*+.-]+", value) else None
+            parts.append(f"${_PARAMETERS.get(k, k)}$ = {value}" if shown is None else
+                         f"${_PARAMETERS.get(k, k)} = {shown}$".replace("[", "(").replace("]", ")"))
         else:
             parts.append(f"{k.replace('_', ' ')} = {value}")
     return ", ".join(parts)
