@@ -217,3 +217,4 @@ def test_math_labels_convert_the_suites_ascii_names_and_keep_mathtext():
     assert "\n" not in figures.wrap("$" + "x " * 80 + "$", 20)  # never split inside a formula
     assert figures.point_label({"lam": "n/N_i", "scheme": "accumulate"}, ["scheme", "lam"]) \
         == r"scheme = accumulate, $\lambda = n/N_i$"
+    assert figures.point_label({"lam": None, "n": 20}, ["n", "lam"]) == "$n = 20$"

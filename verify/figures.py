@@ -286,6 +286,8 @@ def point_label(point: dict, keys: Iterable[str]) -> str:
     parts = []
     for k in keys:
         value = point.get(k)
+        if value is None:  # not a parameter of this point (accumulate has no lam)
+            continue
         if k in _PARAMETERS or len(k) <= 2:
             shown = f"{value:g}" if isinstance(value, float) else str(value)
             if isinstance(value, str):  # a formula (lam = n/N_i) or a word
