@@ -24,7 +24,6 @@ import logging
 import os
 import re
 import tempfile
-import textwrap
 from pathlib import Path
 from typing import Iterable, Sequence
 

@@ -12,8 +12,6 @@ Styles (measured solid with ± 2 SE band, bounds dashed, exact dotted, reference
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from verify.figures import (StyleKey, axis_label, colour, figure_legend, math_label,
