@@ -12,11 +12,14 @@ Styles (measured solid with ± 2 SE band, bounds dashed, exact dotted, reference
 """
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
-import numpy as np
+import matplotlib
 
-from verify.figures import (StyleKey, colour, figure_legend, math_label, rows_of, series,
-                            suptitle)
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from verify.figures import (  # noqa: E402
+    StyleKey, colour, figure_legend, math_label, rows_of, series, suptitle)
 
 __all__ = ["b2_oneshot_figure", "b3_diffusion_figure"]
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import re
 
-import matplotlib.pyplot as plt
-import numpy as np
+import matplotlib
 
-from verify.figures import (StyleKey, colour, default_figure, figure_legend, rows_of, series,
-                            suptitle)
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from verify.figures import (  # noqa: E402
+    StyleKey, colour, default_figure, figure_legend, rows_of, series, suptitle)
 
 __all__ = ["b3_figure", "b4_density_figure"]
 

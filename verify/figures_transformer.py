@@ -8,9 +8,13 @@ Styles: ``verify.figures``.
 """
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
+import matplotlib
 
-from verify.figures import StyleKey, colour, figure_legend, rows_of, series, suptitle
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from verify.figures import (  # noqa: E402
+    StyleKey, colour, figure_legend, rows_of, series, suptitle)
 
 __all__ = ["a4_figure"]
 
