@@ -218,3 +218,18 @@ def test_math_labels_convert_the_suites_ascii_names_and_keep_mathtext():
     assert figures.point_label({"lam": "n/N_i", "scheme": "accumulate"}, ["scheme", "lam"]) \
         == r"scheme = accumulate, $\lambda = n/N_i$"
     assert figures.point_label({"lam": None, "n": 20}, ["n", "lam"]) == "$n = 20$"
+
+
+def test_figures_are_redrawn_from_a_saved_report_in_any_format(tmp_path, capsys):
+    """``python -m verify.figures REPORT``: PDFs for a paper from the run that made the PNGs."""
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"claims": [RECORDS["P7"], RECORDS["A2"]]}))
+    assert figures.main([str(report), "--format", "pdf", "--only", "P7"]) == 0
+    assert [p.name for p in (tmp_path / "figures").iterdir()] == ["P7.pdf"]
+    for bad in (["--format", "jpeg"], ["--only", "X9"], ["--only", ","]):
+        with pytest.raises(SystemExit) as exit_:
+            figures.main([str(report), *bad])
+        assert exit_.value.code == 2
+    with pytest.raises(SystemExit):
+        figures.main([str(tmp_path / "missing.json")])
+    assert "cannot read records" in capsys.readouterr().err

@@ -575,3 +575,44 @@ def draw_all(records: list[dict], out_dir: str | os.PathLike, claims: dict | Non
         finally:
             plt.close(fig)
     return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m verify.figures REPORT``: redraw figures from a saved ``report.json`` (any
+    format, no recomputation), e.g. PDFs for a paper from the run that made the PNGs."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m verify.figures", description=main.__doc__)
+    parser.add_argument("report", help="a report.json written by python -m verify.all")
+    parser.add_argument("--out", default=None, help="directory (default: figures/ beside REPORT)")
+    parser.add_argument("--format", default="png",
+                        help=f"comma-separated, any of {', '.join(FORMATS)} (default: png)")
+    parser.add_argument("--only", default=None, help="comma-separated claim IDs")
+    args = parser.parse_args(argv)
+    try:
+        formats = parse_formats(args.format)
+    except ValueError as error:
+        parser.error(str(error))
+    try:
+        records = json.loads(Path(args.report).read_text())["claims"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        parser.error(f"cannot read records from {args.report}: {error}")
+    if args.only is not None:
+        wanted = {c.strip() for c in args.only.split(",") if c.strip()}
+        unknown = wanted - {r["id"] for r in records}
+        if not wanted or unknown:
+            parser.error(f"--only: no record of {', '.join(sorted(unknown)) or '(nothing)'} in "
+                         f"{args.report}")
+        records = [r for r in records if r["id"] in wanted]
+    import verify.claims  # noqa: F401  (registers the built-in claims and their figures)
+    from verify.claim import REGISTRY
+
+    out = Path(args.out) if args.out else Path(args.report).parent / "figures"
+    for path in draw_all(records, out, REGISTRY, formats):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
