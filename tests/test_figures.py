@@ -97,6 +97,15 @@ def check_figure(fig, claim_id):
             if not drawn:
                 problems.append(f"{claim_id}: legend entry {text.get_text()!r} "
                                 f"({type(handle).__name__}) matches nothing drawn")
+    renderer = fig.canvas.get_renderer()
+    texts = [fig._suptitle] if fig._suptitle else []
+    texts += [ax.title for ax in fig.axes] + _legends(fig)
+    for artist in texts:  # a title or legend cut off by the figure's edge (P7's subtitle was)
+        box = artist.get_window_extent(renderer)
+        if box.width and (box.x0 < -1 or box.x1 > fig.bbox.x1 + 1 or box.y0 < -1
+                          or box.y1 > fig.bbox.y1 + 1):
+            problems.append(f"{claim_id}: {type(artist).__name__} "
+                            f"{getattr(artist, 'get_text', lambda: '')()!r} is clipped")
     for ax in fig.axes:
         if not ax.get_visible() or not ax.axison:
             continue
@@ -139,14 +148,16 @@ def test_a_rejected_row_gets_a_legend_entry_and_none_otherwise():
 
 
 def test_a_legend_entry_without_a_drawn_artist_is_caught():
-    """The check itself: a key entry for a style nothing uses, and an empty scatter proxy."""
+    """The check itself: a key entry for a style nothing uses, an empty scatter proxy, a verdict
+    and an ASCII formula in a title too long for its figure, an empty panel."""
     fig, ax = plt.subplots()
     ax.plot([0, 1], [0, 1], "-o", label="measured")
     ax.scatter([], [], marker="^", label="cell that was not measured")
     ax.legend(handles=[*ax.get_legend_handles_labels()[0],
                        Line2D([], [], color=figures.KEY_COLOUR, ls="--", label="bound")])
-    fig.suptitle("P0 (pass): E TV(G_i,p0)")
     fig.add_subplot(2, 2, 4)  # an empty panel
+    fig.suptitle("P0 (pass): E TV(G_i,p0) " + "and a title far too long to fit " * 4)
+    fig.canvas.draw()
     problems = check_figure(fig, "P0")
     plt.close(fig)
     assert any("'bound'" in p for p in problems)
@@ -154,6 +165,7 @@ def test_a_legend_entry_without_a_drawn_artist_is_caught():
     assert any("verdict" in p for p in problems)
     assert any("ASCII formula" in p for p in problems)
     assert any("empty panel" in p for p in problems)
+    assert any("clipped" in p for p in problems)
 
 
 def _png_size(path):

@@ -243,6 +243,12 @@ def wrap(text: str, width: int) -> str:
     return "\n".join(lines)
 
 
+def panel_title(ax, text: str) -> str:
+    """``text`` wrapped to the width of its panel (a long title must not run off the figure)."""
+    width = ax.get_position().width * ax.figure.get_figwidth()
+    return wrap(text, max(20, int(width * 72 / (STYLE["axes.titlesize"] * 0.55))))
+
+
 def suptitle(fig, record: dict, subtitle: str = "") -> None:
     """The figure's title (and an optional second line), wrapped to the figure's width."""
     width = int(fig.get_figwidth() * 72 / (STYLE["figure.titlesize"] * 0.55))
@@ -475,7 +481,7 @@ def default_figure(record: dict):
             if rows:
                 key.rows(ax, rows, colour(index), point_label(point, keys))
         first = next(r for r in record["rows"] if r["quantity"] == quantity)
-        ax.set_title(math_label(quantity))
+        ax.set_title(panel_title(ax, math_label(quantity)))
         ax.set_xlabel(axis_label(first["x_label"]))
     suptitle(fig, record)
     figure_legend(fig, axes, key)
