@@ -1,67 +1,77 @@
 """Figure of claim A2 (linear attention), drawn from its saved result record.
 
-Left: the phase diagram over ``(lam, gamma)``: the predicted boundaries (mean
-square ``gamma_ms``, almost sure ``gamma_as``, and the mean ``1/(1-lam)``) as curves,
-each measured cell as a marker: filled if its measured mean-square factor is
-above 1, a triangle if its measured Lyapunov exponent is positive. Right: the
-error across generations, ``E log |w_i - w|^2`` measured (all generations) and
-``E |w_i - w|^2`` measured against the exact recursion where it was z-tested.
-The boundary curves are closed forms (predictions), not results.
+(a) The phase diagram over ``(lam, gamma)``: the predicted boundaries (mean square
+``gamma_ms``, almost sure ``gamma_as``: exact predictions, dotted; the mean ``1/(1-lam)``: a
+reference, dash-dot) and each measured cell as a marker: filled if its measured mean-square
+factor is above 1, a triangle if its measured Lyapunov exponent is positive. (b) ``E|w_i - w|^2``
+measured against the exact recursion, for the generations where it was z-tested. (c)
+``E log|w_i - w|^2`` measured across all generations. The boundary curves are closed forms
+(predictions), not results. Styles: ``verify.figures``.
 """
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from bounds.models import linear_attention as la  # noqa: E402
-from verify.figures import rows_of  # noqa: E402
+from bounds.models import linear_attention as la
+from verify.figures import (StyleKey, colour, figure_legend, math_label, rows_of, series,
+                            suptitle)
 
 __all__ = ["phase_diagram_figure"]
 
+CELLS = (  # (measured factor > 1, Lyapunov exponent > 0) -> marker, face, label
+    ((False, False), "o", "none", r"measured cell: $f < 1$, $\lambda_{\mathrm{Lyap}} < 0$"),
+    ((True, False), "o", "k", r"measured cell: $f > 1$, $\lambda_{\mathrm{Lyap}} < 0$"),
+    ((False, True), "^", "none", r"measured cell: $f < 1$, $\lambda_{\mathrm{Lyap}} > 0$"),
+    ((True, True), "^", "k", r"measured cell: $f > 1$, $\lambda_{\mathrm{Lyap}} > 0$"),
+)
+
 
 def phase_diagram_figure(record):
+    import matplotlib.pyplot as plt
+
     from verify.claims.attention import ERROR, FACTOR, LOG_ERROR, LYAPUNOV
 
     points = record["points"]
-    fig, (phase, errors) = plt.subplots(1, 2, figsize=(11.5, 4.4))
+    fig, (phase, exact, logs) = plt.subplots(1, 3, figsize=(11, 3.8))
+    key = StyleKey()
     if points:
         d, m = points[0]["d"], points[0]["m"]
         lam = np.linspace(0.0, 0.65, 200)
-        phase.plot(lam, la.mean_square_boundary(lam, d, m), "C0-", label="gamma_ms (mean square)")
-        phase.plot(lam, la.almost_sure_boundary(lam, d, m), "C3-", label="gamma_as (almost sure)")
-        phase.plot(lam, 1.0 / (1.0 - lam), "C7:", label="1/(1-lam) (mean)")
-        phase.set_title(f"A2 phase diagram, d={d}, m={m}")
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        phase.plot(lam, la.mean_square_boundary(lam, d, m), ":", color="C0", lw=1.8,
+                   label=r"$\gamma_{\mathrm{ms}}$ (mean-square boundary)")
+        phase.plot(lam, la.almost_sure_boundary(lam, d, m), ":", color="C3", lw=1.8,
+                   label=r"$\gamma_{\mathrm{as}}$ (almost-sure boundary)")
+        phase.plot(lam, 1.0 / (1.0 - lam), "-.", color="0.5", lw=1.2,
+                   label=r"$1/(1-\lambda)$ (mean boundary)")
+        phase.set_title(f"(a) phase diagram, $d = {d}$, $m = {m}$")
+    cells = {}
     for index, point in enumerate(points):
         factor, exponent = rows_of(record, index, FACTOR), rows_of(record, index, LYAPUNOV)
-        if not factor or not exponent:
-            continue
         lam_cell = point["n"] / (point["n"] + point["m"])
-        grows = factor[0]["measured"] > 1.0
-        marker = "^" if exponent[0]["measured"] > 0 else "o"
-        phase.scatter([lam_cell], [point["gamma"]], marker=marker, s=60,
-                      facecolors="k" if grows else "none", edgecolors="k", zorder=3)
-        colour = colours[index % len(colours)]
-        logs = rows_of(record, index, LOG_ERROR)
-        label = f"gamma={point['gamma']}, lam={lam_cell:.2g}"
-        errors.plot([r["x"] for r in logs], [r["measured"] for r in logs], "-", color=colour,
-                    label=label)
-        exact = rows_of(record, index, ERROR)
-        errors.plot([r["x"] for r in exact], [np.log(r["theory"]) for r in exact], "x",
-                    color=colour)
-    phase.scatter([], [], marker="o", facecolors="none", edgecolors="k",
-                  label="measured: f<1, lambda<0")
-    phase.scatter([], [], marker="o", facecolors="k", edgecolors="k", label="f>1, lambda<0")
-    phase.scatter([], [], marker="^", facecolors="k", edgecolors="k", label="f>1, lambda>0")
-    phase.set_xlabel("real proportion lam")
-    phase.set_ylabel("attention scale gamma")
-    phase.legend(fontsize=7)
-    errors.set_xlabel("generation i")
-    errors.set_ylabel("E log|w_i - w|^2 (lines);  log E|w_i - w|^2 exact (x)")
-    errors.set_title("error across generations")
-    errors.legend(fontsize=7)
-    fig.tight_layout()
+        if factor and exponent:
+            state = (factor[0]["measured"] > 1.0, exponent[0]["measured"] > 0)
+            cells.setdefault(state, []).append((lam_cell, point["gamma"]))
+        label = rf"$\gamma = {point['gamma']:.3g}$, $\lambda = {lam_cell:.2g}$"
+        tested = rows_of(record, index, ERROR)
+        if tested:
+            key.rows(exact, tested, colour(index), label)
+        logged = rows_of(record, index, LOG_ERROR)
+        if logged:
+            x, mean, se, _ = series(logged)
+            key.measured(logs, x, mean, se, colour(index), label)
+    for state, marker, face, label in CELLS:
+        if state in cells:  # only the kinds of cell this run measured get a legend entry
+            lam_cells, gammas = zip(*cells[state])
+            phase.scatter(lam_cells, gammas, marker=marker, s=40, facecolors=face,
+                          edgecolors="k", zorder=3, label=label)
+    phase.set_xlabel(r"real proportion $\lambda$")
+    phase.set_ylabel(r"attention scale $\gamma$")
+    phase.legend(loc="upper left")
+    exact.set_yscale("log")
+    exact.set_xlabel("generation $i$")
+    exact.set_title("(b) " + math_label(ERROR))
+    logs.set_xlabel("generation $i$")
+    logs.set_title("(c) " + math_label(LOG_ERROR))
+    suptitle(fig, record)
+    figure_legend(fig, [exact, logs], key)
     return fig

@@ -1,77 +1,104 @@
 """Figures of the diffusion claims (B2, B3-diffusion), drawn from saved result records only.
 
-* B2-oneshot: TV and KL at the best tau against n (log-log) with the fitted line and the
-  n^(-2/5) / n^(-1/5) references; TV and its Girsanov-Pinsker bound against tau for each n
-  (the early-stopping trade-off).
+* B2-oneshot: (a) TV and KL at the best tau against n (log-log) with the fitted line and the
+  n^(-1/5) / n^(-2/5) references; (b) TV and its Girsanov-Pinsker bound against tau for each n
+  (the early-stopping trade-off); (c) KL at held-out tau against the 3-term shape fitted on
+  separate runs (drawn when the record has those rows).
 * B2-loop: TV across generations by scheme (``verify.figures.default_figure``).
 * B3-diffusion: TV against m/n for i = 1, 2, with the tested R1 bound.
+
+Styles (measured solid with ± 2 SE band, bounds dashed, exact dotted, references dash-dot):
+``verify.figures``.
 """
 from __future__ import annotations
 
 import matplotlib
 
-matplotlib.use("Agg")
+matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from verify.figures import rows_of  # noqa: E402
+from verify.figures import (  # noqa: E402
+    StyleKey, colour, figure_legend, math_label, rows_of, series, suptitle)
 
 __all__ = ["b2_oneshot_figure", "b3_diffusion_figure"]
 
+BEST_TAU = (("E TV(q,p0) at best tau", 1 / 5, r"$n^{-1/5}$", "C0"),
+            ("E KL(p0||q) at best tau", 2 / 5, r"$n^{-2/5}$", "C1"))
+BOUND = "vs Girsanov-Pinsker"
+HELD_OUT = "E KL(p0||q) at held-out tau"
 
-def _series(record, point, quantity):
-    rows = rows_of(record, point, quantity)
-    return (np.array([r["x"] for r in rows], float), np.array([r["measured"] for r in rows]),
-            np.array([r["se"] for r in rows]), [r["theory"] for r in rows])
+
+def _tau_of(quantity: str) -> float:
+    return float(quantity.split("tau=")[1])
 
 
 def b2_oneshot_figure(record):
-    """Left: TV and KL at the best tau vs n. Right: TV and bound vs tau for each n."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
-    for quantity, ref, colour in (("E TV(q,p0) at best tau", 0.2, "C0"),
-                                  ("E KL(p0||q) at best tau", 0.4, "C1")):
-        x, mean, se, theory = _series(record, 0, quantity)
-        if not len(x):
+    """(a) TV and KL at the best tau vs n; (b) TV and bound vs tau for each n; (c) held-out KL."""
+    quantities = list(dict.fromkeys(r["quantity"] for r in record["rows"]))
+    held_out = [q for q in quantities if q.startswith(HELD_OUT)]
+    fig, axes = plt.subplots(1, 3 if held_out else 2, figsize=(11 if held_out else 7.6, 3.8))
+    rates, versus_tau = axes[0], axes[1]
+    key = StyleKey()
+    for quantity, reference, name, colour_ in BEST_TAU:
+        rows = rows_of(record, 0, quantity)
+        if not rows:
             continue
-        left.errorbar(x, mean, 2 * se, fmt="o", color=colour, label=quantity)
-        if theory[0] is not None:
-            left.plot(x, theory, "-", color=colour, lw=1, label="fitted line")
-        left.plot(x, mean[0] * (x / x[0]) ** (-ref), ":", color=colour, label=f"n^-{ref:g} reference")
-    left.set(xscale="log", yscale="log", xlabel="n", title="one-shot error at the best tau")
-    left.legend(fontsize=7)
-    labels = sorted({r["quantity"] for r in record["rows"] if "vs Girsanov-Pinsker" in r["quantity"]},
-                    key=lambda q: float(q.split("tau=")[1]))
-    taus = np.array([float(q.split("tau=")[1]) for q in labels])
-    if labels:
-        sizes = _series(record, 0, labels[0])[0]
+        x, mean, se, theory = series(rows)
+        key.measured(rates, x, mean, se, colour_, math_label(quantity))
+        key.theory(rates, x, theory, rows[0]["kind"], colour_)  # the fitted line (a rate)
+        rates.plot(x, mean[0] * (x / x[0]) ** (-reference), "-.", color="0.5", lw=1,
+                   label=f"{name} reference")
+    rates.set(xscale="log", yscale="log", xlabel="$n$")
+    rates.set_title(r"(a) one-shot error at the best $\tau$")
+    rates.legend()
+    bounds = sorted((q for q in quantities if BOUND in q), key=_tau_of)
+    taus = np.array([_tau_of(q) for q in bounds])
+    if bounds:
+        sizes = series(rows_of(record, 0, bounds[0]))[0]
         for j, n in enumerate(sizes):
-            tv = np.array([_series(record, 0, q)[1][j] for q in labels])
-            bound = np.array([_series(record, 0, q)[3][j] for q in labels], float)
-            colour = f"C{j % 10}"
-            right.plot(taus, tv, "o-", color=colour, ms=3, label=f"TV, n={n:g}")
-            right.plot(taus, bound, "--", color=colour, lw=1, label=f"bound, n={n:g}")
-    right.set(xscale="log", yscale="log", xlabel="training time tau",
-              title="TV (+budgets) and Girsanov-Pinsker bound vs tau")
-    right.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
+            picked = [rows_of(record, 0, q)[j] for q in bounds]
+            _, tv, se, bound = series(picked)
+            key.measured(versus_tau, taus, tv, se, colour(j), f"$n = {n:g}$")
+            key.theory(versus_tau, taus, bound, picked[0]["kind"], colour(j))
+            key.rejected(versus_tau, [{**r, "x": t} for r, t in zip(picked, taus)])
+    versus_tau.set(xscale="log", yscale="log", xlabel=r"training time $\tau$")
+    versus_tau.set_title(r"(b) $\mathbb{E}\,\mathrm{TV}(q, p_0)$ (+ budgets) and the "
+                         "Girsanov–Pinsker bound")
+    if held_out:
+        kl = axes[2]
+        for j, quantity in enumerate(held_out):
+            rows = rows_of(record, 0, quantity)
+            n = quantity.rsplit("n=", 1)[-1]
+            key.rows(kl, rows, colour(j), f"$n = {n}$")
+        kl.set(xscale="log", xlabel=r"training time $\tau$")
+        kl.set_title(r"(c) $\mathbb{E}\,\mathrm{KL}(p_0\|q)$ at held-out $\tau$ vs. fitted shape")
+    suptitle(fig, record)
+    figure_legend(fig, axes[1:], key)
     return fig
 
 
 def b3_diffusion_figure(record):
     """E TV(G_i, p0) (+grid budget) against m/n for i = 1, 2, with the tested R1 bound
     (dashed; eps(n + m) from separate runs). m = 0 is drawn at the left edge."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.4))
+    fig, ax = plt.subplots(figsize=(5.2, 4.0))
+    key = StyleKey()
     for c, i in enumerate((1, 2)):
-        x, mean, se, _ = _series(record, 0, f"E TV(G_{i},p0)")
+        x, mean, se, _ = series(rows_of(record, 0, f"E TV(G_{i},p0)"))
         if not len(x):
             continue
-        xp = np.where(x > 0, x, x[x > 0].min() / 4)
-        ax.errorbar(xp, mean, 2 * se, fmt="o-", ms=3, color=f"C{c}", label=f"i={i}")
-        bx, _, _, bound = _series(record, 0, f"E TV(G_{i},p0) [+grid error] vs R1(predicted eps)")
-        if len(bx):
-            ax.plot(np.where(bx > 0, bx, xp.min()), np.asarray(bound, float), "--", lw=1,
-                    color=f"C{c}", label=f"R1 bound, i={i}")
-    ax.set(xscale="log", xlabel="m/n", ylabel="E TV(G_i, p0)", title=record["id"])
-    ax.legend()
-    fig.tight_layout()
+        left = x[x > 0].min() / 4 if (x > 0).any() else 1.0
+        key.measured(ax, np.where(x > 0, x, left), mean, se, colour(c), f"$i = {i}$")
+        tested = rows_of(record, 0, f"E TV(G_{i},p0) [+grid error] vs R1(predicted eps)")
+        if tested:
+            bx, _, _, bound = series(tested)
+            bx = np.where(bx > 0, bx, left)
+            key.theory(ax, bx, bound, tested[0]["kind"], colour(c))
+            key.rejected(ax, [{**r, "x": b} for r, b in zip(tested, bx)])
+    ax.set(xscale="log", xlabel="$m/n$ ($m = 0$ drawn at the left edge)",
+           ylabel=r"$\mathbb{E}\,\mathrm{TV}(G_i, p_0)$")
+    ax.set_title(r"$\mathbb{E}\,\mathrm{TV}(G_i, p_0)$ against $m/n$, with $R_1$ at "
+                 r"$\varepsilon(n + m)$")
+    suptitle(fig, record)
+    figure_legend(fig, [ax], key, ncol=2)
     return fig

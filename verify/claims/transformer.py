@@ -301,45 +301,10 @@ def _a4_notes(point, measured, theory, context):
 
 
 def a4_figure(record):
-    """Three panels from the saved record: test error per lam (with icl_risk at the fitted
-    gamma, dotted), effective gamma vs gamma*, coupled distance vs linear attention."""
-    import matplotlib.pyplot as plt
+    """Test error, effective gamma and coupled distance per lam: ``verify.figures_transformer``."""
+    from verify import figures_transformer
 
-    from verify.figures import plot_measured, rows_of
-
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    panels = (("test error", "in-context test error (fresh real prompts)"),
-              ("effective gamma", "effective gamma (probe fit); dashed: gamma*"),
-              ("coupled distance", "coupled twins: mean_P (f_i - f'_i)^2; dashed: LSA"))
-    curves = [(index, lam, point.get("coupled")) for index, point in enumerate(record["points"])
-              for lam in point["lams"]]
-    for ax, (quantity, title) in zip(axes, panels):
-        for number, (index, lam, coupled) in enumerate(curves):
-            rows = rows_of(record, index, per_lam(quantity, lam))
-            if not rows:
-                continue
-            colour = colours[number % len(colours)]
-            label = f"lam={lam:g}" + (" (coupled)" if coupled else "")
-            x = plot_measured(ax, rows, colour, label, marker="o-", alpha=0.2)
-            theory = np.array([np.nan if r["theory"] is None else r["theory"] for r in rows],
-                              float)
-            ax.plot(x, theory, ":" if quantity == "test error" else "--", color=colour, lw=1.2)
-        if quantity == "coupled distance":
-            if ax.lines:
-                ax.set_yscale("log")
-            else:
-                ax.text(0.5, 0.5, "no coupled points in this mode", ha="center",
-                        transform=ax.transAxes)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel(GEN)
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-    fig.suptitle(f"A4 ({record['status']}): {record['title']}\nband: ± 2 SE over replicas; "
-                 "dotted: icl_risk at the fitted gamma (report only)", fontsize=9)
-    fig.tight_layout()
-    return fig
+    return figures_transformer.a4_figure(record)
 
 
 A4 = register(Claim(
