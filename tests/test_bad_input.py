@@ -219,6 +219,8 @@ CLI_CASES = [
     ("blank --only", ["--only", " "], "--only"),
     ("empty --out", ["--out", ""], "--out"),
     ("empty --figures-dir", ["--figures-dir", ""], "--figures-dir"),
+    ("unknown --figure-format", ["--figure-format", "jpeg"], "--figure-format"),
+    ("empty --figure-format", ["--figure-format", ","], "--figure-format"),
     ("empty --claims", ["--claims", ""], "--claims"),
     ("empty --baseline", ["--baseline", "", "--check-baseline"], "--baseline"),
     # jax.random.key takes a signed 64-bit seed
@@ -329,8 +331,11 @@ def test_a_full_disk_leaves_no_temporary_figure(tmp_path, monkeypatch):
     record = evaluate(REGISTRY["P7"], "quick", 0)
 
     def full_disk(self, fname, *args, **kwargs):
-        with open(fname, "wb") as f:
-            f.write(b"\x89PNG partial")  # a partly written file, as on a full disk
+        if hasattr(fname, "write"):  # figures.save hands savefig an open temporary file
+            fname.write(b"\x89PNG partial")  # a partly written file, as on a full disk
+        else:
+            with open(fname, "wb") as f:
+                f.write(b"\x89PNG partial")
         raise OSError(errno.ENOSPC, "No space left on device", str(fname))
 
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full_disk)

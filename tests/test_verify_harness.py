@@ -229,3 +229,14 @@ def test_every_peer_check_detects_a_five_percent_error(claim_id):
     claim = REGISTRY[claim_id]
     record = evaluate(dataclasses.replace(claim, theory=_scaled(claim.theory, 1.05)), "quick", 0)
     assert record["status"] == "fail", record["summary"]
+
+
+def test_reports_are_written_with_normal_permissions(tmp_path):
+    """Atomic writes go through mkstemp (0600); the final file must be readable like any other."""
+    import os
+    import stat
+    from verify import report
+    report.atomic_write_text(tmp_path / "r.md", "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "r.md").stat().st_mode) == 0o666 & ~mask

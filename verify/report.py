@@ -50,6 +50,15 @@ def provenance(seed: int, mode: str, argv: Iterable[str] | None = None) -> dict:
     }
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
     _replace_all([(Path(path), text)])
@@ -67,6 +76,7 @@ def _replace_all(files: list[tuple[Path, str]]) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
             temps.append(tmp)
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600: give reports normal permissions
             with os.fdopen(fd, "w") as f:
                 f.write(text)
                 f.flush()

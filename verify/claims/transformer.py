@@ -237,6 +237,8 @@ def a4_theory(point, context):
         if "lsa_distance" in c:
             out[per_lam("coupled distance", lam)] = Theory(
                 "report", c["lsa_distance"], "linear attention trained in the same coupled loops")
+    if point["coupled"]:  # a coupled point measures the coupled distance only (report rows)
+        return out
     # Effects are asserted only where the replicas resolve them at nearly every seed (power
     # >= 0.99): with 3 replicas Student t has 2 dof and needs t > 7 at the 0.01 level; the
     # resolved contrast had t = 5.2 at 6 replicas (quick) and 3.5 (default): below 16
