@@ -123,6 +123,10 @@ def test_a_rate_row_fails_when_the_exponent_is_shallower_than_the_stated_rate():
     assert row["kind"] == "rate" and row["dof"] == 399 and row["measured"] < -0.4
     # the run says beforehand how large an excess it could see
     assert steep["summary"]["power"]["rate"]["min_detectable_excess"] < 0.1
+    # and the report shows the fitted exponent, its interval and the stated rate side by side
+    from verify import report
+    cell = report._row_stat(row)
+    assert cell.startswith(f"exponent {row['measured']:.3g} [") and "vs stated ≤ -0.4" in cell
 
 
 def test_rate_exponent_takes_its_se_from_the_replicas_not_the_residuals():

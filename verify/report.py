@@ -20,6 +20,7 @@ from typing import Any, Iterable
 import jax
 import numpy as np
 
+from verify import stats
 from verify.claim import STATUSES
 
 __all__ = ["provenance", "atomic_write_text", "atomic_write_json",
@@ -215,7 +216,12 @@ def _row_stat(r: dict) -> str:
         return f"**error: {r['error']}**"
     if r.get("vacuous"):
         return f"vacuous (bound at the trivial {_fmt(r['trivial'])}): not evidence"
-    if r["kind"] in ("exact", "exceeds", "rate"):
+    if r["kind"] == "rate":  # the fitted exponent, its interval and the stated rate together
+        half = float(stats.t_isf(0.025, r["dof"])) * r["se"]
+        stat = (f"exponent {_fmt(r['measured'], 3)} [{_fmt(r['measured'] - half, 3)}, "
+                f"{_fmt(r['measured'] + half, 3)}] vs stated ≤ {_fmt(r['theory'], 3)}: "
+                f"t = {_fmt(r['z'], 3)}, p = {_fmt(r['p'], 2)}")
+    elif r["kind"] in ("exact", "exceeds"):
         stat = f"t = {_fmt(r['z'], 3)}, p = {_fmt(r['p'], 2)}"
         if r.get("underpowered"):
             stat += f" (underpowered: power {_fmt(r['power'], 2)})"
