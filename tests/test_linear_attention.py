@@ -316,5 +316,5 @@ def test_simulator_with_wrong_noise_fails():
 def test_figure_draws_from_the_record():
     import matplotlib.pyplot as plt
     fig = attention.figure(_run())
-    assert len(fig.axes) == 2
+    assert len(fig.axes) == 3  # phase diagram, tested second moments, E log error
     plt.close(fig)

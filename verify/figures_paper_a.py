@@ -53,7 +53,7 @@ def terms_figure(record):
             key.measured(ax, x, np.where(mean > 0, mean, np.nan), se, colour_of[name], name)
             key.theory(ax, x, theory, rows[0]["kind"], colour_of[name])
             key.rejected(ax, rows)
-        gap = rows_of(record, index, GAP)
+        gap = [r for r in rows_of(record, index, GAP) if "ratio" in r]  # vacuous rows: no ratio
         ratio = max(r["ratio"] for r in gap) if gap else float("nan")
         ax.set_yscale("log")
         ax.set_title(f"{point['model']}, $n = {point['n']}$, $\\lambda = {point['lam']}$\n"
