@@ -450,7 +450,7 @@ def _utc_now() -> str:
 
 def _claim_line(record: dict, seconds: float, reused: int) -> str:
     summary = record.get("summary", {})
-    detail = (f"max|z|={summary['max_abs_z']:.2f} " if "max_abs_z" in summary else "") + (
+    detail = (f"max|t|={summary['max_abs_z']:.2f} " if "max_abs_z" in summary else "") + (
         f"ratio≤{summary['max_ratio']:.3f} violations={summary['violations']} "
         if summary.get("max_ratio") is not None else "")
     if summary.get("power", {}).get("weak"):
