@@ -331,6 +331,9 @@ def dsm_quadratic_averaged(params: ScoreParams, data, weights, horizon, t_min,
         raise ValueError("dsm_quadratic_averaged is 1-D only (closed-form Gaussian moments of "
                          "scalar relu features); in 2-D use draws (dsm_quadratic)")
     _check_averaged_args(horizon, t_min, nodes)
+    if jnp.shape(weights) != jnp.shape(data)[:1] or jnp.ndim(data) != 1:
+        raise ValueError(f"data (N,) and weights (N,) must match, got data {jnp.shape(data)} "
+                         f"and weights {jnp.shape(weights)}")
     return _averaged(params, jnp.asarray(data, jnp.float64), jnp.asarray(weights, jnp.float64),
                      horizon, t_min, int(nodes))
 
