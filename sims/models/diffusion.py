@@ -307,9 +307,13 @@ def time_quadrature(horizon, t_min, nodes: int):
     return v ** 2, (hi - lo) * jnp.asarray(w) * v / (horizon - t_min)
 
 
-def _check_averaged_args(horizon, t_min, nodes):
+def _check_nodes(nodes):
     if isinstance(nodes, bool) or not isinstance(nodes, (int, np.integer)) or nodes < 1:
         raise ValueError(f"nodes (time quadrature nodes) must be a positive integer, got {nodes!r}")
+
+
+def _check_averaged_args(horizon, t_min, nodes):
+    _check_nodes(nodes)
     if validate.is_concrete(horizon) and validate.is_concrete(t_min):
         if not (math.isfinite(float(horizon)) and 0 < float(t_min) < float(horizon)):
             raise ValueError("the averaged estimator needs 0 < t_min < T (at t_min = 0 the "
@@ -574,9 +578,11 @@ def diffusion(width: int, tau: float, *, horizon: float = 4.0, steps: int = 100,
     validate.check_choice("rule", rule, ("fixed", "early"))
     validate.check_choice("sampler", sampler, ("sde", "ode"))
     validate.check_choice("estimator", estimator, ESTIMATORS)
-    _check_averaged_args(horizon, t_min if estimator == "averaged" else horizon / 2, nodes)
-    if estimator == "averaged" and dim != 1:
-        raise ValueError(f"estimator='averaged' is 1-D only, got dim={dim}; in 2-D use draws")
+    _check_nodes(nodes)                       # validated even when unused: a typo fails early
+    if estimator == "averaged":
+        if dim != 1:
+            raise ValueError(f"estimator='averaged' is 1-D only, got dim={dim}; in 2-D use draws")
+        _check_averaged_args(horizon, t_min, nodes)
 
     def fit(key, data, weights):
         # The same key split for both estimators: equal keys give equal first layers.
