@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from bounds.models import diffusion as bounds_diffusion
+from sims import metrics
 from sims.models import diffusion as D
 from sims.models.kde import Mixture, sample_mixture
 
@@ -141,6 +143,40 @@ def test_averaged_gram_is_symmetric_positive_semidefinite_and_weights_drop_empty
     for field in ("gram", "linear"):
         mix = sum(w * getattr(h, field) for w, h in halves) / weights.sum()
         np.testing.assert_allclose(getattr(full, field), mix, rtol=1e-12, atol=1e-15)
+
+
+def test_trained_score_with_many_draws_is_close_to_the_averaged_fit_and_with_four_is_not():
+    """The J-convergence check on the trained score (issue 18's negative control: J = 4 fails).
+
+    Distance ``∫ E_{p_t}(s_J − s_avg)² dt`` against the averaged fit's own score error, at
+    ``n = 200``, ``W = 32``, ``τ = 1e4``. Measured on 4 seeds: J = 256 at 0.03–0.13 of it,
+    J = 4 at 0.6–19 (this seed: 0.06 and 0.58).
+    """
+    loc, weight, scale = TRUTH.loc, TRUTH.weight, TRUTH.scale
+    nodes = jnp.asarray(metrics.grid_nodes(metrics.make_grid(-7.0, 7.0, 128)))
+    k_data, k_features, k_draws = jax.random.split(jax.random.key(0), 3)
+    n, width, tau = 200, 32, 1e4
+    data, weights = sample_mixture(k_data, TRUTH, n), jnp.ones(n)
+    params = D.random_features(k_features, width)
+    quad = D.dsm_quadratic_averaged(params, data, weights, HORIZON, T_MIN, 32)
+    avg = params._replace(readout=D.train_exact(quad, tau))
+
+    @jax.jit
+    def score_term(first, second, truth):
+        """``∫ E_{p_t}(s_first − s_second − (1 − truth) ∇log p_t)² dt``: one compilation."""
+        def fn(x, t):
+            exact = bounds_diffusion.mixture_score(x, loc, weight, scale, t)
+            return (D.score(params._replace(readout=first), x, t)
+                    - D.score(params._replace(readout=second), x, t) + truth * exact)
+        return bounds_diffusion.girsanov_kl_bound(fn, loc, weight, scale, HORIZON, nodes).score
+
+    own = float(score_term(avg.readout, jnp.zeros(width), 0.0))        # the fit's score error
+    distance = {}
+    for draws in (4, 256):
+        t, eps = D.dsm_draws(k_draws, n, draws, HORIZON, T_MIN)
+        fit = D.train_exact(D.dsm_quadratic(params, data, weights, t, eps), tau)
+        distance[draws] = float(score_term(fit, avg.readout, 1.0))
+    assert distance[256] < 0.25 * own < distance[4], (distance, own)
 
 
 # (c) convergence in the node count ---------------------------------------------------------
