@@ -161,6 +161,14 @@ def register(claim: Claim) -> Claim:
     return claim
 
 
+def per_mode(mode: str, quick, default, full):
+    """The value of a size for ``mode`` (``quick``/``default``/``full``): one place that says
+    how each mode scales a grid (replicas, generations, sizes)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    return {"quick": quick, "default": default, "full": full}[mode]
+
+
 def claim_key(seed: int, claim_id: str, point_index: int) -> jax.Array:
     """Key of one grid point: a pure function of (seed, claim ID, point index).
 

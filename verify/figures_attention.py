@@ -26,10 +26,12 @@ CELLS = (  # (measured factor > 1, Lyapunov exponent > 0) -> marker, face, label
 )
 
 
-def phase_diagram_figure(record):
+def phase_diagram_figure(record, *, error: str, log_error: str, factor: str, lyapunov: str):
+    """A2's figure from its record; the quantity names are the claim's (passed in, so that
+    this module does not import the claim that imports it)."""
     import matplotlib.pyplot as plt
 
-    from verify.claims.attention import ERROR, FACTOR, LOG_ERROR, LYAPUNOV
+    ERROR, LOG_ERROR, FACTOR, LYAPUNOV = error, log_error, factor, lyapunov
 
     points = record["points"]
     fig, (phase, exact, logs) = plt.subplots(1, 3, figsize=(11, 3.8))

@@ -47,7 +47,7 @@ def _spd_solve(gram, rhs):
     return jnp.stack(w)
 
 
-def _fit(key, data, weights):
+def fit_ols(key, data, weights):
     del key
     gram = (data.x * weights[:, None]).T @ data.x
     rhs = data.x.T @ (weights * data.y)
@@ -83,7 +83,7 @@ def _fixed_design(design_bytes, shape, sigma, noise_bias) -> GenerativeModel:
         x = jnp.tile(design, (m // rows, 1))
         return OLSData(x, x @ w + noise_bias + sigma * jax.random.normal(key, (m,), w.dtype))
 
-    return GenerativeModel(f"ols-fixed{shape[0]}x{shape[1]}", _fit, sample)
+    return GenerativeModel(f"ols-fixed{shape[0]}x{shape[1]}", fit_ols, sample)
 
 
 @functools.lru_cache(maxsize=None)
@@ -97,4 +97,4 @@ def ols_fresh_design(dim: int, sigma: float) -> GenerativeModel:
         x = jax.random.normal(key_x, (m, dim), w.dtype)
         return OLSData(x, x @ w + sigma * jax.random.normal(key_y, (m,), w.dtype))
 
-    return GenerativeModel(f"ols-fresh{dim}d", _fit, sample)
+    return GenerativeModel(f"ols-fresh{dim}d", fit_ols, sample)

@@ -37,7 +37,7 @@ from bounds import stability as st
 from bounds.models import linear_attention as la
 from sims.coupled import run_coupled
 from sims.models import icl_real_sampler, icl_task, linear_attention
-from verify.claim import Claim, Measured, Theory, measured, register
+from verify.claim import Claim, Measured, Theory, measured, per_mode, register
 
 GEN = "generation i"
 CELL = "gamma"
@@ -58,9 +58,6 @@ ICL_RISK = "one-shot ICL risk"
 ORTHOGONALITY = "E[(w_hat - w).w_hat] at gamma*"
 
 
-def _mode(mode, quick, default, full):
-    return {"quick": quick, "default": default, "full": full}[mode]
-
 
 # --- grid ---------------------------------------------------------------------------------
 
@@ -68,8 +65,8 @@ def make_grid(gamma_star=la.gamma_star):
     """The grid, with ``gamma_star`` injectable (a negative control perturbs it)."""
 
     def grid(mode):
-        gens = _mode(mode, 21, 31, 61)
-        reps = _mode(mode, 4096, 8192, 32768)
+        gens = per_mode(mode, 21, 31, 61)
+        reps = per_mode(mode, 4096, 8192, 32768)
 
         def cell(gamma, n, icl=False):
             return dict(gamma=round(float(gamma), 6), n=n, m=M, d=D, sigma=SIGMA, tau=TAU,
@@ -242,7 +239,8 @@ def notes(point, meas, theory):
 
 def figure(record):
     from verify import figures_attention
-    return figures_attention.phase_diagram_figure(record)
+    return figures_attention.phase_diagram_figure(record, error=ERROR, log_error=LOG_ERROR,
+                                                  factor=FACTOR, lyapunov=LYAPUNOV)
 
 
 A2 = register(Claim(

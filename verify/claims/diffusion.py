@@ -39,7 +39,7 @@ from sims import metrics
 from sims.models import diffusion as D
 from sims.models.kde import Mixture, gaussian_mixture_sampler, sample_mixture
 from verify import figures_diffusion, stats
-from verify.claim import Claim, Measured, Measurement, Theory, measured_rate, register
+from verify.claim import Claim, Measured, Measurement, Theory, measured_rate, per_mode, register
 from verify.claims.paper_b import r1_recursion, training_sizes
 
 TWO_MODES = dict(loc=(-2.0, 2.0), weight=(0.5, 0.5), scale=(1.0, 1.0))
@@ -75,9 +75,6 @@ def _mixture(dim: int = 1) -> Mixture:
     spec = TWO_MODES if dim == 1 else FOUR_MODES_2D
     return Mixture(*(jnp.asarray(spec[k], jnp.float64) for k in ("loc", "weight", "scale")))
 
-
-def _mode(mode, quick, default, full):
-    return {"quick": quick, "default": default, "full": full}[mode]
 
 
 def _mean_se(samples, axis=0):
@@ -228,14 +225,14 @@ SHAPE_HELD_TAUS = (10 ** 2.5, 10 ** 3.5)
 
 
 def _oneshot_grid(mode):
-    sizes = _mode(mode, (200, 400, 800), (25, 50, 100, 200, 400, 800, 1600),
+    sizes = per_mode(mode, (200, 400, 800), (25, 50, 100, 200, 400, 800, 1600),
                   (25, 50, 100, 200, 400, 800, 1600, 3200))
-    taus = _mode(mode, SHAPE_HELD_TAUS + (1e6,),
+    taus = per_mode(mode, SHAPE_HELD_TAUS + (1e6,),
                  (1e2, SHAPE_HELD_TAUS[0], 1e3, SHAPE_HELD_TAUS[1], 1e4, 1e5, 1e6),
                  (1e2, SHAPE_HELD_TAUS[0], 1e3, SHAPE_HELD_TAUS[1], 1e4, 3e4, 1e5, 3e5, 1e6,
                   3e6, 1e7))
-    replicas = _mode(mode, 12, 16, 96)
-    cells, steps = _mode(mode, (QUICK_CELLS, QUICK_STEPS), (CELLS, STEPS), (CELLS, STEPS))
+    replicas = per_mode(mode, 12, 16, 96)
+    cells, steps = per_mode(mode, (QUICK_CELLS, QUICK_STEPS), (CELLS, STEPS), (CELLS, STEPS))
     points = [dict(width=64, draws=4, sizes=list(sizes), taus=list(taus), replicas=replicas,
                    cells=cells, steps=steps, fit_taus=list(SHAPE_FIT_TAUS), dim=1)]
     if mode == "full":   # 2-D: four modes at (±2, ±2), a 48 x 48 grid, a 50-step sampler
@@ -424,9 +421,9 @@ LOOP_2D_GENERATIONS, LOOP_2D_REPLICAS = 10, 32
 def _loop_grid(mode):
     # Quick: 10 generations and 16 replicas, so that the collapse trend at lam = 0 is resolved
     # at nearly every seed (power >= 0.99 from t ~ 6; 6 x 8 resolved it at about half).
-    generations = _mode(mode, 10, 10, 20)
-    replicas = _mode(mode, 16, 32, 128)
-    cells, steps = _mode(mode, (QUICK_CELLS, QUICK_STEPS), (CELLS, STEPS), (CELLS, STEPS))
+    generations = per_mode(mode, 10, 10, 20)
+    replicas = per_mode(mode, 16, 32, 128)
+    cells, steps = per_mode(mode, (QUICK_CELLS, QUICK_STEPS), (CELLS, STEPS), (CELLS, STEPS))
     base = dict(n=100, m=100, width=64, draws=4, tau=LOOP_TAU, generations=generations,
                 replicas=replicas, cells=cells, steps=steps)
     points = [dict(base, scheme="synthetic", lam=0.0), dict(base, scheme="reuse", lam=0.5)]
@@ -628,11 +625,11 @@ def _b3_fn(n, m_grid, width, draws, tau, steps, cells):
 
 
 def _b3_grid(mode):
-    ratios = _mode(mode, (0, 1, 8), (0, 0.5, 1, 2, 4, 8, 16), (0, 0.25, 0.5, 1, 2, 4, 8, 16, 32))
+    ratios = per_mode(mode, (0, 1, 8), (0, 0.5, 1, 2, 4, 8, 16), (0, 0.25, 0.5, 1, 2, 4, 8, 16, 32))
     # Quick: 24 replicas. With 8 (t with 7 dof, Holm's critical t ~ 7.5 on 6 rows) R1 without
     # its propagation term was no longer rejected once the normal tail was replaced by t.
-    replicas = _mode(mode, 24, 48, 192)
-    cells, steps = _mode(mode, (QUICK_CELLS, QUICK_STEPS), (CELLS, STEPS), (CELLS, STEPS))
+    replicas = per_mode(mode, 24, 48, 192)
+    cells, steps = per_mode(mode, (QUICK_CELLS, QUICK_STEPS), (CELLS, STEPS), (CELLS, STEPS))
     return [dict(n=50, m_over_n=list(ratios), width=64, draws=4, tau=LOOP_TAU, replicas=replicas,
                  cells=cells, steps=steps)]
 

@@ -30,7 +30,7 @@ from bounds import stability as st
 from sims.coupled import maximal_categorical, run_coupled, shared_keys
 from sims.models import categorical, mean_estimation, mean_estimation_coupler
 from sims.models.ridge import (population_risk, ridge, ridge_pool, ridge_spec, ridge_tv)
-from verify.claim import Claim, Measured, Theory, measured, register
+from verify.claim import Claim, Measured, Theory, measured, per_mode, register
 
 GEN = "generation i"
 BATCH = 4096  # one batch size for every run: a shared plan compiles once
@@ -179,9 +179,6 @@ def report_generations(generations: int) -> np.ndarray:
     return np.asarray([i for i in picks if i < generations] or [generations - 1])
 
 
-def _mode(mode, quick, default, full):
-    return {"quick": quick, "default": default, "full": full}[mode]
-
 
 # --- exact predictions used by A1/A3/A5 -------------------------------------------------
 
@@ -234,14 +231,15 @@ def gap_bound(point, i) -> st.GapBound:
 
 
 def _a1_grid(mode):
-    gens = _mode(mode, 11, 51, 51)
+    gens = per_mode(mode, 11, 51, 51)
     # quick: lam = 0.5 shares its coupled loops (the recursive term) with A2-gamma
-    lams = _mode(mode, (1.0, 0.5), (1.0, 0.8, 0.5, 0.2, 0.05), (1.0, 0.8, 0.5, 0.2, 0.1, 0.05))
-    ns = _mode(mode, (20,), (20,), (10, 20, 50))
+    lams = per_mode(mode, (1.0, 0.5), (1.0, 0.8, 0.5, 0.2, 0.05), (1.0, 0.8, 0.5, 0.2, 0.1, 0.05))
+    ns = per_mode(mode, (20,), (20,), (10, 20, 50))
     # mean: every A1 bound is loose by >= 50x, so 8192 replicas resolve it (default time)
-    reps = dict(mean=_mode(mode, 4096, 8192, 65536), categorical=_mode(mode, 4096, 8192, 65536),
-                ridge=_mode(mode, 4096, 4096, 32768))
-    ridge_lams = _mode(mode, (0.5,), (1.0, 0.5, 0.05), lams)
+    reps = dict(mean=per_mode(mode, 4096, 8192, 65536),
+                categorical=per_mode(mode, 4096, 8192, 65536),
+                ridge=per_mode(mode, 4096, 4096, 32768))
+    ridge_lams = per_mode(mode, (0.5,), (1.0, 0.5, 0.05), lams)
     points = []
     for model in ("mean", "categorical", "ridge"):
         for n in ns:
@@ -448,14 +446,14 @@ A1 = register(Claim(
 
 def _a3_grid_for(model):
     def grid(mode):
-        gens = _mode(mode, 11, 51, 101)
+        gens = per_mode(mode, 11, 51, 101)
         # quick: the lam = 0.5 loop is shared with A1 and A5 (one compilation)
-        lams = _mode(mode, (0.0, 0.5), (0.0, 0.8, 0.5, 0.2, 0.05),
+        lams = per_mode(mode, (0.0, 0.5), (0.0, 0.8, 0.5, 0.2, 0.05),
                      (0.0, 0.8, 0.5, 0.2, 0.05))
         if model == "ridge":
-            lams = _mode(mode, (0.0, 0.5), (0.0, 1.0, 0.5, 0.05), (0.0, 1.0, 0.5, 0.2, 0.05))
+            lams = per_mode(mode, (0.0, 0.5), (0.0, 1.0, 0.5, 0.05), (0.0, 1.0, 0.5, 0.2, 0.05))
         # mean: 16384 replicas resolve a 5% error in the exact curve (z ~ 4.5)
-        reps = _mode(mode, 16384 if model == "mean" else 4096,
+        reps = per_mode(mode, 16384 if model == "mean" else 4096,
                      {"mean": 16384, "categorical": 8192, "ridge": 4096}[model],
                      65536)
         if mode == "default" and model != "ridge":
@@ -640,8 +638,8 @@ def _coupler(model_name, coupling):
 
 
 def _a2_grid(mode):
-    gens = _mode(mode, 11, 51, 101)
-    reps = _mode(mode, 4096, 4096, 32768)
+    gens = per_mode(mode, 11, 51, 101)
+    reps = per_mode(mode, 4096, 4096, 32768)
     base = dict(n=20, generations=gens, replicas=reps)
     points = [dict(base, model="mean", coupling="maximal", lam=0.5),
               dict(base, model="categorical", coupling="maximal", lam=0.5)]
@@ -767,12 +765,13 @@ A2_GAMMA = register(Claim(
 # --- A5: the bound's minimiser m* vs the empirical argmin of the true error ---------------
 
 def _a5_grid(mode):
-    gens = _mode(mode, 11, 51, 51)
-    ratios = _mode(mode, (0.0, 1.0), (0.0, 1.0, 4.0, 19.0),
+    gens = per_mode(mode, 11, 51, 51)
+    ratios = per_mode(mode, (0.0, 1.0), (0.0, 1.0, 4.0, 19.0),
                    (0.0, 0.25, 1.0, 4.0, 19.0))
-    reps = dict(mean=_mode(mode, 4096, 8192, 65536), categorical=_mode(mode, 4096, 8192, 65536),
-                ridge=_mode(mode, 4096, 4096, 32768))
-    models = _mode(mode, ("mean", "categorical"), ("mean", "categorical", "ridge"),
+    reps = dict(mean=per_mode(mode, 4096, 8192, 65536),
+                categorical=per_mode(mode, 4096, 8192, 65536),
+                ridge=per_mode(mode, 4096, 4096, 32768))
+    models = per_mode(mode, ("mean", "categorical"), ("mean", "categorical", "ridge"),
                    ("mean", "categorical", "ridge"))
     return [dict(model=model, n=20, m_over_n=list(ratios), generations=gens,
                  replicas=reps[model]) for model in models]

@@ -34,7 +34,7 @@ from bounds import tv as tv_bounds
 from sims import metrics
 from sims.models.kde import Mixture, bandwidth_schedule, gaussian_mixture_sampler, kde
 from verify import figures_paper_b, stats
-from verify.claim import Claim, Measured, Measurement, Theory, register
+from verify.claim import Claim, Measured, Measurement, Theory, per_mode, register
 
 TWO_MODES = dict(loc=(-2.0, 2.0), weight=(0.5, 0.5), scale=(1.0, 1.0))
 # Well separated in 2-D: modes 6 sigma apart.
@@ -51,9 +51,6 @@ GEN = "generation i"
 def _mixture(spec) -> Mixture:
     return Mixture(*(jnp.asarray(spec[k], jnp.float64) for k in ("loc", "weight", "scale")))
 
-
-def _mode(mode, quick, default, full):
-    return {"quick": quick, "default": default, "full": full}[mode]
 
 
 def _mean_se(samples):
@@ -101,7 +98,7 @@ def rate_upper(rate, N):
 
 
 def _rate_sizes(mode):
-    return _mode(mode, (25, 50, 100, 200, 400, 800), (25, 50, 100, 200, 400, 800, 1600, 3200),
+    return per_mode(mode, (25, 50, 100, 200, 400, 800), (25, 50, 100, 200, 400, 800, 1600, 3200),
                  (25, 50, 100, 200, 400, 800, 1600, 3200, 6400))
 
 
@@ -145,11 +142,11 @@ def no_contraction_recursion(eps, plan):
 
 def _b1_grid(scheme):
     def grid(mode):
-        generations = _mode(mode, 10, 30, 30)
-        replicas = _mode(mode, 128, 256, 2048)
+        generations = per_mode(mode, 10, 30, 30)
+        replicas = per_mode(mode, 128, 256, 2048)
         # Quick: m = 4n, where R1's per-generation budget eps(N) is small enough for a
         # biased sampler (synthetic data shifted by +0.7) to break the bound (tests).
-        sizes = _mode(mode, [(50, 200)], [(50, 50), (50, 200), (200, 50)],
+        sizes = per_mode(mode, [(50, 200)], [(50, 50), (50, 200), (200, 50)],
                       [(50, 50), (50, 200), (200, 50), (200, 800), (100, 25)])
         points = []
         for n, m in sizes:
@@ -268,13 +265,13 @@ B3_SELECT_FRACTION = 1 / 3  # replicas that choose the peak; the others test it
 
 
 def _b3_grid(mode):
-    ratios = _mode(mode, (0, 0.5, 1, 4, 64), (0, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64),
+    ratios = per_mode(mode, (0, 0.5, 1, 4, 64), (0, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64),
                    (0, 0.125, 0.25, 0.5, 1, 2, 3, 4, 6, 8, 16, 32, 64, 128))
-    replicas = _mode(mode, 120, 600, 3000)
+    replicas = per_mode(mode, 120, 600, 3000)
     base = dict(n=100, m_over_n=list(ratios), replicas=replicas)
     # The asserted peaks (shrinking h) need t ~ 6 to be resolved at nearly every seed (power
     # >= 0.99): at 120 replicas the i = 2, 5 rows had t = 3.7-4.6 (1 failing seed in 20).
-    shrinking = _mode(mode, 300, replicas, replicas)
+    shrinking = per_mode(mode, 300, replicas, replicas)
     return [dict(base, rule="shrinking", c=1.0, replicas=shrinking),
             dict(base, rule="fixed", c=0.4)]
 
@@ -424,7 +421,7 @@ def _b4_plan(point):
 
 
 def _b4_density_grid(mode):
-    r = _mode(mode, 512, 2048, 8192)
+    r = per_mode(mode, 512, 2048, 8192)
     base = dict(n=40, h=0.5, rule="fixed", dim=1, generations=8, replicas=r)
     points = [dict(base, scheme="reuse", lam=0.5), dict(base, scheme="fresh", lam=0.25, dim=2,
                                                          generations=5)]
@@ -510,8 +507,8 @@ B4_DENSITY = register(Claim(
 
 
 def _b4_prop_grid(mode):
-    r = _mode(mode, 256, 1024, 4096)
-    gens = _mode(mode, 10, 25, 40)
+    r = per_mode(mode, 256, 1024, 4096)
+    gens = per_mode(mode, 10, 25, 40)
     base = dict(n=50, h=0.4, rule="fixed", dim=1, generations=gens, replicas=r)
     points = [dict(base, scheme="synthetic", lam=0.0), dict(base, scheme="reuse", lam=0.2)]
     if mode != "quick":

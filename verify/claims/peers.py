@@ -16,14 +16,11 @@ import sims
 from bounds import peers
 from sims.models import GaussianParams, Mixture, categorical, gaussian, kde, ols_fixed_design
 from sims.models import ols_fresh_design
-from sims.models.ols import _fit as ols_fit, OLSData
-from verify.claim import Claim, Theory, measured, register
+from sims.models.ols import OLSData, fit_ols as ols_fit
+from verify.claim import Claim, Theory, measured, per_mode, register
 
 FITS = "fits g"
 
-
-def _replicas(mode: str, quick: int, default: int, full: int) -> int:
-    return {"quick": quick, "default": default, "full": full}[mode]
 
 
 def _batch(replicas: int) -> int:
@@ -57,7 +54,7 @@ def _gaussian_chain(key, point, unbiased, sizes=None):
 
 
 def _p1_grid(mode):
-    r = _replicas(mode, 8192, 32768, 131072)
+    r = per_mode(mode, 8192, 32768, 131072)
     points = [dict(M=20, d=1, sigma0_sq=1.0, generations=30, replicas=r)]
     if mode != "quick":
         points += [dict(M=5, d=1, sigma0_sq=2.0, generations=30, replicas=r),
@@ -99,7 +96,7 @@ P1 = register(Claim(
 
 
 def _p2_grid(mode):
-    r = _replicas(mode, 8192, 32768, 131072)
+    r = per_mode(mode, 8192, 32768, 131072)
     points = [dict(M=20, sigma0_sq=1.0, generations=30, replicas=r)]
     if mode != "quick":
         points += [dict(M=5, sigma0_sq=1.0, generations=40, replicas=r),
@@ -133,7 +130,7 @@ def _p3_sizes(point):
 
 
 def _p3_grid(mode):
-    r = _replicas(mode, 8192, 32768, 131072)
+    r = per_mode(mode, 8192, 32768, 131072)
     points = [dict(sizes_cycle=[10, 40, 20], sigma0_sq=1.0, generations=24, replicas=r)]
     if mode != "quick":
         points += [dict(sizes_cycle=[5], sigma0_sq=2.0, generations=30, replicas=r)]
@@ -188,7 +185,7 @@ def _trace_inv_gram(point):
 
 
 def _p4_grid(mode):
-    r = _replicas(mode, 4096, 16384, 65536)
+    r = per_mode(mode, 4096, 16384, 65536)
     points = [dict(T=20, d=5, sigma=1.0, generations=20, replicas=r)]
     if mode != "quick":
         points += [dict(T=12, d=10, sigma=0.5, generations=20, replicas=r)]
@@ -212,7 +209,7 @@ P4 = register(Claim("P4", "OLS, fixed design, replace: E||w_g - w*||^2 = g sigma
 
 
 def _p5_grid(mode):
-    r = _replicas(mode, 4096, 16384, 65536)
+    r = per_mode(mode, 4096, 16384, 65536)
     points = [dict(T=20, d=5, sigma=1.0, generations=30, replicas=r)]
     if mode != "quick":
         points = [dict(T=20, d=5, sigma=1.0, generations=50, replicas=r),
@@ -259,7 +256,7 @@ def downstream_metric(rows: int, sigma: float):
 
 
 def _p6_grid(mode):
-    r = _replicas(mode, 4096, 16384, 65536)
+    r = per_mode(mode, 4096, 16384, 65536)
     points = [dict(d=5, T0=20, sigma0=1.0, T=40, sigma=0.5, generations=10, replicas=r)]
     if mode != "quick":
         points += [dict(d=3, T0=8, sigma0=0.5, T=10, sigma=1.0, generations=15, replicas=r)]
@@ -305,7 +302,7 @@ def _p7_probs(K):
 
 
 def _p7_grid(mode):
-    r = _replicas(mode, 8192, 32768, 131072)
+    r = per_mode(mode, 8192, 32768, 131072)
     points = [dict(K=10, n=50, generations=40, replicas=r)]
     if mode != "quick":
         points += [dict(K=4, n=10, generations=40, replicas=r)]
@@ -352,7 +349,7 @@ def second_moment_metric(key, gen, truth):
 
 
 def _p8_grid(mode):
-    r = _replicas(mode, 4096, 16384, 65536)
+    r = per_mode(mode, 4096, 16384, 65536)
     base = dict(n=50, h=1.0, generations=12, replicas=r)
     points = [dict(base, scheme="reuse", lam=0.5), dict(base, scheme="synthetic", lam=0.0),
               dict(base, scheme="accumulate", lam=None, m=40, n=40, generations=6)]
