@@ -406,7 +406,8 @@ def b2_oneshot_notes(point, measured, theory, context):
 
 B2_ONESHOT = register(Claim(
     "B2-oneshot", "Random-feature score diffusion, one generation: TV <= Girsanov-Pinsker bound "
-    "at every (n, tau); n-rate at the best tau (fitted, beside 2/5)", _oneshot_grid,
+    "at every (n, tau); KL and TV exponents in n at the best tau against the upper-bound "
+    "rates 2/5 and 1/5", _oneshot_grid,
     b2_oneshot_measure, b2_oneshot_theory, notes=b2_oneshot_notes,
     figure=figures_diffusion.b2_oneshot_figure))
 
