@@ -182,3 +182,13 @@ def test_a_right_skewed_mean_is_tested_conservatively_only_on_its_right_tail():
             for b in range(batches)]
     from verify.claim import compare
     assert compare(rows, 1e-3)["rejected"] == 0
+
+
+def test_a_deterministic_row_from_one_replica_is_tested_exactly_not_an_error():
+    """SE = 0 (a grid search, a closed-form quadrature) needs no dof: equal passes, unequal fails."""
+    def claim(value):
+        return Claim("K3", "deterministic", lambda mode: [{}],
+                     lambda key, p: {"q": Measured(np.zeros(1), np.ones(1), np.zeros(1), 1)},
+                     lambda p: {"q": Theory("exact", np.full(1, value))})
+    assert evaluate(claim(1.0), "quick", 0)["status"] == "pass"
+    assert evaluate(claim(1.1), "quick", 0)["status"] == "fail"

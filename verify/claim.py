@@ -399,7 +399,8 @@ def compare(rows: list[dict], alpha: float) -> dict:
             row["error"] = problem
             errors.append(f"{_row_name(row)} ({kind}): {problem}")
             continue
-        dof = row.get("dof", math.inf)
+        # A deterministic row (SE = 0) has no sampling law: its p is 0 or 1 at any dof.
+        dof = row.get("dof", math.inf) if row["se"] > 0 else math.inf
         if _vacuous(row):
             row["vacuous"] = True
             vacuous.append(row)
