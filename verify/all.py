@@ -65,8 +65,9 @@ def parse_args(argv):
     parser = _Parser(prog=PROG, description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="small grids (about 1 min on 2 cores with the compilation cache "
-                      "filled, 4 min cold); used by tests")
+    size.add_argument("--quick", action="store_true",
+                      help="small grids (about 1 min on 2 cores with the compilation cache "
+                           "filled, 3 min cold); used by tests")
     size.add_argument("--full", action="store_true", help="large grids and replica counts")
     parser.add_argument("--only", default=None,
                         help="comma-separated claim IDs or families, e.g. P1,P4 or B1 (= B1-*)")
