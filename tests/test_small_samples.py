@@ -55,8 +55,17 @@ def test_at_the_default_alpha_too_the_t_test_holds_its_level_and_the_normal_does
     alpha, dof = 1e-3, 2
     t_crit = stats.critical_t(alpha, ROWS, dof, two_sided=True)
     z_crit = stats.critical_z(alpha, ROWS, two_sided=True)
+    # Holm's first step puts alpha / (2 * 40) in each tail of t with 2 dof (scipy, independent)
+    assert t_crit == pytest.approx(scipy_stats.t.isf(alpha / (2 * ROWS), dof), rel=1e-10)
+    assert t_crit > 30 > z_crit  # 2 dof: the t threshold is far beyond the normal one (4.2)
     assert 1 - (1 - 2 * scipy_stats.t.sf(t_crit, dof)) ** ROWS <= alpha
     assert 1 - (1 - 2 * scipy_stats.t.sf(z_crit, dof)) ** ROWS > 0.5  # the old rule: > 50%
+    # and through the harness: a correct row at t = 10 with 3 replicas is not rejected now
+    rows = [{"point": 0, "quantity": "q", "x": j, "x_label": "i", "kind": "exact",
+             "measured": 10.0 if j == 0 else 0.0, "se": 1.0, "replicas": 3, "dof": 2.0,
+             "theory": 0.0} for j in range(ROWS)]
+    from verify.claim import compare
+    assert compare(rows, alpha)["rejected"] == 0
 
 
 def test_a_resolved_effect_under_the_normal_tail_is_not_resolved_under_t():
@@ -127,6 +136,12 @@ def test_a_rate_row_fails_when_the_exponent_is_shallower_than_the_stated_rate():
     from verify import report
     cell = report._row_stat(row)
     assert cell.startswith(f"exponent {row['measured']:.3g} [") and "vs stated ≤ -0.4" in cell
+
+
+def test_per_replica_slope_is_ols_over_the_chosen_generations():
+    values = np.array([[0.0, 1.0, 2.0, 3.0], [5.0, 5.0, 5.0, 9.0]])
+    np.testing.assert_allclose(stats.per_replica_slope(values), [1.0, 1.2])
+    np.testing.assert_allclose(stats.per_replica_slope(values, start=2), [1.0, 4.0])
 
 
 def test_rate_exponent_takes_its_se_from_the_replicas_not_the_residuals():

@@ -29,7 +29,8 @@ import numpy as np
 from scipy import stats as _scipy_stats
 
 __all__ = ["normal_sf", "normal_isf", "t_sf", "t_isf", "critical_z", "critical_t", "z_scores",
-           "holm", "tightness", "Slope", "fit_slope", "RateFit", "rate_exponent",
+           "holm", "tightness", "Slope", "fit_slope", "per_replica_slope", "RateFit",
+           "rate_exponent",
            "DEFAULT_ALPHA", "Z_975"]
 
 DEFAULT_ALPHA = 1e-3  # family-wise error per claim; with fixed seeds a run is deterministic
@@ -171,6 +172,18 @@ def fit_slope(x, y, y_se=None) -> Slope:
     se = math.sqrt(cov[1, 1] * scale)
     t = float(_scipy_stats.t.ppf(0.975, dof))
     return Slope(float(coef[1]), float(coef[0]), se, float(coef[1] - t * se), float(coef[1] + t * se))
+
+
+def per_replica_slope(values, start: int = 0) -> np.ndarray:
+    """OLS slope over generations ``start .. G-1`` (the last axis) of each replica's values.
+
+    A per-replica statistic: its mean and SE over replicas are then tested with Student t at
+    ``replicas - 1`` dof (a trend test that pools every generation into one row).
+    """
+    values = np.asarray(values, np.float64)[..., start:]
+    i = np.arange(values.shape[-1], dtype=np.float64)
+    centred = i - i.mean()
+    return (values - values.mean(-1, keepdims=True)) @ centred / (centred @ centred)
 
 
 class RateFit(NamedTuple):

@@ -463,13 +463,6 @@ def predicted_eps(key, point, sizes):
 TREND = "slope of TV(G_i,p0) over i (per replica)"
 
 
-def per_replica_slope(values: np.ndarray) -> np.ndarray:
-    """OLS slope over the last axis (generations) for each replica (first axis)."""
-    i = np.arange(values.shape[-1], dtype=np.float64)
-    centred = i - i.mean()
-    return (np.asarray(values, np.float64) @ centred) / (centred @ centred)
-
-
 def b2_loop_measure(key, point):
     plan = _loop_plan(point)
     key_loop, key_eps = jax.random.split(key)
@@ -501,7 +494,7 @@ def b2_loop_measure(key, point):
     R = tv.shape[0]
     tv_mean, tv_se = _mean_se(tv_high)
     growth_mean, growth_se = _mean_se(tv - tv[:, :1])
-    trend_mean, trend_se = _mean_se(per_replica_slope(tv))
+    trend_mean, trend_se = _mean_se(stats.per_replica_slope(tv))
     disc_mean, disc_se = _mean_se(traj["disc"])
     err_mean, err_se = _mean_se(traj["tv_error"])
     out = {
@@ -750,7 +743,9 @@ def b3_notes(point, measured, theory, context):
             predicted = f"R4 m*/n = {m_star:.2f} at the fitted alpha"
         else:
             predicted = "R4 m* undefined (fitted alpha outside (0, 1))"
-        resolved = bool(np.all(diff.mean - 2.326 * diff.se > 0))
+        # one-sided 0.01 with the paired differences' own dof (Student t, not the normal)
+        resolved = bool(np.all(diff.mean - float(stats.t_isf(0.01, diff.replicas - 1)) * diff.se
+                               > 0))
         text.append(f"  i={i}: E TV {tv.mean[0]:.4f} at m=0, {tv.mean[k]:.4f} at the interior "
                     f"peak m/n={x[k]:g}, {tv.mean[-1]:.4f} at m/n={x[-1]:g}; peak minus ends "
                     f"{diff.mean[0]:+.4f} ± {diff.se[0]:.4f}, {diff.mean[1]:+.4f} ± "

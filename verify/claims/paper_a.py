@@ -291,14 +291,18 @@ def _a1_gamma(key, point, generations):
     return measured(moments, "gamma", np.arange(point["generations"]), select=generations)
 
 
-def _measures_recursive_term(point, i) -> bool:
-    """Whether A1 runs coupled loops at this point. No maximal coupler for ridge (R2 is not
-    proved there). Coupled runs only where they share their compilation with A2-gamma (lam in
-    0.2 .. 0.8; at m = 19n a pair of loops would cost more than the rest of the point) and
-    test more than gamma_0."""
+def _recursive_term_rows(point, i) -> np.ndarray | None:
+    """Where A1 tests the recursive term: the generations whose R2 is below 1 (a mask over
+    ``i``), or ``None`` when A1 runs no coupled loops at this point. No maximal coupler for
+    ridge (R2 is not proved there). Coupled runs only where they share their compilation with
+    A2-gamma (lam in 0.2 .. 0.8; at m = 19n a pair of loops would cost more than the rest of
+    the point) and test more than gamma_0. Measure and theory both ask here, so they always
+    state the same rows."""
     n, m, lam = _sizes(point)
+    if point["model"] == "ridge" or m == 0 or lam < 0.2:
+        return None
     tested = r2_values(point, generations=i - 1, uncapped=True)[0] < 1.0
-    return point["model"] != "ridge" and m > 0 and lam >= 0.2 and tested.sum() >= 2
+    return tested if tested.sum() >= 2 else None
 
 
 def a1_measure(key, point):
@@ -318,8 +322,8 @@ def a1_measure(key, point):
     out[TERM_SYNTH] = _scaled(measured(moments, "synthetic_part", axis, select=i), 1 - lam)
     out[TERM_SHIFT] = _scaled(measured(moments, "shift_part", axis, select=i), 1 - lam)
     out[TERM_TV] = _scaled(measured(moments, "tv_prev", axis, select=i), (1 - lam) * loss_range)
-    tested = r2_values(point, generations=i - 1, uncapped=True)[0] < 1.0
-    if _measures_recursive_term(point, i):
+    tested = _recursive_term_rows(point, i)
+    if tested is not None:
         gamma = _scaled(_a1_gamma(key, point, i - 1), lam * beta * m)
         gamma = gamma._replace(x=i)
         for name, mask in ((TERM_REC, tested), (TERM_REC + CAPPED, ~tested)):
@@ -353,18 +357,18 @@ def a1_theory(point, *, drop: str | None = None, keep_power: int = 1,
     def term(value):
         return np.broadcast_to(np.asarray(value, np.float64), shape)
 
+    # A bound at a term's trivial range says nothing (vacuous rows, never evidence): a loss in
+    # [0, M] gives a gap <= M, lam- and (1-lam)-weighted terms <= lam M and (1-lam) M, and a
+    # TV <= 1 caps the recursive term at lam beta_N m.
+    beta, M = loss_constants(point)
     out = {GAP: Theory("upper", term(bound.total), "R3: sum of the terms (concentration = 0)",
-                       trivial=loss_constants(point)[1])}
+                       trivial=M)}
     if point["model"] == "mean":
         out["gap (exact)"] = Theory("exact", mean_gap_exact(n, m, i), "2 v_i - (1-lam) v_{i-1}")
     elif point["model"] == "categorical":
         out["gap (exact)"] = Theory("exact", categorical_error_exact(n, m, i), "sum_k v_i(k)")
     if m == 0:  # lam = 1: only the gap is measured (one fit on n i.i.d. points)
         return out
-    # A bound at a term's trivial range says nothing (vacuous rows, never evidence): a loss in
-    # [0, M] gives a gap <= M, lam- and (1-lam)-weighted terms <= lam M and (1-lam) M, and a
-    # TV <= 1 caps the recursive term at lam beta_N m.
-    beta, M = loss_constants(point)
     real = term(bound.real_stability + bound.recursive_stability)
     out[TERM_REAL] = Theory("upper", real, "lam beta_N (1 + m gamma_(i-1)), gamma: R2 capped at 1",
                             trivial=lam * M)
@@ -379,8 +383,8 @@ def a1_theory(point, *, drop: str | None = None, keep_power: int = 1,
     else:
         out[TERM_TV] = Theory("upper", shift, "(1-lam) M x (Jensen bound on E TV)",
                               trivial=(1 - lam) * M)
-    if _measures_recursive_term(point, i):
-        tested = r2_values(point, generations=i - 1, uncapped=True)[0] < 1.0
+    tested = _recursive_term_rows(point, i)
+    if tested is not None:
         rec = term(bound.recursive_stability)
         out[TERM_REC] = Theory("upper", rec[tested], "lam beta_N m R2(gamma_(i-1))",
                                trivial=lam * beta * m)

@@ -100,14 +100,6 @@ def contraction_share(lam: float, generations: int) -> float:
     return (1.0 - lam) ** (generations // 2)
 
 
-def per_replica_slopes(error: np.ndarray, start: int) -> np.ndarray:
-    """OLS slope of each replica's error over generations ``start .. G-1`` (last axis)."""
-    i = np.arange(start, error.shape[-1], dtype=np.float64)
-    centred = i - i.mean()
-    late = error[..., start:]
-    return (late - late.mean(-1, keepdims=True)) @ centred / (centred @ centred)
-
-
 def paired_slopes(error: np.ndarray, lams) -> dict:
     """Per-replica statistics of the evidence rows from errors of shape ``(lam, replica, G)``.
 
@@ -119,9 +111,9 @@ def paired_slopes(error: np.ndarray, lams) -> dict:
     G = error.shape[-1]
     if not np.any(lams == 0) or not np.any(lams > 0):
         raise ValueError(f"A4's main point needs lam = 0 and at least one lam > 0, got {lams}")
-    collapse = per_replica_slopes(error[np.flatnonzero(lams == 0)[0]], 0)
+    collapse = stats.per_replica_slope(error[np.flatnonzero(lams == 0)[0]])
     positive = lams[lams > 0]
-    late = per_replica_slopes(error[lams > 0], G // 2)
+    late = stats.per_replica_slope(error[lams > 0], G // 2)
     share = np.array([contraction_share(lam, G) for lam in positive])
     return dict(lams=positive, collapse=collapse, late=late,
                 bounded=late - share[:, None] * collapse, resolved=collapse - late.mean(0))
