@@ -1,7 +1,4 @@
 """The loop engine: schemes, determinism, batching, sharding, compilation, errors."""
-import subprocess
-import sys
-import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +8,7 @@ import pytest
 import sims
 from sims import loop, schemes
 from sims.models import GaussianParams, gaussian
+from forced_devices import same_on_devices
 
 from conftest import ROOT
 
@@ -133,9 +131,8 @@ def test_no_recompilation_for_a_new_seed_or_replica_count():
 
 
 def test_one_device_and_four_devices_give_identical_results(tmp_path):
-    script = textwrap.dedent("""
-        import sys, jax, jax.numpy as jnp, numpy as np
-        import verify; verify.enable_float64()  # as the CLI does
+    same_on_devices("""
+        import jax.numpy as jnp
         import sims
         from sims.models import GaussianParams, gaussian
         def metric(key, gen, truth):
@@ -143,18 +140,8 @@ def test_one_device_and_four_devices_give_identical_results(tmp_path):
         plan = sims.make_plan("fresh", n=10, m=7, generations=6)
         out = sims.run(jax.random.key(3), gaussian(1, True), GaussianParams(jnp.zeros(1),
                        jnp.eye(1)), plan, metric, replicas=37, batch_size=8)
-        assert len(jax.devices()) == int(sys.argv[2]), jax.devices()
-        np.save(sys.argv[1], np.stack([out["var"], out["mean"]]))
-    """)
-    results = []
-    for devices in (1, 4):
-        path = tmp_path / f"d{devices}.npy"
-        env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-               "PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"}
-        subprocess.run([sys.executable, "-c", script, str(path), str(devices)], check=True,
-                       cwd=ROOT, env=env, timeout=300)
-        results.append(np.load(path))
-    np.testing.assert_array_equal(results[0], results[1])
+        save("var", out["var"]); save("mean", out["mean"])
+    """, tmp_path)
 
 
 def test_nonfinite_values_name_the_generation():

@@ -12,13 +12,13 @@ from __future__ import annotations
 import importlib
 
 __all__ = ["enable_float64", "Claim", "Measured", "Measurement", "Theory", "REGISTRY",
-           "register", "evaluate", "measured", "claim_key", "load_claims"]
+           "register", "evaluate", "measured", "claim_key", "control", "parts", "load_claims"]
 
 # Public name -> the module that defines it (imported on first access).
 _LAZY = {"Claim": "verify.claim", "Measured": "verify.claim", "Measurement": "verify.claim",
          "Theory": "verify.claim", "REGISTRY": "verify.claim", "register": "verify.claim",
          "evaluate": "verify.claim", "measured": "verify.claim", "claim_key": "verify.claim",
-         "load_claims": "verify.plugins"}
+         "control": "verify.claim", "parts": "verify.claim", "load_claims": "verify.plugins"}
 _RENAMED = {"load_claims": "load_all"}
 
 

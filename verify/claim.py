@@ -3,8 +3,9 @@
 ``measure(key, point)`` runs simulations and returns ``Measured`` arrays (mean and
 MC standard error along an axis such as the generation); ``theory(point)`` returns
 ``Theory`` arrays of the same shape. ``evaluate`` turns both into rows with
-z-scores, tightness ratios and Holm-controlled pass/fail. Swapping ``theory`` for
-a deliberately wrong one (``dataclasses.replace``) is how negative controls work.
+z-scores, tightness ratios and Holm-controlled pass/fail. Negative controls swap a
+named part of the measurement or theory (a biased sampler, a wrong recursion) with
+``control(claim, part=value)``; production signatures never grow a switch for them.
 """
 from __future__ import annotations
 
@@ -159,6 +160,52 @@ def register(claim: Claim) -> Claim:
         raise DuplicateClaimError(f"claim {claim.id!r} is registered twice: pick another ID")
     REGISTRY[claim.id] = claim
     return claim
+
+
+def parts(claim: Claim) -> dict[str, Any]:
+    """The swappable parts of a claim: the fields of its ``measure`` and ``theory``.
+
+    A claim whose measurement or theory is built from named parts (the model, the sampler,
+    the recursion, a constant) declares them as the fields of a frozen dataclass with a
+    ``__call__``, e.g. ``Loop(model=kde)(key, point)``; production call signatures stay
+    ``measure(key, point)`` and ``theory(point[, context])``. ``control`` swaps them.
+    """
+    found: dict[str, Any] = {}
+    for role in ("measure", "theory"):
+        obj = getattr(claim, role)
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            for field in dataclasses.fields(obj):
+                if field.name in found:
+                    raise ValueError(f"claim {claim.id!r}: part {field.name!r} is a field of "
+                                     "both its measure and its theory; rename one")
+                found[field.name] = getattr(obj, field.name)
+    return found
+
+
+def control(claim: Claim, **swaps: Any) -> Claim:
+    """A negative control: ``claim`` with named parts of its measurement or theory swapped.
+
+    ``control(B3, synthetic_shift=1.5)`` is the same claim with a biased sampler;
+    ``control(B2_LOOP, recursion=squared)`` the same claim with a wrong theory. Every
+    other part, the grid and the keys are unchanged, so a swapped theory is compared with
+    the very measurement the correct one saw (see ``reuse_measurements``). Unknown part
+    names raise, listing the claim's parts.
+    """
+    if not swaps:
+        raise ValueError("control needs at least one part to swap (name=value)")
+    known = parts(claim)
+    unknown = sorted(set(swaps) - set(known))
+    if unknown:
+        raise ValueError(f"claim {claim.id!r} has no part {', '.join(map(repr, unknown))}; "
+                         f"its parts: {', '.join(sorted(known)) or 'none'}")
+    changes = {}
+    for role in ("measure", "theory"):
+        obj = getattr(claim, role)
+        mine = {name: value for name, value in swaps.items()
+                if dataclasses.is_dataclass(obj) and name in {f.name for f in dataclasses.fields(obj)}}
+        if mine:
+            changes[role] = dataclasses.replace(obj, **mine)
+    return dataclasses.replace(claim, **changes)
 
 
 def per_mode(mode: str, quick, default, full):
