@@ -24,7 +24,7 @@ import pytest
 
 import sims
 from bounds import kde as bkde, peers, stability, tv
-from sims import coupled, metrics
+from sims import coupled, metrics, sweeps
 from sims.models import (GaussianParams, Mixture, categorical, gaussian, kde, ols_fixed_design,
                          ridge_pool)
 from sims.models import diffusion as rf_diffusion
@@ -134,12 +134,12 @@ CASES = [
     ("make_grid: size = 0", P(metrics.make_grid, -1.0, 1.0, 0), "size"),
     ("make_grid: lo > hi", P(metrics.make_grid, 1.0, -1.0, 16), "lo"),
     ("kde_one_generation_tv: empty sizes",
-     P(metrics.kde_one_generation_tv, KEY, MIXTURE, [], 0.3, "fixed", GRID, replicas=4), "sizes"),
+     P(sweeps.kde_one_generation_tv, KEY, MIXTURE, [], 0.3, "fixed", GRID, replicas=4), "sizes"),
     ("kde_one_generation_tv: non-integer size",
-     P(metrics.kde_one_generation_tv, KEY, MIXTURE, [10, 2.5], 0.3, "fixed", GRID, replicas=4),
+     P(sweeps.kde_one_generation_tv, KEY, MIXTURE, [10, 2.5], 0.3, "fixed", GRID, replicas=4),
      "sizes"),
     ("kde_reuse_tv_sweep: empty m_grid",
-     P(metrics.kde_reuse_tv_sweep, KEY, MIXTURE, n=10, m_grid=[], generations=2, bandwidth=0.3,
+     P(sweeps.kde_reuse_tv_sweep, KEY, MIXTURE, n=10, m_grid=[], generations=2, bandwidth=0.3,
        rule="fixed", grid=GRID, replicas=4), "m_grid"),
     # sims.models.diffusion (random-feature score diffusion, B2)
     ("diffusion: width W = 0", P(rf_diffusion.diffusion, 0, 1.0), "width"),

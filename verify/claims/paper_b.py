@@ -31,7 +31,7 @@ from scipy import stats as scipy_stats
 import sims
 from bounds import kde as kde_bounds
 from bounds import tv as tv_bounds
-from sims import metrics
+from sims import metrics, sweeps
 from sims.models.kde import Mixture, bandwidth_schedule, gaussian_mixture_sampler, kde
 from verify import figures_paper_b, stats
 from verify.claim import Claim, Measured, Measurement, Theory, per_mode, register
@@ -70,7 +70,7 @@ def fit_rate(key, sizes, bandwidth, rule, replicas) -> dict:
     covariance of ``(log C, -alpha)`` and the Student t quantile, so that
     ``rate_upper`` can give a pointwise upper confidence band on ``eps(N)``.
     """
-    run = metrics.kde_one_generation_tv(key, _mixture(TWO_MODES), sizes, bandwidth, rule, GRID_1D,
+    run = sweeps.kde_one_generation_tv(key, _mixture(TWO_MODES), sizes, bandwidth, rule, GRID_1D,
                                         replicas=replicas, tail_mass=TAIL_MASS)
     mean, se = _mean_se(run.tv)
     slope = stats.fit_slope(np.asarray(sizes, float), mean, se)
@@ -298,7 +298,7 @@ def b3_measure_with(*, synthetic_shift=0.0):
         generations = max(B3_GENERATIONS) + 1
         wanted = [i == 0 or i in B3_GENERATIONS for i in range(generations)]
         key_loop, key_rate = jax.random.split(key)
-        run = metrics.kde_reuse_tv_sweep(key_loop, _mixture(TWO_MODES), n=n, m_grid=m_grid,
+        run = sweeps.kde_reuse_tv_sweep(key_loop, _mixture(TWO_MODES), n=n, m_grid=m_grid,
                                          generations=generations, bandwidth=point["c"],
                                          rule=point["rule"], grid=GRID_1D,
                                          replicas=point["replicas"], wanted=wanted,
