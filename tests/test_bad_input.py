@@ -24,6 +24,9 @@ import pytest
 
 import sims
 from bounds import kde as bkde, peers, stability, tv
+from bounds.models import categorical as categorical_bounds
+from bounds.models import mean_estimation as mean_bounds
+from bounds.models import ridge as ridge_bounds
 from sims import coupled, metrics, sweeps
 from sims.models import (GaussianParams, Mixture, categorical, gaussian, kde, ols_fixed_design,
                          ridge_pool)
@@ -90,13 +93,13 @@ CASES = [
      "generations"),
     ("stability: Inf eps_N", P(stability.recursive_stability_bound, INF, 3, 5), "eps_N"),
     ("stability: lam = 2", P(stability.stability_contraction, 1.0, 2.0), "lam"),
-    ("stability: scale = 0", P(stability.gaussian_shift_tv, 1.0, 0.0), "scale"),
-    ("stability: n = 0", P(stability.mean_estimation_exact_variance, 1.0, 0, 1, 2), "n"),
-    ("stability: probs not summing to 1", P(stability.categorical_loop_mse, [0.5, 0.6], 10, 5,
+    ("stability: scale = 0", P(mean_bounds.gaussian_shift_tv, 1.0, 0.0), "scale"),
+    ("stability: n = 0", P(mean_bounds.mean_estimation_exact_variance, 1.0, 0, 1, 2), "n"),
+    ("stability: probs not summing to 1", P(categorical_bounds.categorical_loop_mse, [0.5, 0.6], 10, 5,
                                             2), "probs"),
-    ("stability: probs of the wrong shape", P(stability.categorical_loop_mse, [[0.5, 0.5]], 10,
+    ("stability: probs of the wrong shape", P(categorical_bounds.categorical_loop_mse, [[0.5, 0.5]], 10,
                                               5, 2), "probs"),
-    ("stability: rho = 0", P(stability.ridge_loss_bound, 1.0, 1.0, 0.0), "rho"),
+    ("stability: rho = 0", P(ridge_bounds.ridge_loss_bound, 1.0, 1.0, 0.0), "rho"),
     # bounds.kde
     ("kde: p0_weight shape differs from p0_loc",
      P(bkde.expected_density, jnp.zeros(3), jnp.array([0.0, 1.0]), jnp.array([1.0]), 1.0, 0.5,

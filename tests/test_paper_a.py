@@ -6,7 +6,9 @@ import functools
 import numpy as np
 import pytest
 
-from bounds import stability as st
+from bounds.models import categorical as categorical_bounds
+from bounds.models import mean_estimation as mean_bounds
+from bounds.models import ridge as ridge_bounds
 from sims.model import GenerativeModel
 from verify.claim import claim_key, compare, rows_for_point
 from verify.claims import paper_a as pa
@@ -155,7 +157,7 @@ def test_exact_gap_formulas_hand_values():
     s2 = pa.HALF_WIDTH ** 2 / 3
     assert pa.mean_gap_exact(20, 0, np.asarray([1, 5])) == pytest.approx([2 * s2 / 20] * 2)
     n, m = 10, 10
-    v = lambda i: float(st.mean_estimation_exact_variance(s2, n, m, i))
+    v = lambda i: float(mean_bounds.mean_estimation_exact_variance(s2, n, m, i))
     assert float(pa.mean_gap_exact(n, m, np.asarray([3]))[0]) == pytest.approx(2 * v(3) - 0.5 * v(2))
     probs = pa.category_probs()
     q = probs * (1 - probs)
@@ -174,19 +176,19 @@ def test_categorical_mse_recursion_matches_monte_carlo():
         synthetic = np.stack([rng.multinomial(m, p) for p in p_hat]) / m
         p_hat = (n * real + m * synthetic) / (n + m)
     err = ((p_hat - probs) ** 2)
-    want = np.asarray(st.categorical_loop_mse(probs, n, m, gens))
+    want = np.asarray(categorical_bounds.categorical_loop_mse(probs, n, m, gens))
     z = (err.mean(0) - want) / (err.std(0) / np.sqrt(reps))
     assert np.all(np.abs(z) < 4.5), z
 
 
 @pytest.mark.parametrize("call,param", [
-    (lambda: st.ridge_gap_bound(1.0, np.inf, 1.0, 0.5, 10, 10, 1, 0.1), "label_bound"),
-    (lambda: st.ridge_gap_bound(1.0, 1.0, 1.0, 0.5, 10, 10, 0, 0.1), "generation"),
-    (lambda: st.categorical_loop_mse(np.array([0.5, 0.5]), 10, 0, 1, lam=0.5), "m"),
-    (lambda: st.categorical_loop_mse(np.array([0.5, 0.6]), 10, 5, 1), "probs"),
-    (lambda: st.categorical_gap_bound(np.array([0.5, 0.5]), 10, 5, 0), "generation"),
-    (lambda: st.mean_estimation_variance_plateau(1.0, 10, 10, lam=0.0), "lam"),
-    (lambda: st.mean_estimation_gap_bound(1.0, 10, 10, 0), "generation"),
+    (lambda: ridge_bounds.ridge_gap_bound(1.0, np.inf, 1.0, 0.5, 10, 10, 1, 0.1), "label_bound"),
+    (lambda: ridge_bounds.ridge_gap_bound(1.0, 1.0, 1.0, 0.5, 10, 10, 0, 0.1), "generation"),
+    (lambda: categorical_bounds.categorical_loop_mse(np.array([0.5, 0.5]), 10, 0, 1, lam=0.5), "m"),
+    (lambda: categorical_bounds.categorical_loop_mse(np.array([0.5, 0.6]), 10, 5, 1), "probs"),
+    (lambda: categorical_bounds.categorical_gap_bound(np.array([0.5, 0.5]), 10, 5, 0), "generation"),
+    (lambda: mean_bounds.mean_estimation_variance_plateau(1.0, 10, 10, lam=0.0), "lam"),
+    (lambda: mean_bounds.mean_estimation_gap_bound(1.0, 10, 10, 0), "generation"),
 ])
 def test_bounds_outside_assumptions_raise(call, param):
     with pytest.raises(ValueError, match=param):
@@ -198,4 +200,4 @@ def test_unclipped_ridge_model_has_no_bound():
     spec = pa.ridge_spec(model)
     assert spec.label_bound is None
     with pytest.raises((ValueError, TypeError), match="label_bound"):
-        st.ridge_loss_bound(spec.feature_bound, np.inf if spec.label_bound is None else 1.0, 1.0)
+        ridge_bounds.ridge_loss_bound(spec.feature_bound, np.inf if spec.label_bound is None else 1.0, 1.0)

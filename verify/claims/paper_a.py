@@ -27,6 +27,9 @@ import numpy as np
 
 import sims
 from bounds import stability as st
+from bounds.models import categorical as categorical_bounds
+from bounds.models import mean_estimation as mean_bounds
+from bounds.models import ridge as ridge_bounds
 from sims.coupled import maximal_categorical, run_coupled, shared_keys
 from sims.models import categorical, mean_estimation, mean_estimation_coupler
 from sims.models.ridge import (population_risk, ridge, ridge_pool, ridge_spec, ridge_tv)
@@ -190,7 +193,7 @@ def mean_error_exact(n, m, i, lam_zero=False, keep_power=1):
         return np.full(i.shape, s2 / n)
     lam = 0.0 if lam_zero else n / (n + m)
     keep = (1.0 - lam) ** keep_power
-    return np.asarray(st.mean_estimation_exact_variance(s2, n, m, i, lam=1.0 - keep))
+    return np.asarray(mean_bounds.mean_estimation_exact_variance(s2, n, m, i, lam=1.0 - keep))
 
 
 def mean_gap_exact(n, m, i):
@@ -202,7 +205,7 @@ def mean_gap_exact(n, m, i):
 def categorical_error_exact(n, m, i, lam_zero=False):
     """``E ||p_hat_i - p0||^2 = sum_k v_i(k)``; under ``1 - p(x)`` it is also ``E gap_i`` (docs 9.1)."""
     lam = 0.0 if lam_zero else None
-    return np.asarray(st.categorical_loop_mse(category_probs(), n, m, np.asarray(i), lam)).sum(-1)
+    return np.asarray(categorical_bounds.categorical_loop_mse(category_probs(), n, m, np.asarray(i), lam)).sum(-1)
 
 
 # --- A1: the R3 decomposition bound ------------------------------------------------------
@@ -221,12 +224,12 @@ def gap_bound(point, i) -> st.GapBound:
     n, m, _ = _sizes(point)
     model = point["model"]
     if model == "mean":
-        return st.mean_estimation_gap_bound(HALF_WIDTH, n, m, i)
+        return mean_bounds.mean_estimation_gap_bound(HALF_WIDTH, n, m, i)
     if model == "categorical":
-        return st.categorical_gap_bound(category_probs(), n, m, i)
+        return categorical_bounds.categorical_gap_bound(category_probs(), n, m, i)
     tv_mean, _ = ridge_shift_estimate(n, point["lam"], point["generations"], point["replicas"])
     spec = ridge_spec(ridge_model())
-    return st.ridge_gap_bound(spec.feature_bound, RIDGE_B, RIDGE_RHO, RIDGE_TAU, n, m, i,
+    return ridge_bounds.ridge_gap_bound(spec.feature_bound, RIDGE_B, RIDGE_RHO, RIDGE_TAU, n, m, i,
                               np.clip(tv_mean[i], 0.0, 1.0))
 
 
@@ -254,13 +257,13 @@ def loss_constants(point) -> tuple[float, float]:
     range of a grid point's model (docs 5.5, 6.3, 7.1-7.2)."""
     n, m, _ = _sizes(point)
     if point["model"] == "mean":
-        const = st.mean_estimation_uniform_constants(HALF_WIDTH, n, m)
+        const = mean_bounds.mean_estimation_uniform_constants(HALF_WIDTH, n, m)
         return float(const.beta_N), float(const.loss_bound)
     if point["model"] == "categorical":
         return 1.0 / (n + m), 1.0
     kappa = ridge_spec(ridge_model()).feature_bound
-    return (float(st.ridge_uniform_stability(kappa, RIDGE_B, RIDGE_RHO, n + m)),
-            float(st.ridge_loss_bound(kappa, RIDGE_B, RIDGE_RHO)))
+    return (float(ridge_bounds.ridge_uniform_stability(kappa, RIDGE_B, RIDGE_RHO, n + m)),
+            float(ridge_bounds.ridge_loss_bound(kappa, RIDGE_B, RIDGE_RHO)))
 
 
 # The A1 rows: the total, then each R3 term against the quantity it bounds (docs 9.2).
@@ -510,10 +513,10 @@ def _ridge_a3_theory(point, i, n, m, drop):
     kappa, lam_c, w_norm = ridge_plateau_inputs()
     args = (kappa, lam_c, RIDGE_B, RIDGE_RHO, RIDGE_TAU, n, m)
     lam_arg = 0.0 if point["lam"] == 0 else None
-    sup = st.ridge_error_plateau_bound(*args, w_norm, lam=lam_arg)
+    sup = ridge_bounds.ridge_error_plateau_bound(*args, w_norm, lam=lam_arg)
     if drop == "w_star":  # (||w*|| + u)^2 -> u^2
         sup = (math.sqrt(sup) - w_norm) ** 2
-    u = st.ridge_weight_l2_bound(*args, i, w_norm, lam=lam_arg)
+    u = ridge_bounds.ridge_weight_l2_bound(*args, i, w_norm, lam=lam_arg)
     return {A3_SUP: Theory("upper", np.full(i.shape, sup),
                            "(||w*|| + max(u_0, u_inf))^2 (docs 7.7)"),
             A3_NORM: Theory("upper", u ** 2, "u_i^2, L2 recursion (docs 7.7)")}
@@ -545,7 +548,7 @@ def a3_theory(point, *, keep_power: int = 1, drop: str | None = None):
         label = "s^2/n + (s^2/m) r (1-r^i)/(1-r)" if not lam_zero else "s^2/n + i s^2/m"
         out[A3_ERR] = Theory("exact", exact, label)
         if not lam_zero:
-            plateau = float(st.mean_estimation_variance_plateau(
+            plateau = float(mean_bounds.mean_estimation_variance_plateau(
                 HALF_WIDTH ** 2 / 3.0, n, m, lam=1.0 - (1.0 - lam) ** keep_power))
             out[A3_SUP] = Theory("upper", np.full(i.shape, plateau),
                                  "plateau s^2/n + (s^2/m) r/(1-r)")
@@ -701,13 +704,13 @@ def r2_values(point, *, generations=None, keep_power: int = 1, drop: str | None 
     n, m, lam = _sizes(point)
     N = n + m
     if point["model"] == "mean":
-        const = st.mean_estimation_uniform_constants(HALF_WIDTH, n, m)
+        const = mean_bounds.mean_estimation_uniform_constants(HALF_WIDTH, n, m)
         eps, gamma_0, c = float(const.eps_N), float(const.gamma_0), float(const.generator_c)
     elif point["model"] == "categorical":
-        eps = float(st.categorical_replace_one_tv(N, NUM_SYMBOLS))
-        gamma_0, c = float(st.categorical_replace_one_tv(n, NUM_SYMBOLS)), 1.0
+        eps = float(categorical_bounds.categorical_replace_one_tv(N, NUM_SYMBOLS))
+        gamma_0, c = float(categorical_bounds.categorical_replace_one_tv(n, NUM_SYMBOLS)), 1.0
     else:
-        c = float(st.ridge_generator_constant(ridge_spec(ridge_model()).feature_bound, RIDGE_B,
+        c = float(ridge_bounds.ridge_generator_constant(ridge_spec(ridge_model()).feature_bound, RIDGE_B,
                                               RIDGE_RHO, RIDGE_TAU))
         eps, gamma_0 = c / N, min(1.0, c / n)
     m_eff = m * (1.0 - lam) ** (keep_power - 1)
