@@ -1,4 +1,5 @@
-"""Tests for bounds/stability.py (paper A: R2, R3, section-4 model constants)."""
+"""Tests for bounds/stability.py (paper A: R2, R3) and bounds/models/{mean_estimation, categorical,
+ridge}.py (the section-4 model constants)."""
 import math
 
 import numpy as np
