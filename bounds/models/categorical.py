@@ -1,6 +1,7 @@
 """The empirical categorical law in the loop: per-model constants and exact forms (paper A).
 
-Mirrors ``sims/models/categorical.py``. Claims A1, A2-gamma, A3-categorical, A5 (the peers' P7 formula lives in ``bounds.peers``). Proofs: ``docs/paper_a.md`` section 6.
+Mirrors ``sims/models/categorical.py``. Claims A1, A2-gamma, A3-categorical, A5 (the peers'
+P7 formula lives in ``bounds.peers``). Proofs: ``docs/paper_a.md`` section 6.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from jax.typing import ArrayLike
 import numpy as np
 
 from bounds import validate
-from bounds.stability import GapBound, expected_gap_bound, real_proportion, recursive_stability_sup
+from bounds.stability import (GapBound, expected_gap_bound, real_proportion,
+                              recursive_stability_sup)
 from bounds.validate import check_nonnegative, check_positive_int
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Paper A's setting, shared by A1, A2-gamma, A3 and A5: three models, their loops, their closed forms.
+"""Paper A's setting, shared by A1, A2-gamma, A3, A5: three models, their loops, closed forms.
 
 Three models, every constant explicit (docs/paper_a.md):
 
