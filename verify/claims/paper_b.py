@@ -30,7 +30,6 @@ from typing import Callable, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import stats as scipy_stats
 
 import sims
 from bounds import kde as kde_bounds
@@ -67,38 +66,18 @@ def _mean_se(samples):
 def fit_rate(key, sizes, bandwidth, rule, replicas) -> dict:
     """Fit ``E TV(KDE_N, p0) = C N^-alpha`` on ``sizes`` (one generation, iid data).
 
-    Kind: rate. Weighted least squares of ``log E TV`` on ``log N`` (weights from
-    the MC standard errors, delta method; covariance inflated by the residual
-    chi^2 per degree of freedom when the power law misfits, as in
-    ``verify.stats.fit_slope``). Returns C, alpha, alpha's 95% interval, the
-    covariance of ``(log C, -alpha)`` and the Student t quantile, so that
-    ``rate_upper`` can give a pointwise upper confidence band on ``eps(N)``.
+    Kind: rate. The one-generation runs are ``sims.sweeps.kde_one_generation_tv``; the fit
+    and its covariance are ``verify.stats.power_law_fit``, so that ``rate_upper`` can give a
+    pointwise upper confidence band on ``eps(N)``.
     """
     run = sweeps.kde_one_generation_tv(key, _mixture(TWO_MODES), sizes, bandwidth, rule, GRID_1D,
-                                        replicas=replicas, tail_mass=TAIL_MASS)
+                                       replicas=replicas, tail_mass=TAIL_MASS)
     mean, se = _mean_se(run.tv)
-    slope = stats.fit_slope(np.asarray(sizes, float), mean, se)
-    design = np.stack([np.ones(len(sizes)), np.log(np.asarray(sizes, float))], axis=1)
-    weights = (mean / se) ** 2
-    cov = np.linalg.inv(design.T @ (weights[:, None] * design))
-    resid = np.log(mean) - design @ np.array([slope.intercept, slope.slope])
-    dof = len(sizes) - 2
-    cov = cov * max(float(weights @ resid ** 2) / dof, 1.0)
-    return dict(C=float(np.exp(slope.intercept)), alpha=-slope.slope, alpha_low=-slope.high,
-                alpha_high=-slope.low, log_cov=cov.tolist(), t=float(scipy_stats.t.ppf(0.975, dof)),
-                sizes=list(sizes), tv=mean.tolist(), se=se.tolist(), replicas=replicas)
+    return dict(stats.power_law_fit(sizes, mean, se), sizes=list(sizes), tv=mean.tolist(),
+                se=se.tolist(), replicas=replicas)
 
 
-def rate_upper(rate, N):
-    """Upper end of the fit's 95% pointwise band: ``exp(log C - alpha log N + t sd)``.
-
-    Kind: rate (a prediction of ``eps(N)`` made from separate iid runs, with the
-    fit's uncertainty carried into it). docs/paper_b.md §7.3.
-    """
-    x = np.stack([np.ones_like(np.asarray(N, float)), np.log(np.asarray(N, float))], axis=-1)
-    centre = np.log(rate["C"]) - rate["alpha"] * x[..., 1]
-    sd = np.sqrt(np.einsum("...i,ij,...j->...", x, np.asarray(rate["log_cov"]), x))
-    return np.exp(centre + rate["t"] * sd)
+rate_upper = stats.power_law_upper  # eps(N) at the upper end of the fit's 95% band (§7.3)
 
 
 def _rate_sizes(mode):
