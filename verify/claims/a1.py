@@ -41,26 +41,12 @@ def _a1_grid(mode):
 
 # The A1 rows: the total, then each R3 term against the quantity it bounds (docs 9.2).
 GAP = "gap <= R3 bound"
-
-
 TERM_REAL = "term real: lam E[R_p0(h) - R_S0(h)] <= lam beta_N (1 + m gamma_(i-1))"
-
-
 TERM_SYNTH = "term learner stability: (1-lam) E[R_G(h) - R_Z(h)] <= (1-lam) beta_N"
-
-
 TERM_SHIFT = "term shift: (1-lam) E[R_p0(h) - R_G(h)] <= (1-lam) M E TV(p0, G_(i-1))"
-
-
 TERM_TV = "term shift TV: (1-lam) M E TV(p0, G_(i-1)) <= its bound"
-
-
 TERM_REC = "term recursive: lam beta_N m E TV(G_(i-1), G'_(i-1)) <= lam beta_N m gamma_(i-1)"
-
-
 CAPPED = " [R2 capped at 1: report]"
-
-
 TERM_PREFIX = "term "
 
 
@@ -122,9 +108,10 @@ class A1Theory:
     """A1's theory: R3's total (upper), each term against its measured counterpart (upper),
     and the exact gap where known.
 
-    Negative controls: ``drop`` (a ``GapBound`` field) removes one term, ``keep_power=2``
-    replaces every ``(1-lam)`` factor by ``(1-lam)^2``, and ``scale`` multiplies terms
-    (``{"recursive_stability": 0.5, "distribution_shift": 0.5}`` halves the loop terms).
+    Parts (swapped with ``verify.control``, they are negative controls): ``drop`` (a
+    ``GapBound`` field) removes one term, ``keep_power=2`` replaces every ``(1-lam)`` factor by
+    ``(1-lam)^2``, and ``scale`` multiplies terms, as ``(field, factor)`` pairs
+    (``(("recursive_stability", 0.5), ("distribution_shift", 0.5))`` halves the loop terms).
     """
 
     drop: str | None = None

@@ -49,11 +49,7 @@ def _a2_measure(key, point):
 
 
 A2_R2 = "E TV(G_i, G'_i) <= R2"
-
-
 A2_CAPPED = "E TV(G_i, G'_i) vs R2 [R2 >= 1, capped: report]"
-
-
 A2_SHARED = "E TV(G_i, G'_i) vs R2"
 
 
@@ -66,7 +62,9 @@ def r2_tested(point) -> np.ndarray:
 @dataclasses.dataclass(frozen=True)
 class A2Theory:
     """R2 (upper where below 1, report where capped) for maximal couplings, and exact
-    values where derived (docs 8.2-8.3)."""
+    values where derived (docs 8.2-8.3). Parts (negative controls when swapped with
+    ``verify.control``): ``keep_power=2`` uses ``c (1-lam)^2``; ``drop="propagation"``
+    drops R2's ``m gamma_(i-1)`` term."""
 
     keep_power: int = 1
     drop: str | None = None

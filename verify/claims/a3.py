@@ -37,14 +37,8 @@ def _a3_grid_for(model):
 
 
 A3_ERR, A3_SUP = "E err_i", "E err_i <= sup_i bound"
-
-
 A3_NORM = "E ||w_i||^2 <= u_i^2"
-
-
 A3_COLLAPSE = "collapse: E[err_i - err_0] (paired) > 0"
-
-
 A3_GROWTH = "growth: E[err_i - err_1] (paired) > 0"
 
 

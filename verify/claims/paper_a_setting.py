@@ -39,26 +39,14 @@ from verify.claim import Measured
 
 
 GEN = "generation i"
-
-
 BATCH = 4096  # one batch size for every run: a shared plan compiles once
 
-
+# The three models.
 HALF_WIDTH = 1.0           # mean loop: a
-
-
 MU = 0.0
-
-
 NUM_SYMBOLS = 10           # categorical: K, p0 proportional to 1..K
-
-
 RIDGE_POOL = dict(size=16, dim=3, feature_bound=1.0, seed=0)
-
-
 RIDGE_RHO, RIDGE_TAU, RIDGE_B = 1.0, 0.5, 1.0
-
-
 RIDGE_W_STAR = (0.6, -0.4, 0.3)
 
 
