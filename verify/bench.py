@@ -651,11 +651,13 @@ def _diffusion_run(replicas: int, generations: int, batch: int, steps: int = 100
 def _timed_cli(args: list[str], out: Path) -> dict:
     """Wall time of one ``python -m verify.all`` run in a fresh process (``--jobs 1``: one
     accelerator, and no second process preallocating its memory)."""
-    env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")
-    command = [sys.executable, "-m", "verify.all", *args, "--out", str(out), "--no-figures",
-               "--fresh", "--jobs", "1"]
+    root = Path(__file__).resolve().parents[1]  # the repository, whatever the caller's cwd
+    env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    command = [sys.executable, "-m", "verify.all", *args, "--out", str(Path(out).resolve()),
+               "--no-figures", "--fresh", "--jobs", "1"]
     tic = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    done = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True)
     seconds = time.perf_counter() - tic
     last = (done.stdout.strip().splitlines() or [""])[-1]
     return {"command": " ".join(command[1:]), "wall_seconds": seconds, "exit_status": done.returncode,
