@@ -8,9 +8,11 @@ are checked at once: the per-replica values agree bit for bit across device coun
 every claim's Monte Carlo went through the driver (a claim that ran a hand-written
 ``jit(vmap)`` would record nothing and fail here).
 """
+import subprocess
+
 import pytest
 
-from forced_devices import same_on_devices
+from forced_devices import same_on_devices, values_on
 
 # The wrapper: small replica counts and chunks (neither changes a replica's values:
 # replica r's key is fold_in(key, r) whatever the chunk or device), every output recorded.
@@ -62,3 +64,21 @@ FAMILIES = {
 def test_claim_families_give_the_same_replicas_on_1_and_4_devices(family, tmp_path):
     snippet, rtol = FAMILIES[family]
     assert same_on_devices(_RECORDER + snippet, tmp_path, rtol=rtol)
+
+
+def test_a_claim_whose_monte_carlo_bypasses_the_driver_is_caught(tmp_path):
+    """The recorder's check can fail: a claim with its own ``jit(vmap)`` records nothing."""
+    rogue = """
+import jax.numpy as jnp
+from verify.claim import Claim, Measured, register
+
+def rogue_measure(key, point):
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(9, dtype=jnp.uint32))
+    draws = jax.jit(jax.vmap(lambda k: jax.random.normal(k, (3,))))(keys)
+    return {"x": Measured(np.arange(3), draws.mean(0), draws.std(0), 9)}
+
+register(Claim("ROGUE", "own driver", lambda mode: [{}], rogue_measure, lambda point: {}))
+check('ROGUE')
+"""
+    with pytest.raises(subprocess.CalledProcessError):
+        values_on(1, _RECORDER + rogue, tmp_path)
