@@ -14,7 +14,6 @@ synthetic samples from ``G_{i-1}``; ``N = n + m``; ``lam = n / N``.
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import jax
@@ -35,16 +34,7 @@ __all__ = [
     "real_proportion",
 ]
 
-_SQRT_2PI = math.sqrt(2.0 * math.pi)
-
-
-# --------------------------------------------------------------------------- #
-# Input checks specific to this module (the generic ones live in validate.py;
-# ``validate.check_support_bound`` is the per-model one).
-# --------------------------------------------------------------------------- #
-_check_sizes = validate.check_integer_at_least
-
-
+_check_sizes = validate.check_integer_at_least  # the generic input checks live in validate.py
 
 
 # --------------------------------------------------------------------------- #

@@ -194,6 +194,7 @@ def check_integer_at_least(name: str, value: Any, minimum: int) -> Any:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
 
+
 def check_support_bound(name: str, value: Any, what: str) -> Any:
     """A support bound: must be finite and > 0, else no uniform constant exists."""
     if is_concrete(value):
