@@ -4,8 +4,9 @@ Pure JAX functions; never imports ``sims``. Every function names its claim ID
 (docs/claims.md), its kind (exact / upper / lower / rate), and where its proof is.
 
 The public API is the submodules: ``bounds.peers`` (P1-P8), ``bounds.tv`` (paper B's
-total-variation recursions), ``bounds.stability`` (paper A), ``bounds.kde`` (kernel
-density loops) and ``bounds.models`` (per-model constants). They are imported on first
+total-variation recursions), ``bounds.stability`` (paper A's generic R2/R3), ``bounds.kde``
+(kernel density loops) and ``bounds.models`` (per-model constants, mirroring ``sims.models``:
+mean_estimation, categorical, ridge, linear_attention, diffusion). They are imported on first
 access. Functions compute in JAX's current precision; the exact identities are checked in
 float64, which is the caller's choice: ``verify.enable_float64()`` (importing ``bounds``
 never changes JAX's settings).

@@ -193,3 +193,14 @@ def check_integer_at_least(name: str, value: Any, minimum: int) -> Any:
     if np.any(arr < minimum):
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
+
+
+def check_support_bound(name: str, value: Any, what: str) -> Any:
+    """A support bound: must be finite and > 0, else no uniform constant exists."""
+    if is_concrete(value):
+        arr = np.asarray(value)
+        if np.issubdtype(arr.dtype, np.number) and not np.all(np.isfinite(arr)):
+            raise ValueError(
+                f"{name} must be finite and > 0 ({what}); got {value!r}: "
+                "without it there is no uniform (worst-case) constant")
+    return check_positive(name, value)

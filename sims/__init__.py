@@ -15,8 +15,9 @@ from sims.loop import run, Generation, Moments, NonFiniteError
 import importlib
 
 __all__ = ["GenerativeModel", "LoopPlan", "make_plan", "SCHEMES", "run", "Generation",
-           "Moments", "NonFiniteError", "coupled", "metrics", "models", "sampling"]
-_SUBMODULES = ("coupled", "metrics", "models", "sampling")
+           "Moments", "NonFiniteError", "coupled", "gap_metrics", "metrics", "models", "sampling",
+           "sweeps"]
+_SUBMODULES = ("coupled", "gap_metrics", "metrics", "models", "sampling", "sweeps")
 
 
 def __getattr__(name: str):

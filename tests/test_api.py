@@ -71,11 +71,15 @@ def test_public_bounds_functions_carry_informative_type_hints():
     """Every public function of bounds annotates its parameters and return, never with Any."""
     import inspect
 
+    import bounds.models.categorical
     import bounds.models.diffusion
     import bounds.models.linear_attention
+    import bounds.models.mean_estimation
+    import bounds.models.ridge
 
     modules = [bounds.peers, bounds.tv, bounds.stability, bounds.kde, bounds.models.diffusion,
-               bounds.models.linear_attention]
+               bounds.models.linear_attention, bounds.models.mean_estimation,
+               bounds.models.categorical, bounds.models.ridge]
     missing = []
     for module in modules:
         for name in module.__all__:

@@ -24,7 +24,10 @@ import pytest
 
 import sims
 from bounds import kde as bkde, peers, stability, tv
-from sims import coupled, metrics
+from bounds.models import categorical as categorical_bounds
+from bounds.models import mean_estimation as mean_bounds
+from bounds.models import ridge as ridge_bounds
+from sims import coupled, metrics, sweeps
 from sims.models import (GaussianParams, Mixture, categorical, gaussian, kde, ols_fixed_design,
                          ridge_pool)
 from sims.models import diffusion as rf_diffusion
@@ -90,13 +93,13 @@ CASES = [
      "generations"),
     ("stability: Inf eps_N", P(stability.recursive_stability_bound, INF, 3, 5), "eps_N"),
     ("stability: lam = 2", P(stability.stability_contraction, 1.0, 2.0), "lam"),
-    ("stability: scale = 0", P(stability.gaussian_shift_tv, 1.0, 0.0), "scale"),
-    ("stability: n = 0", P(stability.mean_estimation_exact_variance, 1.0, 0, 1, 2), "n"),
-    ("stability: probs not summing to 1", P(stability.categorical_loop_mse, [0.5, 0.6], 10, 5,
+    ("stability: scale = 0", P(mean_bounds.gaussian_shift_tv, 1.0, 0.0), "scale"),
+    ("stability: n = 0", P(mean_bounds.mean_estimation_exact_variance, 1.0, 0, 1, 2), "n"),
+    ("stability: probs not summing to 1", P(categorical_bounds.categorical_loop_mse, [0.5, 0.6], 10, 5,
                                             2), "probs"),
-    ("stability: probs of the wrong shape", P(stability.categorical_loop_mse, [[0.5, 0.5]], 10,
+    ("stability: probs of the wrong shape", P(categorical_bounds.categorical_loop_mse, [[0.5, 0.5]], 10,
                                               5, 2), "probs"),
-    ("stability: rho = 0", P(stability.ridge_loss_bound, 1.0, 1.0, 0.0), "rho"),
+    ("stability: rho = 0", P(ridge_bounds.ridge_loss_bound, 1.0, 1.0, 0.0), "rho"),
     # bounds.kde
     ("kde: p0_weight shape differs from p0_loc",
      P(bkde.expected_density, jnp.zeros(3), jnp.array([0.0, 1.0]), jnp.array([1.0]), 1.0, 0.5,
@@ -134,12 +137,12 @@ CASES = [
     ("make_grid: size = 0", P(metrics.make_grid, -1.0, 1.0, 0), "size"),
     ("make_grid: lo > hi", P(metrics.make_grid, 1.0, -1.0, 16), "lo"),
     ("kde_one_generation_tv: empty sizes",
-     P(metrics.kde_one_generation_tv, KEY, MIXTURE, [], 0.3, "fixed", GRID, replicas=4), "sizes"),
+     P(sweeps.kde_one_generation_tv, KEY, MIXTURE, [], 0.3, "fixed", GRID, replicas=4), "sizes"),
     ("kde_one_generation_tv: non-integer size",
-     P(metrics.kde_one_generation_tv, KEY, MIXTURE, [10, 2.5], 0.3, "fixed", GRID, replicas=4),
+     P(sweeps.kde_one_generation_tv, KEY, MIXTURE, [10, 2.5], 0.3, "fixed", GRID, replicas=4),
      "sizes"),
     ("kde_reuse_tv_sweep: empty m_grid",
-     P(metrics.kde_reuse_tv_sweep, KEY, MIXTURE, n=10, m_grid=[], generations=2, bandwidth=0.3,
+     P(sweeps.kde_reuse_tv_sweep, KEY, MIXTURE, n=10, m_grid=[], generations=2, bandwidth=0.3,
        rule="fixed", grid=GRID, replicas=4), "m_grid"),
     # sims.models.diffusion (random-feature score diffusion, B2)
     ("diffusion: width W = 0", P(rf_diffusion.diffusion, 0, 1.0), "width"),

@@ -1,10 +1,14 @@
-"""Tests for bounds/stability.py (paper A: R2, R3, section-4 model constants)."""
+"""Tests for bounds/stability.py (paper A: R2, R3) and bounds/models/{mean_estimation, categorical,
+ridge}.py (the section-4 model constants)."""
 import math
 
 import numpy as np
 import pytest
 
 from bounds import stability as st
+from bounds.models import categorical as categorical_bounds
+from bounds.models import mean_estimation as mean_bounds
+from bounds.models import ridge as ridge_bounds
 
 Z_MAX = 4.0  # |z| threshold for Monte Carlo checks of exact formulas
 
@@ -93,19 +97,19 @@ def test_expected_gap_bound_fully_synthetic_and_broadcast():
     (lambda: st.recursive_stability_bound(0.1, 5, 0), "generations"),
     (lambda: st.recursive_stability_closed_form(0.1, 5, -1), "generation"),
     (lambda: st.is_uniformly_bounded(1.0, -0.1), "lam"),
-    (lambda: st.mean_estimation_loop_width(1.0, 0.0), "lam"),
-    (lambda: st.mean_estimation_variance_plateau(1.0, 5, 5, lam=0.0), "lam"),
-    (lambda: st.mean_estimation_exact_variance(0.0, 5, 5, 1), "variance"),
-    (lambda: st.mean_estimation_exact_variance(1.0, 0, 5, 1), "n"),
-    (lambda: st.mean_estimation_generator_constant(np.inf, 1.0), "data_width"),
-    (lambda: st.mean_estimation_generator_constant(1.0, 1.0, noise="cauchy"), "noise"),
-    (lambda: st.mean_estimation_optimal_m(1.0, 10, np.array([], dtype=int), 1), "m_grid"),
-    (lambda: st.ridge_uniform_stability(1.0, 1.0, 0.0, 10), "rho"),
-    (lambda: st.ridge_uniform_stability(1.0, np.inf, 1.0, 10), "label_bound"),
-    (lambda: st.ridge_uniform_stability(1.0, -1.0, 1.0, 10), "label_bound"),
-    (lambda: st.ridge_loss_bound(np.inf, 1.0, 1.0), "feature_bound"),
-    (lambda: st.ridge_generator_constant(1.0, 1.0, 1.0, 0.0), "noise_scale"),
-    (lambda: st.categorical_replace_one_tv(10, 3, alpha=-1.0), "alpha"),
+    (lambda: mean_bounds.mean_estimation_loop_width(1.0, 0.0), "lam"),
+    (lambda: mean_bounds.mean_estimation_variance_plateau(1.0, 5, 5, lam=0.0), "lam"),
+    (lambda: mean_bounds.mean_estimation_exact_variance(0.0, 5, 5, 1), "variance"),
+    (lambda: mean_bounds.mean_estimation_exact_variance(1.0, 0, 5, 1), "n"),
+    (lambda: mean_bounds.mean_estimation_generator_constant(np.inf, 1.0), "data_width"),
+    (lambda: mean_bounds.mean_estimation_generator_constant(1.0, 1.0, noise="cauchy"), "noise"),
+    (lambda: mean_bounds.mean_estimation_optimal_m(1.0, 10, np.array([], dtype=int), 1), "m_grid"),
+    (lambda: ridge_bounds.ridge_uniform_stability(1.0, 1.0, 0.0, 10), "rho"),
+    (lambda: ridge_bounds.ridge_uniform_stability(1.0, np.inf, 1.0, 10), "label_bound"),
+    (lambda: ridge_bounds.ridge_uniform_stability(1.0, -1.0, 1.0, 10), "label_bound"),
+    (lambda: ridge_bounds.ridge_loss_bound(np.inf, 1.0, 1.0), "feature_bound"),
+    (lambda: ridge_bounds.ridge_generator_constant(1.0, 1.0, 1.0, 0.0), "noise_scale"),
+    (lambda: categorical_bounds.categorical_replace_one_tv(10, 3, alpha=-1.0), "alpha"),
 ])
 def test_bad_input_raises_naming_parameter(call, param):
     with pytest.raises(ValueError, match=param):
@@ -114,7 +118,7 @@ def test_bad_input_raises_naming_parameter(call, param):
 
 def test_label_bound_message_says_clipped():
     with pytest.raises(ValueError, match="clipped"):
-        st.ridge_weight_norm_bound(np.inf, 1.0)
+        ridge_bounds.ridge_weight_norm_bound(np.inf, 1.0)
 
 
 # ----------------------------------------------------------------------------- TV of location families
@@ -125,41 +129,41 @@ def test_gaussian_shift_tv_exact_and_linear_bound():
         p = np.exp(-grid ** 2 / (2 * s * s)) / (s * math.sqrt(2 * math.pi))
         q = np.exp(-(grid - shift) ** 2 / (2 * s * s)) / (s * math.sqrt(2 * math.pi))
         numeric = 0.5 * np.sum(np.abs(p - q)) * dx
-        exact = float(st.gaussian_shift_tv(shift, s))
+        exact = float(mean_bounds.gaussian_shift_tv(shift, s))
         assert exact == pytest.approx(numeric, abs=1e-6)
         assert exact <= shift / (s * math.sqrt(2 * math.pi))
 
 
 def test_uniform_shift_tv():
-    assert float(st.uniform_shift_tv(0.5, 1.0)) == pytest.approx(0.25)
-    assert float(st.uniform_shift_tv(-3.0, 1.0)) == 1.0
+    assert float(mean_bounds.uniform_shift_tv(0.5, 1.0)) == pytest.approx(0.25)
+    assert float(mean_bounds.uniform_shift_tv(-3.0, 1.0)) == 1.0
 
 
 def test_mean_generator_constants():
     # D=2, s=1: c = 2/sqrt(2 pi); uniform a=0.5: c = 2/1 = 2
-    assert float(st.mean_estimation_generator_constant(2.0, 1.0)) == pytest.approx(2 / math.sqrt(2 * math.pi))
-    assert float(st.mean_estimation_generator_constant(2.0, 0.5, noise="uniform")) == pytest.approx(2.0)
+    assert float(mean_bounds.mean_estimation_generator_constant(2.0, 1.0)) == pytest.approx(2 / math.sqrt(2 * math.pi))
+    assert float(mean_bounds.mean_estimation_generator_constant(2.0, 0.5, noise="uniform")) == pytest.approx(2.0)
     # exact eps_N = 2 Phi(D/(2 s N)) - 1 is below c/N
-    c = float(st.mean_estimation_generator_constant(2.0, 1.0))
-    assert float(st.gaussian_shift_tv(2.0 / 10, 1.0)) <= c / 10
+    c = float(mean_bounds.mean_estimation_generator_constant(2.0, 1.0))
+    assert float(mean_bounds.gaussian_shift_tv(2.0 / 10, 1.0)) <= c / 10
 
 
 # ----------------------------------------------------------------------------- mean estimation: exact variance
 def test_exact_variance_hand_values():
     # s2=1, n=m=10: lam=1/2, r=1/4; i=1: 0.1 + 0.1*0.25 = 0.125; i=2: 0.1 + 0.1*(0.25+0.0625)
-    got = np.asarray(st.mean_estimation_exact_variance(1.0, 10, 10, np.array([0, 1, 2])))
+    got = np.asarray(mean_bounds.mean_estimation_exact_variance(1.0, 10, 10, np.array([0, 1, 2])))
     np.testing.assert_allclose(got, [0.1, 0.125, 0.13125], rtol=1e-14)
-    got = np.asarray(st.mean_estimation_exact_variance(2.0, 4, 8, np.array([0, 3]), lam=0.0))
+    got = np.asarray(mean_bounds.mean_estimation_exact_variance(2.0, 4, 8, np.array([0, 3]), lam=0.0))
     np.testing.assert_allclose(got, [0.5, 0.5 + 3 * 2 / 8], rtol=1e-14)
-    assert float(st.mean_estimation_exact_variance(1.0, 10, 10, 5, lam=1.0)) == pytest.approx(0.1)
+    assert float(mean_bounds.mean_estimation_exact_variance(1.0, 10, 10, 5, lam=1.0)) == pytest.approx(0.1)
 
 
 def test_variance_plateau():
     for n, m in [(10, 10), (5, 40), (20, 1)]:
-        plateau = float(st.mean_estimation_variance_plateau(1.0, n, m))
+        plateau = float(mean_bounds.mean_estimation_variance_plateau(1.0, n, m))
         assert plateau == pytest.approx((n + 3 * m) / (n * (n + 2 * m)))
         assert plateau < 1.5 / n
-        assert float(st.mean_estimation_exact_variance(1.0, n, m, 400)) == pytest.approx(plateau, rel=1e-10)
+        assert float(mean_bounds.mean_estimation_exact_variance(1.0, n, m, 400)) == pytest.approx(plateau, rel=1e-10)
 
 
 def _simulate_mean_loop(rng, n, m, generations, lam, reps, noise):
@@ -188,7 +192,7 @@ def test_exact_variance_monte_carlo(n, m, gens, lam, noise):
     theta = _simulate_mean_loop(rng, n, m, gens, lam_value, reps, noise)
     sq = theta ** 2
     s2 = 1.0 if noise == "gaussian" else 1.0 / 3.0
-    predicted = float(st.mean_estimation_exact_variance(s2, n, m, gens, lam=lam))
+    predicted = float(mean_bounds.mean_estimation_exact_variance(s2, n, m, gens, lam=lam))
     se = sq.std(ddof=1) / math.sqrt(reps)
     z = (sq.mean() - predicted) / se
     assert abs(z) < Z_MAX, f"MC {sq.mean():.5f} vs exact {predicted:.5f}, SE {se:.5f}, z {z:.2f}"
@@ -199,19 +203,19 @@ def test_synthetic_never_helps_but_not_monotone():
     n = 10
     ms = np.arange(1, 2000)
     for i in (1, 2, 4):
-        err = np.asarray(st.mean_estimation_exact_variance(1.0, n, ms, i))
+        err = np.asarray(mean_bounds.mean_estimation_exact_variance(1.0, n, ms, i))
         assert np.all(err > 1.0 / n)  # never below the m = 0 error s^2/n
         assert not np.all(np.diff(err) >= 0)  # ... yet not increasing in m
-    err1 = np.asarray(st.mean_estimation_exact_variance(1.0, n, ms, 1))
+    err1 = np.asarray(mean_bounds.mean_estimation_exact_variance(1.0, n, ms, 1))
     assert ms[np.argmax(err1)] == n  # i = 1 peak at m = n
     assert err1.max() == pytest.approx(1.25 / n)
 
 
 def test_mean_gap_bound_and_optimal_m():
     # m = 0: lam = 1, D = 4a, bound = beta_n = 2 D^2 / n
-    g = st.mean_estimation_gap_bound(1.0, 20, 0, 1)
+    g = mean_bounds.mean_estimation_gap_bound(1.0, 20, 0, 1)
     assert float(g.total) == pytest.approx(2 * 16 / 20)
-    res = st.mean_estimation_optimal_m(1.0, 20, np.array([0, 5, 20, 100]), 2)
+    res = mean_bounds.mean_estimation_optimal_m(1.0, 20, np.array([0, 5, 20, 100]), 2)
     assert res.m_star == 0
     assert res.bound_at_m_star == pytest.approx(float(np.min(np.asarray(res.bounds))))
     # hand-computed m = n = 20, i = 1: lam=1/2, D=6, c=3, eps=3/40, gamma_0=1/20
@@ -220,7 +224,7 @@ def test_mean_gap_bound_and_optimal_m():
     beta, M = 2 * D ** 2 / N, D ** 2
     tv0 = math.sqrt(a * a / 3 / n) / (2 * a)
     want = 0.5 * beta * (1 + m / n) + 0.5 * M * tv0 + 0.5 * beta
-    assert float(st.mean_estimation_gap_bound(a, n, m, 1).total) == pytest.approx(want)
+    assert float(mean_bounds.mean_estimation_gap_bound(a, n, m, 1).total) == pytest.approx(want)
 
 
 def test_mean_gap_bound_holds_in_simulation():
@@ -237,7 +241,7 @@ def test_mean_gap_bound_holds_in_simulation():
     emp_risk = ((sample - theta[:, None]) ** 2).mean(axis=1)
     gap = true_risk - emp_risk
     upper_ci = gap.mean() + Z_MAX * gap.std(ddof=1) / math.sqrt(reps)
-    assert upper_ci <= float(st.mean_estimation_gap_bound(a, n, m, gens).total)
+    assert upper_ci <= float(mean_bounds.mean_estimation_gap_bound(a, n, m, gens).total)
 
 
 # ----------------------------------------------------------------------------- categorical
@@ -250,13 +254,13 @@ def test_categorical_replace_one_tv_exact():
         changed[0] = (data[0] + 1) % K
         fit = lambda d: (np.bincount(d, minlength=K) + alpha) / (N + K * alpha)
         tv = 0.5 * np.abs(fit(data) - fit(changed)).sum()
-        assert float(st.categorical_replace_one_tv(N, K, alpha)) == pytest.approx(tv)
+        assert float(categorical_bounds.categorical_replace_one_tv(N, K, alpha)) == pytest.approx(tv)
 
 
 def test_categorical_recursive_stability():
-    assert float(st.categorical_recursive_stability_sup(10, 30, 5)) == pytest.approx(1 / 10)  # 1/(lam N)
-    assert float(st.categorical_recursive_stability_sup(10, 30, 5, 1.0)) == pytest.approx(1 / 15)
-    eps = float(st.categorical_replace_one_tv(40, 5))
+    assert float(categorical_bounds.categorical_recursive_stability_sup(10, 30, 5)) == pytest.approx(1 / 10)  # 1/(lam N)
+    assert float(categorical_bounds.categorical_recursive_stability_sup(10, 30, 5, 1.0)) == pytest.approx(1 / 15)
+    eps = float(categorical_bounds.categorical_replace_one_tv(40, 5))
     gammas = np.asarray(st.recursive_stability_bound(eps, 30, 50, gamma_0=0.1))
     np.testing.assert_allclose(gammas, 0.1, rtol=1e-12)  # base case is the fixed point
 
@@ -264,13 +268,13 @@ def test_categorical_recursive_stability():
 # ----------------------------------------------------------------------------- ridge
 def test_ridge_hand_values():
     # kappa=1, B=1, rho=1/4: 1+kappa/sqrt(rho) = 3; M = 9; sigma = 6; beta = 36/(0.25 N)
-    assert float(st.ridge_weight_norm_bound(1.0, 0.25)) == pytest.approx(2.0)
-    assert float(st.ridge_loss_bound(1.0, 1.0, 0.25)) == pytest.approx(9.0)
-    assert float(st.ridge_prediction_lipschitz(1.0, 1.0, 0.25)) == pytest.approx(6.0)
-    assert float(st.ridge_uniform_stability(1.0, 1.0, 0.25, 12)) == pytest.approx(36 / 3.0)
+    assert float(ridge_bounds.ridge_weight_norm_bound(1.0, 0.25)) == pytest.approx(2.0)
+    assert float(ridge_bounds.ridge_loss_bound(1.0, 1.0, 0.25)) == pytest.approx(9.0)
+    assert float(ridge_bounds.ridge_prediction_lipschitz(1.0, 1.0, 0.25)) == pytest.approx(6.0)
+    assert float(ridge_bounds.ridge_uniform_stability(1.0, 1.0, 0.25, 12)) == pytest.approx(36 / 3.0)
     theory_constant = 2 * 1 * 1 * 9 / (0.25 * 12)
-    assert float(st.ridge_uniform_stability(1.0, 1.0, 0.25, 12)) == pytest.approx(2 * theory_constant)
-    assert float(st.ridge_generator_constant(1.0, 1.0, 0.25, 2.0)) == pytest.approx(
+    assert float(ridge_bounds.ridge_uniform_stability(1.0, 1.0, 0.25, 12)) == pytest.approx(2 * theory_constant)
+    assert float(ridge_bounds.ridge_generator_constant(1.0, 1.0, 0.25, 2.0)) == pytest.approx(
         6 / (0.25 * 2 * math.sqrt(2 * math.pi)))
 
 
@@ -283,9 +287,9 @@ def test_ridge_constants_hold_on_random_replacements():
     rng = np.random.default_rng(11)
     kappa, B, N, d = 1.5, 2.0, 15, 3
     for rho in (0.05, 0.5):
-        beta = float(st.ridge_uniform_stability(kappa, B, rho, N))
-        M = float(st.ridge_loss_bound(kappa, B, rho))
-        w_max = float(st.ridge_weight_norm_bound(B, rho))
+        beta = float(ridge_bounds.ridge_uniform_stability(kappa, B, rho, N))
+        M = float(ridge_bounds.ridge_loss_bound(kappa, B, rho))
+        w_max = float(ridge_bounds.ridge_weight_norm_bound(B, rho))
         worst = 0.0
         for _ in range(300):
             x = rng.normal(size=(N, d))
@@ -321,26 +325,26 @@ def _ridge_step(u, lam, m, a=RIDGE_ARGS):
 
 def test_ridge_weight_bound_hand_values():
     r0, u1 = _ridge_step(0.0, 0.5, 20)
-    u = st.ridge_weight_l2_bound(**RIDGE_ARGS, m=20, generation=np.array([0, 1, 2]))
+    u = ridge_bounds.ridge_weight_l2_bound(**RIDGE_ARGS, m=20, generation=np.array([0, 1, 2]))
     assert u[0] == pytest.approx(r0)
     assert u[1] == pytest.approx(_ridge_step(r0, 0.5, 20)[1])
     assert u[2] == pytest.approx(_ridge_step(u[1], 0.5, 20)[1])
     # m = 0 (lam = 1): every generation is the fit on the n real points
-    np.testing.assert_allclose(st.ridge_weight_l2_bound(**RIDGE_ARGS, m=0, generation=[0, 3]),
+    np.testing.assert_allclose(ridge_bounds.ridge_weight_l2_bound(**RIDGE_ARGS, m=0, generation=[0, 3]),
                                [r0, r0])
 
 
 @pytest.mark.parametrize("m,lam", [(20, None), (380, None), (20, 0.0)])
 def test_ridge_plateau_is_sup_of_the_recursion(m, lam):
-    u = st.ridge_weight_l2_bound(**RIDGE_ARGS, m=m, generation=np.arange(400), lam=lam)
-    sup = st.ridge_error_plateau_bound(**RIDGE_ARGS, m=m, lam=lam)
+    u = ridge_bounds.ridge_weight_l2_bound(**RIDGE_ARGS, m=m, generation=np.arange(400), lam=lam)
+    sup = ridge_bounds.ridge_error_plateau_bound(**RIDGE_ARGS, m=m, lam=lam)
     assert sup == pytest.approx((RIDGE_ARGS["w_star_norm"] + u.max()) ** 2, rel=1e-9)
     assert np.all(np.diff(u) <= 1e-15) or np.all(np.diff(u) >= -1e-15)  # monotone
 
 
 def test_ridge_plateau_infinite_without_contraction():
     args = dict(RIDGE_ARGS, second_moment=1.0, rho=0.5)
-    assert math.isinf(st.ridge_error_plateau_bound(**args, m=20, lam=0.0))
+    assert math.isinf(ridge_bounds.ridge_error_plateau_bound(**args, m=20, lam=0.0))
 
 
 @pytest.mark.parametrize("change,param", [
@@ -352,9 +356,16 @@ def test_ridge_plateau_infinite_without_contraction():
 ])
 def test_ridge_plateau_rejects_bad_inputs(change, param):
     with pytest.raises(ValueError, match=param):
-        st.ridge_error_plateau_bound(**dict(RIDGE_ARGS, **change), m=20)
+        ridge_bounds.ridge_error_plateau_bound(**dict(RIDGE_ARGS, **change), m=20)
 
 
 def test_ridge_plateau_needs_synthetic_data_when_lam_below_one():
     with pytest.raises(ValueError, match="m"):
-        st.ridge_weight_l2_bound(**RIDGE_ARGS, m=0, generation=1, lam=0.5)
+        ridge_bounds.ridge_weight_l2_bound(**RIDGE_ARGS, m=0, generation=1, lam=0.5)
+
+
+def test_real_proportion_is_n_over_n_plus_m_unless_given():
+    assert st.real_proportion(20, 60) == pytest.approx(0.25)
+    assert st.real_proportion(20, 60, 0.5) == 0.5
+    with pytest.raises(ValueError, match="lam"):
+        st.real_proportion(20, 60, 1.5)

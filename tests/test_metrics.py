@@ -1,4 +1,4 @@
-"""Tests for sims/metrics.py: grid TV and its error budget, binned KDE densities, eps_i, sweeps."""
+"""Tests for sims/metrics.py and sims/sweeps.py: grid TV, binned KDE densities, eps_i, sweeps."""
 import math
 
 import jax
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import sims
-from sims import metrics
+from sims import metrics, sweeps
 from sims.models.kde import Mixture, gaussian_mixture_sampler, kde, sample_mixture
 
 P0 = Mixture(jnp.array([-2.0, 2.0]), jnp.array([0.5, 0.5]), jnp.array([1.0, 1.0]))
@@ -72,11 +72,11 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="lam"):
         metrics.kde_tv_metric(GRID, lam=(1.0, 1.5))
     with pytest.raises(ValueError, match="outside"):
-        metrics.kde_reuse_tv_sweep(jax.random.key(0), P0, n=10, m_grid=(0, 10), generations=2,
+        sweeps.kde_reuse_tv_sweep(jax.random.key(0), P0, n=10, m_grid=(0, 10), generations=2,
                                    bandwidth=0.3, rule="fixed",
                                    grid=metrics.make_grid(-4.0, 4.0, 64), replicas=2)
     with pytest.raises(ValueError, match="bandwidth"):
-        metrics.kde_one_generation_tv(jax.random.key(0), P0, (10, 20), 0.0, "fixed", GRID,
+        sweeps.kde_one_generation_tv(jax.random.key(0), P0, (10, 20), 0.0, "fixed", GRID,
                                       replicas=2)
 
 
@@ -107,7 +107,7 @@ def test_r1_one_step_holds_pathwise_on_the_grid(scheme):
 def test_reuse_sweep_matches_the_engine():
     """The masked sweep (one compile for all m) and sims.run agree in distribution (z-test)."""
     n, m, R = 50, 100, 400
-    sweep = metrics.kde_reuse_tv_sweep(jax.random.key(1), P0, n=n, m_grid=(0, m, 4 * m),
+    sweep = sweeps.kde_reuse_tv_sweep(jax.random.key(1), P0, n=n, m_grid=(0, m, 4 * m),
                                        generations=3, bandwidth=1.0, rule="shrinking", grid=GRID,
                                        replicas=R)
     plan = sims.make_plan("reuse", n=n, m=m, generations=3)

@@ -2,16 +2,15 @@
 the right simulator, and FAIL under a wrong theory (5% off, a dropped term, a bound tightened
 past its measured slack) or a broken simulator (synthetic samples shifted by +0.7)."""
 import dataclasses
-import functools
 
 import numpy as np
 import pytest
 
 from sims.model import GenerativeModel
 from sims.models.kde import kde
-from verify.claim import REGISTRY, evaluate
+from verify.claim import REGISTRY, control, evaluate
 import verify.claims  # noqa: F401
-from verify.claims import paper_b, peers
+from verify.claims import paper_b
 
 SHIFT = 0.7
 
@@ -23,22 +22,11 @@ def shifted_kde(bandwidth, rule="fixed", dim=1):
                            lambda key, params, m: base.sample(key, params, m) + SHIFT)
 
 
-def _memo(measure):
-    """Same seed, same point, same numbers: measure once, compare with several theories."""
-    cache = {}
-
-    def cached(key, point):
-        tag = repr(sorted(point.items()))
-        if tag not in cache:
-            cache[tag] = measure(key, point)
-        return cache[tag]
-
-    return cached
-
-
 def _small(claim, point=0, **override):
+    """One quick grid point, resized. Its measurement is made once per session and shared by
+    every control that swaps only theory (``verify.claim.reuse_measurements``, tests/conftest.py)."""
     chosen = dict(claim.grid("quick")[point], **override)
-    return dataclasses.replace(claim, grid=lambda mode: [chosen], measure=_memo(claim.measure))
+    return dataclasses.replace(claim, grid=lambda mode: [chosen])
 
 
 def _passes(claim):
@@ -47,8 +35,9 @@ def _passes(claim):
     return record
 
 
-def _fails(claim, **replace):
-    record = evaluate(dataclasses.replace(claim, **replace), "quick")
+def _fails(claim, **swaps):
+    """The claim with named parts swapped (``verify.control``) must fail."""
+    record = evaluate(control(claim, **swaps), "quick")
     assert record["status"] == "fail", record["notes"]
     return record
 
@@ -73,16 +62,16 @@ def test_b1_predicted_bound_passes_and_tightened_or_truncated_bounds_fail(scheme
     assert diagnostic and all(r["kind"] == "report" for r in diagnostic)
     # The bound tightened to 6 SE below the measurement at its tightest row: caught.
     mean, se, bound = _tightest(good, paper_b.PREDICTED)
-    _fails(claim, theory=paper_b.b1_theory(claim_id, scale=(mean - 6 * se) / bound))
+    _fails(claim, scale=(mean - 6 * se) / bound)
     # R1 without its propagation term (b_i = eps_i): caught.
-    _fails(claim, theory=paper_b.b1_theory(claim_id, recursion=paper_b.no_contraction_recursion))
+    _fails(claim, recursion=paper_b.no_contraction_recursion)
 
 
 @pytest.mark.parametrize("scheme", ["synthetic", "reuse", "fresh", "accumulate"])
 def test_b1_fails_with_a_biased_synthetic_sampler(scheme):
     claim_id = f"B1-{scheme}"
     claim = _small(REGISTRY[claim_id], replicas=64, generations=6)
-    _fails(claim, measure=paper_b.b1_measure(claim_id, model=shifted_kde))
+    _fails(claim, model=shifted_kde)
 
 
 def test_rate_upper_band_brackets_the_fit():
@@ -107,7 +96,7 @@ def test_b3_peak_is_asserted_for_the_shrinking_rule_and_a_shifted_sampler_breaks
     effects = [r for r in good["rows"] if r["kind"] == "exceeds"]
     assert len(effects) == 2 * len(paper_b.B3_GENERATIONS)
     assert all(r["x"] not in (0, 64) for r in effects)  # the peak is interior
-    _fails(claim, measure=paper_b.b3_measure_with(synthetic_shift=SHIFT))
+    _fails(claim, synthetic_shift=SHIFT)
 
 
 def test_b3_fixed_bandwidth_has_no_peak_at_i5_which_is_a_finding_not_a_pass():
@@ -122,7 +111,7 @@ def test_b3_fixed_bandwidth_has_no_peak_at_i5_which_is_a_finding_not_a_pass():
     assert any("i=5" in note and "NO peak" in note and "not asserted" in note
                for note in good["notes"])
     # Asserting THEORY's template shape there is caught.
-    _fails(claim, theory=paper_b.b3_theory_with({"fixed": (5,)}))
+    _fails(claim, expected={"fixed": (5,)})
 
 
 def test_threshold_formula_matches_theory_numbers():
@@ -136,8 +125,8 @@ def test_b4_density_fails_under_wrong_weights_5_percent_and_a_shifted_sampler():
     claim = _small(REGISTRY["B4-density"], replicas=512, generations=5)
     _passes(claim)
     for wrong in (dict(drop_factor=True), dict(scale=1.05), dict(scale=0.95)):
-        _fails(claim, theory=functools.partial(paper_b.b4_density_theory, **wrong))
-    _fails(claim, measure=functools.partial(paper_b.b4_density_measure, model=shifted_kde))
+        _fails(claim, **wrong)
+    _fails(claim, model=shifted_kde)
 
 
 @pytest.mark.parametrize("point", [0, 1])
@@ -147,20 +136,19 @@ def test_b4_propagation_passes_and_its_negative_controls_fail(point):
     kinds = {r["quantity"]: r["kind"] for r in good["rows"]}
     assert kinds[paper_b.EXCESS_M2] == "exact" and kinds[paper_b.JENSEN] == "lower"
     # One generation's kernel lost from the excess (P8's off-by-one, F(lam, i-1)): caught.
-    _fails(claim, theory=paper_b.b4_prop_theory_with(drop_factor=True))
+    _fails(claim, drop_factor=True)
     # The Jensen bound raised to 6 SE above the measurement at its tightest row: caught.
     rows = [r for r in good["rows"] if r["quantity"] == paper_b.JENSEN]
     row = min(rows, key=lambda r: r["measured"] / r["theory"])
-    _fails(claim, theory=paper_b.b4_prop_theory_with(
-        lower_scale=(row["measured"] + 6 * row["se"]) / row["theory"]))
-    _fails(claim, measure=paper_b.b4_prop_measure_with(model=shifted_kde))
+    _fails(claim, lower_scale=(row["measured"] + 6 * row["se"]) / row["theory"])
+    _fails(claim, model=shifted_kde)
 
 
 def test_b4_propagation_without_damping_is_caught():
     # The lam = 0 expected density (no real data re-entering) at the lam = 0.2 point.
     claim = _small(REGISTRY["B4-propagation"], point=1)
     _passes(claim)
-    _fails(claim, theory=paper_b.b4_prop_theory_with(lam_override=0.0))
+    _fails(claim, lam_override=0.0)
 
 
 # --- P8 (KDE peer check, constant lam and accumulate) ----------------------------------
@@ -170,9 +158,8 @@ def test_p8_exact_and_five_percent_or_a_dropped_factor_fail(point):
     claim = _small(REGISTRY["P8"], point=point)
     _passes(claim)
     for wrong in (dict(excess_scale=1.05), dict(excess_scale=0.95), dict(drop_factor=True)):
-        _fails(claim, theory=functools.partial(peers.p8_theory, **wrong))
-    _fails(claim, measure=functools.partial(peers.p8_measure,
-                                            model=lambda h: shifted_kde(h)))
+        _fails(claim, **wrong)
+    _fails(claim, model=lambda h: shifted_kde(h))
 
 
 def test_p8_accumulate_is_predicted():

@@ -13,8 +13,7 @@ import pytest
 import sims
 from sims.models import GaussianParams, gaussian
 from verify import all as verify_all, baseline, report
-from verify.claim import REGISTRY, Claim, Measured, evaluate
-from verify.claims import peers as peer_claims
+from verify.claim import REGISTRY, Claim, Measured, control, evaluate
 
 
 @functools.lru_cache(maxsize=None)
@@ -25,31 +24,25 @@ def quick(claim_id, **overrides):
     return evaluate(claim, "quick", seed=0)
 
 
-NEGATIVE_CONTROLS = {
-    "P1 exponent off by one (g+1)": ("P1", "theory", functools.partial(peer_claims.p1_theory,
-                                                                       exponent_offset=1)),
-    "P1 exponent off by one (g-1)": ("P1", "theory", functools.partial(peer_claims.p1_theory,
-                                                                       exponent_offset=-1)),
-    "P5 with 1.5 in place of pi^2/6": ("P5", "theory", functools.partial(peer_claims.p5_theory,
-                                                                         constant=1.5)),
-    "P5 with mean-biased synthetic noise": ("P5", "measure", functools.partial(
-        peer_claims.p5_measure, noise_bias=0.5)),
-    "P8 with a dropped (1-lam) factor": ("P8", "theory", functools.partial(peer_claims.p8_theory,
-                                                                           drop_factor=True)),
+NEGATIVE_CONTROLS = {  # the claim and the part swapped (verify.control)
+    "P1 exponent off by one (g+1)": ("P1", dict(exponent_offset=1)),
+    "P1 exponent off by one (g-1)": ("P1", dict(exponent_offset=-1)),
+    "P5 with 1.5 in place of pi^2/6": ("P5", dict(constant=1.5)),
+    "P5 with mean-biased synthetic noise": ("P5", dict(noise_bias=0.5)),
+    "P8 with a dropped (1-lam) factor": ("P8", dict(drop_factor=True)),
 }
 
 
 @pytest.mark.parametrize("name", NEGATIVE_CONTROLS)
 def test_negative_controls_are_flagged(name):
-    claim_id, field, replacement = NEGATIVE_CONTROLS[name]
-    record = evaluate(dataclasses.replace(REGISTRY[claim_id], **{field: replacement}), "quick", 0)
+    claim_id, swaps = NEGATIVE_CONTROLS[name]
+    record = evaluate(control(REGISTRY[claim_id], **swaps), "quick", 0)
     assert record["status"] == "fail", record["summary"]
     assert record["summary"]["rejected"] >= 1
 
 
 def test_p5_bound_control_is_a_violation_not_just_a_mismatch():
-    record = evaluate(dataclasses.replace(REGISTRY["P5"], theory=functools.partial(
-        peer_claims.p5_theory, constant=1.5)), "quick", 0)
+    record = evaluate(control(REGISTRY["P5"], constant=1.5), "quick", 0)
     assert record["summary"]["violations"] >= 1
     assert record["summary"]["max_ratio"] > 1
 
@@ -124,8 +117,7 @@ def test_baseline_catches_a_changed_constant():
     good = evaluate(REGISTRY["P5"], "quick", 0)
     snap = baseline.snapshot([good], "quick", 0)
     assert baseline.check([good], snap, "quick", 0) == []
-    bad = evaluate(dataclasses.replace(REGISTRY["P5"], theory=functools.partial(
-        peer_claims.p5_theory, constant=1.6)), "quick", 0)
+    bad = evaluate(control(REGISTRY["P5"], constant=1.6), "quick", 0)
     problems = baseline.check([bad], snap, "quick", 0)
     assert any("value changed" in p for p in problems)
 

@@ -64,3 +64,13 @@ def test_fit_slope_interval_uses_student_t():
     y = x ** 0.5 * np.exp(0.01 * np.array([1, -1, 1, -1]))
     fit = stats.fit_slope(x, y)
     assert (fit.high - fit.low) / 2 == pytest.approx(4.302652729911275 * fit.slope_se, rel=1e-9)
+
+
+def test_power_law_fit_recovers_an_exact_power_law_and_its_band_covers_it():
+    N = np.array([25.0, 50, 100, 200, 400, 800])
+    mean = 0.8 * N ** -0.4
+    fit = stats.power_law_fit(N, mean, 0.01 * mean)
+    assert fit["C"] == pytest.approx(0.8, rel=1e-9) and fit["alpha"] == pytest.approx(0.4, rel=1e-9)
+    assert fit["alpha_low"] < 0.4 < fit["alpha_high"]
+    upper = stats.power_law_upper(fit, N)
+    assert np.all(upper > mean) and np.all(upper < 1.1 * mean)

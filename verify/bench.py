@@ -30,6 +30,14 @@ transformer_bench; transformer_bench(out='results')"``. ``--diffusion`` times cl
 random-feature diffusion model (``diffusion_bench``): the SDE sampler's samples per second
 and the loop's seconds per replica-generation (exact fit, sampling, grid density), into
 ``bench.json``. ``--only ''`` skips the three engine loops.
+
+``--device`` is the accelerator table (``device_bench``; nothing else runs): in float64, on
+whatever device JAX sees, replica-generations per second of the Gaussian, OLS, KDE,
+linear-attention and diffusion loops (65536 replicas x 50 generations where the loop is
+cheap), Adam steps per second of A4's transformer, and the wall time of ``verify.all
+--quick`` (``--default-run``: also the default run, long; ``--all-only`` restricts the
+claims), into ``OUT/bench_device.json``. ``--float32`` adds the transformer in float32, the
+one place float32 is allowed (A4 trains in it; every other loop feeds an exact comparison).
 """
 from __future__ import annotations
 
@@ -394,7 +402,8 @@ def main(argv=None) -> int:
     verify.enable_float64()  # importing the library leaves JAX's settings alone
     parser = argparse.ArgumentParser(prog="python -m verify.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--replicas", type=int, default=4096)
+    parser.add_argument("--replicas", type=int, default=None,
+                        help="replicas per loop (default 4096; --device: 65536)")
     parser.add_argument("--generations", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--samples", type=int, default=10, help="samples per generation M (Gaussian)")
@@ -413,6 +422,17 @@ def main(argv=None) -> int:
                         help="also time A4's transformer (steps/s, s/generation, 1-8 replicas)")
     parser.add_argument("--diffusion", action="store_true",
                         help="also time B2's diffusion sampler (samples/s) and loop (s/generation)")
+    parser.add_argument("--device", action="store_true",
+                        help="the accelerator table: every loop's rep*gen/s, transformer steps/s "
+                             "and the wall time of verify.all --quick, float64 (nothing else runs)")
+    parser.add_argument("--default-run", action="store_true",
+                        help="with --device: also time the default verify.all run (long)")
+    parser.add_argument("--no-quick-run", action="store_true",
+                        help="with --device: do not time verify.all --quick")
+    parser.add_argument("--float32", action="store_true",
+                        help="with --device: also time the transformer in float32 (as A4 trains)")
+    parser.add_argument("--all-only", default=None,
+                        help="with --device: restrict the timed verify.all runs to these claims")
     parser.add_argument("--out", default="results")
     parser.add_argument("--no-compile-cache", action="store_true",
                         help="compile from scratch (compile times then include XLA compilation)")
@@ -424,7 +444,12 @@ def main(argv=None) -> int:
         env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip())
         os.execve(sys.executable, [sys.executable, "-m", "verify.bench",
                                    *(sys.argv[1:] if argv is None else argv)], env)
-    R, G = args.replicas, args.generations
+    if args.device:
+        device_bench(replicas=args.replicas or DEVICE_SIZES["replicas"], generations=args.generations,
+                     repeats=args.repeats, float32=args.float32, quick_run=not args.no_quick_run,
+                     default_run=args.default_run, only=args.all_only, out=args.out)
+        return 0
+    R, G = args.replicas or 4096, args.generations
     factories = {"gaussian": (args.samples, G, R), "ols": (20, 5, G, R),
                  "kde": (100, 100, G, min(R, 1024))}
     pool = None
@@ -562,3 +587,155 @@ def diffusion_bench(samples: int = 4096, steps: int = 100, width: int = 64, repl
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# --- the accelerator path: one table for every loop ---------------------------------------
+#
+# ``python -m verify.bench --device`` runs everything in float64 on whatever device JAX
+# sees (a GPU if there is one) and reports replica-generations per second for each loop,
+# the transformer's Adam steps per second, and the wall time of ``verify.all --quick`` (and,
+# with ``--default-run``, of the default run). Where float32 would be allowed: only where no
+# exact identity is checked (A4's transformer already trains in float32, ``--float32`` times
+# it in both precisions); every other loop feeds an exact or bound comparison at the
+# replica SE and stays float64.
+
+DEVICE_SIZES = dict(replicas=65536, generations=50, kde_replicas=4096, diffusion_replicas=256,
+                    diffusion_generations=6, transformer_replicas=8)
+
+
+def _loop_rate(name: str, run: Callable[[int], object], replicas: int, generations: int,
+               repeats: int) -> dict:
+    """Time ``run(seed)`` (compile + first call apart, then the best of ``repeats``)."""
+    tic = time.perf_counter()
+    jax.block_until_ready(run(0))
+    first = time.perf_counter() - tic
+    seconds = best_of(lambda: run(1), repeats)
+    return {"loop": name, "replicas": replicas, "generations": generations,
+            "seconds": seconds, "replica_generations_per_second": replicas * generations / seconds,
+            "compile_plus_first_seconds": first}
+
+
+def _linear_attention_run(replicas: int, generations: int, batch: int):
+    """A2's loop (linear attention, ``reuse``, n = m = 20, d = 5) through its public entry points."""
+    from sims.models import icl_real_sampler, icl_task, linear_attention
+
+    d = 5
+    model, truth = linear_attention(d, 0.0), icl_task(np.ones(d) / np.sqrt(d), 0.5)
+    plan = sims.make_plan("reuse", n=20, m=20, generations=generations)
+    return lambda seed: sims.run(jax.random.key(seed), model, truth, plan, _la_metric,
+                                 replicas=replicas, batch_size=batch,
+                                 real_sampler=icl_real_sampler(d, 0.5), reduce=True)
+
+
+def _la_metric(key, gen, truth):
+    return jnp.sum((gen.params.w_hat - truth.w) ** 2)
+
+
+def _diffusion_run(replicas: int, generations: int, batch: int, steps: int = 100,
+                   width: int = 64):
+    """B2's loop (random-feature score diffusion, ``reuse``, n = m = 100) via its public entry
+    points, as ``diffusion_bench`` calls them."""
+    from sims import metrics
+    from sims.models import diffusion as diffusion_model
+    from sims.models.kde import gaussian_mixture_sampler
+
+    model = diffusion_model.diffusion(width, 1e3, steps=steps)
+    truth = Mixture(jnp.array([-2.0, 2.0]), jnp.array([0.5, 0.5]), jnp.array([1.0, 1.0]))
+    metric = diffusion_model.diffusion_tv_metric(metrics.make_grid(-7.0, 7.0, 128), 4.0, steps)
+    plan = sims.make_plan("reuse", n=100, m=100, generations=generations)
+    return lambda seed: sims.run(jax.random.key(seed), model, truth, plan, metric,
+                                 replicas=replicas, batch_size=batch,
+                                 real_sampler=gaussian_mixture_sampler, reduce=True)
+
+
+def _timed_cli(args: list[str], out: Path) -> dict:
+    """Wall time of one ``python -m verify.all`` run in a fresh process (``--jobs 1``: one
+    accelerator, and no second process preallocating its memory)."""
+    root = Path(__file__).resolve().parents[1]  # the repository, whatever the caller's cwd
+    env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    command = [sys.executable, "-m", "verify.all", *args, "--out", str(Path(out).resolve()),
+               "--no-figures", "--fresh", "--jobs", "1"]
+    tic = time.perf_counter()
+    done = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True)
+    seconds = time.perf_counter() - tic
+    last = (done.stdout.strip().splitlines() or [""])[-1]
+    return {"command": " ".join(command[1:]), "wall_seconds": seconds, "exit_status": done.returncode,
+            "summary": last}
+
+
+def device_bench(*, replicas: int = DEVICE_SIZES["replicas"],
+                 generations: int = DEVICE_SIZES["generations"], repeats: int = 3,
+                 kde_replicas: int = DEVICE_SIZES["kde_replicas"],
+                 diffusion_replicas: int = DEVICE_SIZES["diffusion_replicas"],
+                 diffusion_generations: int = DEVICE_SIZES["diffusion_generations"],
+                 transformer_replicas: int = DEVICE_SIZES["transformer_replicas"],
+                 transformer_spec: dict | None = None, float32: bool = False,
+                 quick_run: bool = True, default_run: bool = False, only: str | None = None,
+                 only_loops: tuple | None = None, out: str | None = None) -> dict:
+    """Every loop's throughput on the current device, float64, and the CLI's time to a verdict.
+
+    Replica-generations per second (compile excluded, reported apart) for the Gaussian, OLS,
+    KDE, linear-attention and diffusion loops, through ``sims.run`` (one chunk of all
+    replicas per device, sharded over every device JAX sees); Adam steps per second of A4's
+    transformer (``transformer_bench``, float64; ``float32=True`` adds float32); and the
+    wall time of ``verify.all --quick`` (``quick_run``) and of the default run
+    (``default_run``; long) in a fresh process each, ``only`` restricting their claims.
+    ``only_loops`` (first words, lower case: gaussian, ols, kde, linear, diffusion) picks loops.
+    Must run on CPU too (the test suite runs it at tiny sizes).
+    """
+    if not jax.config.jax_enable_x64:
+        raise RuntimeError("device_bench measures float64: call verify.enable_float64() first")
+    devices = jax.devices()
+    G = generations
+
+    def chunk(R):  # all replicas in one chunk, split over the devices
+        return -(-R // len(devices))
+
+    def engine(case, R):  # the bench's own cases: (replicas, seed) -> result
+        return lambda seed: case.jax_run(R, seed)
+
+    runs = [
+        ("gaussian (M=10, synthetic)", engine(CASES["gaussian"](10, G, chunk(replicas)), replicas),
+         replicas, G),
+        ("OLS (T=20, d=5, replace)", engine(CASES["ols"](20, 5, G, chunk(replicas)), replicas),
+         replicas, G),
+        ("KDE (n=m=100, reuse)", engine(CASES["kde"](100, 100, G, chunk(kde_replicas)),
+                                        kde_replicas), kde_replicas, G),
+        ("linear attention (d=5, n=m=20, reuse)",
+         _linear_attention_run(replicas, G, chunk(replicas)), replicas, G),
+        ("diffusion (W=64, 100 steps, n=m=100)",
+         _diffusion_run(diffusion_replicas, diffusion_generations, chunk(diffusion_replicas)),
+         diffusion_replicas, diffusion_generations),
+    ]
+    if only_loops is not None:
+        runs = [r for r in runs if r[0].split(" ")[0].lower() in only_loops]
+    loops = []
+    for name, run, R, gens in runs:
+        row = _loop_rate(name, run, R, gens, repeats)
+        loops.append(row)
+        print(f"{name:40s} {row['replica_generations_per_second']:11.3g} rep*gen/s  "
+              f"({R} replicas x {gens} generations in {row['seconds']:.3g} s; compile+first "
+              f"{row['compile_plus_first_seconds']:.1f} s)", flush=True)
+    dtypes = ("float64", "float32") if float32 else ("float64",)
+    transformer = []
+    if only_loops is None or "transformer" in only_loops:
+        transformer = transformer_bench(replica_counts=(transformer_replicas,), generations=1,
+                                        repeats=repeats, dtypes=dtypes, **(transformer_spec or {}))
+    runs_cli = {}
+    base = Path(out) if out is not None else Path("results")
+    restrict = ["--only", only] if only else []
+    if quick_run:
+        runs_cli["quick"] = _timed_cli(["--quick", *restrict], base / "device-quick")
+    if default_run:
+        runs_cli["default"] = _timed_cli(restrict, base / "device-default")
+    for mode, row in runs_cli.items():
+        print(f"verify.all {mode}: {row['wall_seconds']:.1f} s wall, exit {row['exit_status']}: "
+              f"{row['summary']}", flush=True)
+    info = {"provenance": report.provenance(0, "bench"),
+            "devices": [f"{d.platform}:{getattr(d, 'device_kind', '?')}" for d in devices],
+            "float64": bool(jax.config.jax_enable_x64), "loops": loops,
+            "transformer": transformer, "verify_all": runs_cli}
+    if out is not None:
+        report.atomic_write_json(Path(out) / "bench_device.json", info)
+    return info

@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import stats as _scipy_stats
 
-__all__ = ["normal_sf", "normal_isf", "t_sf", "t_isf", "critical_z", "critical_t", "z_scores",
+__all__ = ["power_law_fit", "power_law_upper", "normal_sf", "normal_isf", "t_sf", "t_isf", "critical_z", "critical_t", "z_scores",
            "holm", "tightness", "Slope", "fit_slope", "per_replica_slope", "RateFit",
            "rate_exponent",
            "DEFAULT_ALPHA", "Z_975"]
@@ -173,6 +173,41 @@ def fit_slope(x, y, y_se=None) -> Slope:
     t = float(_scipy_stats.t.ppf(0.975, dof))
     return Slope(float(coef[1]), float(coef[0]), se, float(coef[1] - t * se), float(coef[1] + t * se))
 
+
+
+def power_law_fit(sizes, mean, se) -> dict:
+    """Fit ``mean(N) = C N^-alpha`` with the covariance a pointwise band needs (B1, B3; R4).
+
+    Kind: rate. Weighted least squares of ``log mean`` on ``log N`` (``fit_slope``: weights
+    from the MC standard errors ``se``, delta method), and the covariance of ``(log C,
+    -alpha)`` inflated by the residual chi^2 per degree of freedom when the power law misfits.
+    Returns ``C``, ``alpha``, alpha's 95% interval (``alpha_low``, ``alpha_high``),
+    ``log_cov`` and the Student t quantile ``t``: the inputs of ``power_law_upper``.
+    """
+    sizes = np.asarray(sizes, float)
+    mean, se = np.asarray(mean, float), np.asarray(se, float)
+    slope = fit_slope(sizes, mean, se)
+    design = np.stack([np.ones(len(sizes)), np.log(sizes)], axis=1)
+    weights = (mean / se) ** 2
+    cov = np.linalg.inv(design.T @ (weights[:, None] * design))
+    resid = np.log(mean) - design @ np.array([slope.intercept, slope.slope])
+    dof = len(sizes) - 2
+    cov = cov * max(float(weights @ resid ** 2) / dof, 1.0)
+    return dict(C=float(np.exp(slope.intercept)), alpha=-slope.slope, alpha_low=-slope.high,
+                alpha_high=-slope.low, log_cov=cov.tolist(),
+                t=float(_scipy_stats.t.ppf(0.975, dof)))
+
+
+def power_law_upper(fit, N):
+    """Upper end of a ``power_law_fit``'s 95% pointwise band: ``exp(log C - alpha log N + t sd)``.
+
+    Kind: rate (a prediction of ``mean(N)`` made from separate runs, with the fit's
+    uncertainty carried into it). docs/paper_b.md §7.3.
+    """
+    x = np.stack([np.ones_like(np.asarray(N, float)), np.log(np.asarray(N, float))], axis=-1)
+    centre = np.log(fit["C"]) - fit["alpha"] * x[..., 1]
+    sd = np.sqrt(np.einsum("...i,ij,...j->...", x, np.asarray(fit["log_cov"]), x))
+    return np.exp(centre + fit["t"] * sd)
 
 def per_replica_slope(values, start: int = 0) -> np.ndarray:
     """OLS slope over generations ``start .. G-1`` (the last axis) of each replica's values.

@@ -15,23 +15,26 @@ Evidence rows are predictions made before the data they are compared with:
 * B4: P8's exact expected density and excess second moment, and the Jensen lower
   bound ``E TV(G_i, p0) >= TV(E p_hat_i, p0)``.
 Fitted rates reach ``theory(point, context)`` through ``Measurement.context``.
-Negative controls (tests/test_paper_b.py) swap the theory (``b1_theory(..., scale=,
-recursion=)``, ``b3_theory_with(expected)``, ``b4_prop_theory_with(...)``) or the
-simulator (``model=`` a broken KDE, ``synthetic_shift=``).
+Each claim's ``measure`` and ``theory`` are frozen dataclasses whose fields are its
+swappable parts; negative controls (tests/test_paper_b.py) swap them from outside with
+``verify.control``: the theory (``control(B1, scale=...)``, ``recursion=``,
+``control(B3, expected=...)``, ``lower_scale=``, ``lam_override=``...) or the simulator
+(``model=`` a broken KDE, ``synthetic_shift=``).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import stats as scipy_stats
 
 import sims
 from bounds import kde as kde_bounds
 from bounds import tv as tv_bounds
-from sims import metrics
+from sims import metrics, sweeps
 from sims.models.kde import Mixture, bandwidth_schedule, gaussian_mixture_sampler, kde
 from verify import figures_paper_b, stats
 from verify.claim import Claim, Measured, Measurement, Theory, per_mode, register
@@ -63,38 +66,18 @@ def _mean_se(samples):
 def fit_rate(key, sizes, bandwidth, rule, replicas) -> dict:
     """Fit ``E TV(KDE_N, p0) = C N^-alpha`` on ``sizes`` (one generation, iid data).
 
-    Kind: rate. Weighted least squares of ``log E TV`` on ``log N`` (weights from
-    the MC standard errors, delta method; covariance inflated by the residual
-    chi^2 per degree of freedom when the power law misfits, as in
-    ``verify.stats.fit_slope``). Returns C, alpha, alpha's 95% interval, the
-    covariance of ``(log C, -alpha)`` and the Student t quantile, so that
-    ``rate_upper`` can give a pointwise upper confidence band on ``eps(N)``.
+    Kind: rate. The one-generation runs are ``sims.sweeps.kde_one_generation_tv``; the fit
+    and its covariance are ``verify.stats.power_law_fit``, so that ``rate_upper`` can give a
+    pointwise upper confidence band on ``eps(N)``.
     """
-    run = metrics.kde_one_generation_tv(key, _mixture(TWO_MODES), sizes, bandwidth, rule, GRID_1D,
-                                        replicas=replicas, tail_mass=TAIL_MASS)
+    run = sweeps.kde_one_generation_tv(key, _mixture(TWO_MODES), sizes, bandwidth, rule, GRID_1D,
+                                       replicas=replicas, tail_mass=TAIL_MASS)
     mean, se = _mean_se(run.tv)
-    slope = stats.fit_slope(np.asarray(sizes, float), mean, se)
-    design = np.stack([np.ones(len(sizes)), np.log(np.asarray(sizes, float))], axis=1)
-    weights = (mean / se) ** 2
-    cov = np.linalg.inv(design.T @ (weights[:, None] * design))
-    resid = np.log(mean) - design @ np.array([slope.intercept, slope.slope])
-    dof = len(sizes) - 2
-    cov = cov * max(float(weights @ resid ** 2) / dof, 1.0)
-    return dict(C=float(np.exp(slope.intercept)), alpha=-slope.slope, alpha_low=-slope.high,
-                alpha_high=-slope.low, log_cov=cov.tolist(), t=float(scipy_stats.t.ppf(0.975, dof)),
-                sizes=list(sizes), tv=mean.tolist(), se=se.tolist(), replicas=replicas)
+    return dict(stats.power_law_fit(sizes, mean, se), sizes=list(sizes), tv=mean.tolist(),
+                se=se.tolist(), replicas=replicas)
 
 
-def rate_upper(rate, N):
-    """Upper end of the fit's 95% pointwise band: ``exp(log C - alpha log N + t sd)``.
-
-    Kind: rate (a prediction of ``eps(N)`` made from separate iid runs, with the
-    fit's uncertainty carried into it). docs/paper_b.md §7.3.
-    """
-    x = np.stack([np.ones_like(np.asarray(N, float)), np.log(np.asarray(N, float))], axis=-1)
-    centre = np.log(rate["C"]) - rate["alpha"] * x[..., 1]
-    sd = np.sqrt(np.einsum("...i,ij,...j->...", x, np.asarray(rate["log_cov"]), x))
-    return np.exp(centre + rate["t"] * sd)
+rate_upper = stats.power_law_upper  # eps(N) at the upper end of the fit's 95% band (§7.3)
 
 
 def _rate_sizes(mode):
@@ -161,9 +144,18 @@ PREDICTED = "E TV(G_i,p0) [+grid error] vs R1(predicted eps)"
 DIAGNOSTIC = "E TV(G_i,p0) [+grid error] vs R1(measured eps)"
 
 
-def b1_measure(claim_id, *, model=kde):
-    """B1 measurement; ``model`` (default ``kde``) swaps in a broken KDE (negative controls)."""
-    def measure(key, point):
+@dataclasses.dataclass(frozen=True)
+class B1Measure:
+    """B1's measurement: the KDE loop's TV and eps, and the rate fit behind the prediction.
+
+    Part: ``model``, the KDE factory ``(c, rule) -> GenerativeModel`` refitted in the loop
+    (``control(claim, model=shifted)`` runs a broken KDE: a negative control).
+    """
+
+    model: Callable = kde
+
+    def __call__(self, key, point):
+        model = self.model
         plan = _b1_plan(point)
         key_loop, key_rate = jax.random.split(key)
         truth = _mixture(TWO_MODES)
@@ -193,18 +185,23 @@ def b1_measure(claim_id, *, model=kde):
             "E eps_i = TV(G_i,q_i) [-grid error]": Measured(i, eps_mean, eps_se, R, GEN),
             "grid error budget": Measured(i, err_mean, err_se, R, GEN),
         }, inputs)
-    return measure
 
 
-def b1_theory(claim_id, *, recursion=r1_recursion, scale=1.0):
+@dataclasses.dataclass(frozen=True)
+class B1Theory:
     """B1 theory: R1 at the *predicted* eps (upper, tested); R1 at the measured eps (report).
 
     The prediction is ``eps(N_i)`` at the upper end of the rate fit's 95% band,
     from one-generation iid runs with their own key: nothing in it is measured
-    on the loop it bounds. ``recursion`` swaps the R1 recursion and ``scale``
-    multiplies the tested bound (negative controls).
+    on the loop it bounds. Parts: ``recursion`` (R1 unrolled for the plan) and ``scale``
+    (a factor on the tested bound); swapping either is a negative control.
     """
-    def theory(point, inputs):
+
+    recursion: Callable = r1_recursion
+    scale: float = 1.0
+
+    def __call__(self, point, inputs):
+        recursion, scale = self.recursion, self.scale
         plan = _b1_plan(point)
         rate = inputs["rate"]
         predicted = scale * recursion(inputs["eps_upper"], plan)
@@ -219,7 +216,6 @@ def b1_theory(claim_id, *, recursion=r1_recursion, scale=1.0):
             "grid error budget": Theory("numerical", np.full(plan.generations, GRID_TOLERANCE),
                                         "tolerance"),
         }
-    return theory
 
 
 def b1_notes(claim_id):
@@ -251,7 +247,7 @@ for _scheme in ("synthetic", "reuse", "fresh", "accumulate"):
     _id = f"B1-{_scheme}"
     register(Claim(_id, f"TV(G_i,p0) <= R1 bound with eps(N) predicted from iid one-generation "
                    f"runs, KDE loop, {_scheme}",
-                   _b1_grid(_scheme), b1_measure(_id), b1_theory(_id), notes=b1_notes(_id)))
+                   _b1_grid(_scheme), B1Measure(), B1Theory(), notes=b1_notes(_id)))
 
 
 # --- B3: the phase transition in m --------------------------------------------------------
@@ -285,20 +281,27 @@ def select_peak(tv_select):
     return 1 + int(np.argmax(tv_select.mean(0)[1:-1]))
 
 
-def b3_measure_with(*, synthetic_shift=0.0):
-    """B3 measurement; ``synthetic_shift`` != 0 is a broken sampler (negative controls).
+@dataclasses.dataclass(frozen=True)
+class B3Measure:
+    """B3's measurement: the masked reuse sweep over ``m`` and the rate fit.
 
+    Part: ``synthetic_shift``, a constant added to every synthetic sample (0: the
+    KDE's own sampler; ``control(B3, synthetic_shift=0.7)`` is a broken sampler).
     The peak is chosen on the first third of the replicas and tested on the
     others: the paired differences TV(peak) - TV(end) (same keys for every m),
     minus both ends' grid error budgets, must exceed 0 (``exceeds`` rows).
     """
-    def measure(key, point):
+
+    synthetic_shift: float = 0.0
+
+    def __call__(self, key, point):
+        synthetic_shift = self.synthetic_shift
         n = point["n"]
         m_grid = [int(round(r * n)) for r in point["m_over_n"]]
         generations = max(B3_GENERATIONS) + 1
         wanted = [i == 0 or i in B3_GENERATIONS for i in range(generations)]
         key_loop, key_rate = jax.random.split(key)
-        run = metrics.kde_reuse_tv_sweep(key_loop, _mixture(TWO_MODES), n=n, m_grid=m_grid,
+        run = sweeps.kde_reuse_tv_sweep(key_loop, _mixture(TWO_MODES), n=n, m_grid=m_grid,
                                          generations=generations, bandwidth=point["c"],
                                          rule=point["rule"], grid=GRID_1D,
                                          replicas=point["replicas"], wanted=wanted,
@@ -324,7 +327,6 @@ def b3_measure_with(*, synthetic_shift=0.0):
         out["grid error budget"] = Measured(x, err_mean, err_se, R, "m/n")
         return Measurement(out, dict(rate=rate, tv=run.tv, tv_error=run.tv_error, peaks=peaks,
                                      select=select))
-    return measure
 
 
 def b3_threshold(n, alpha, i):
@@ -334,16 +336,19 @@ def b3_threshold(n, alpha, i):
     return float(tv_bounds.threshold_m_star(n, alpha, i).m_star)
 
 
-def b3_theory_with(expected=None):
+@dataclasses.dataclass(frozen=True)
+class B3Theory:
     """B3 theory: the asserted rises (``exceeds`` 0) where ``expected[rule]`` lists ``i``.
 
-    ``expected`` defaults to ``B3_EXPECTED``; asserting a peak where THEORY does not
+    Part: ``expected`` (default ``B3_EXPECTED``); asserting a peak where THEORY does not
     expect one (fixed h, i = 5) is a negative control. The R4 template with the
     fitted rate is shown (report): it bounds TV, it does not predict its peak.
     """
-    expected = B3_EXPECTED if expected is None else expected
 
-    def theory(point, inputs):
+    expected: Mapping = dataclasses.field(default_factory=lambda: dict(B3_EXPECTED))
+
+    def __call__(self, point, inputs):
+        expected = self.expected
         n = point["n"]
         rate = inputs["rate"]
         x = np.asarray(point["m_over_n"], float)
@@ -356,7 +361,6 @@ def b3_theory_with(expected=None):
                 out[_rise(i, end)] = Theory(kind, np.zeros(1), "0 (a rise, then a fall)")
         out["grid error budget"] = Theory("numerical", np.full(len(x), GRID_TOLERANCE), "tolerance")
         return out
-    return theory
 
 
 def b3_notes(point, measured, theory, inputs):
@@ -392,8 +396,8 @@ def b3_notes(point, measured, theory, inputs):
 
 
 B3 = register(Claim("B3", "Phase transition in m: paired E TV(G_i,p0) at the peak exceeds both "
-                    "ends (KDE loop, reuse), against R4's threshold", _b3_grid, b3_measure_with(),
-                    b3_theory_with(), notes=b3_notes, figure=figures_paper_b.b3_figure))
+                    "ends (KDE loop, reuse), against R4's threshold", _b3_grid, B3Measure(),
+                    B3Theory(), notes=b3_notes, figure=figures_paper_b.b3_figure))
 
 
 # --- B4: KDE densities against P8, and error propagation ---------------------------------
@@ -461,48 +465,63 @@ def _b4_bandwidths(point):
     return bandwidth_schedule(point["h"], point["rule"], training_sizes(plan), point["dim"])
 
 
-def b4_density_measure(key, point, *, model=kde):
-    """Mean KDE density at grid nodes; ``model`` (default ``kde``) swaps in a broken KDE."""
-    plan = _b4_plan(point)
-    spec = TWO_MODES if point["dim"] == 1 else TWO_MODES_2D
-    grid, nodes = _b4_nodes(point)
-    moments = sims.run(key, model(point["h"], point["rule"], point["dim"]), _mixture(spec), plan,
-                       density_metric(grid), replicas=point["replicas"],
-                       batch_size=min(point["replicas"], 512),
-                       real_sampler=gaussian_mixture_sampler, reduce=True)
-    mean = np.asarray(moments.mean["density"]).reshape(plan.generations, -1)
-    se = np.asarray(moments.se["density"]).reshape(plan.generations, -1)
-    keep = _b4_mask(point)
-    out = {}
-    for i in range(plan.generations):
-        out[f"E p_hat_{i}(x)"] = Measured(np.nonzero(keep)[0], mean[i][keep], se[i][keep],
-                                          moments.count, "grid node")
-    return out
+@dataclasses.dataclass(frozen=True)
+class B4DensityMeasure:
+    """Mean KDE density at grid nodes. Part: ``model``, the KDE factory
+    ``(h, rule, dim) -> GenerativeModel`` (a broken KDE is a negative control)."""
+
+    model: Callable = kde
+
+    def __call__(self, key, point):
+        model = self.model
+        plan = _b4_plan(point)
+        spec = TWO_MODES if point["dim"] == 1 else TWO_MODES_2D
+        grid, nodes = _b4_nodes(point)
+        moments = sims.run(key, model(point["h"], point["rule"], point["dim"]), _mixture(spec), plan,
+                           density_metric(grid), replicas=point["replicas"],
+                           batch_size=min(point["replicas"], 512),
+                           real_sampler=gaussian_mixture_sampler, reduce=True)
+        mean = np.asarray(moments.mean["density"]).reshape(plan.generations, -1)
+        se = np.asarray(moments.se["density"]).reshape(plan.generations, -1)
+        keep = _b4_mask(point)
+        out = {}
+        for i in range(plan.generations):
+            out[f"E p_hat_{i}(x)"] = Measured(np.nonzero(keep)[0], mean[i][keep], se[i][keep],
+                                              moments.count, "grid node")
+        return out
 
 
-def b4_density_theory(point, *, drop_factor=False, scale=1.0):
-    """P8 (any lam/h schedule) at the grid nodes; ``drop_factor`` and ``scale`` are negative controls."""
-    plan = _b4_plan(point)
-    lam = plan.real_proportion()
-    h = _b4_bandwidths(point)
-    spec = TWO_MODES if point["dim"] == 1 else TWO_MODES_2D
-    _, nodes = _b4_nodes(point)
-    density = kde_bounds.expected_density if point["dim"] == 1 else kde_bounds.expected_density_2d
-    out = {}
-    for i in range(plan.generations):
-        lam_i = lam[: i + 1].copy()
-        if drop_factor and i >= 1:
-            lam_i[1:] = np.minimum(1.0, lam_i[1:] * 1.5)  # wrong mixing weights
-        value = density(nodes, np.asarray(spec["loc"]), np.asarray(spec["weight"]),
-                        np.asarray(spec["scale"]), lam_i, h[: i + 1])
-        out[f"E p_hat_{i}(x)"] = Theory("exact", scale * np.asarray(value)[_b4_mask(point)],
-                                        "P8 expected density")
-    return out
+@dataclasses.dataclass(frozen=True)
+class B4DensityTheory:
+    """P8 (any lam/h schedule) at the grid nodes. Parts (negative controls when swapped):
+    ``drop_factor`` (wrong mixing weights) and ``scale`` (a factor on the density)."""
+
+    drop_factor: bool = False
+    scale: float = 1.0
+
+    def __call__(self, point):
+        drop_factor, scale = self.drop_factor, self.scale
+        plan = _b4_plan(point)
+        lam = plan.real_proportion()
+        h = _b4_bandwidths(point)
+        spec = TWO_MODES if point["dim"] == 1 else TWO_MODES_2D
+        _, nodes = _b4_nodes(point)
+        density = kde_bounds.expected_density if point["dim"] == 1 else kde_bounds.expected_density_2d
+        out = {}
+        for i in range(plan.generations):
+            lam_i = lam[: i + 1].copy()
+            if drop_factor and i >= 1:
+                lam_i[1:] = np.minimum(1.0, lam_i[1:] * 1.5)  # wrong mixing weights
+            value = density(nodes, np.asarray(spec["loc"]), np.asarray(spec["weight"]),
+                            np.asarray(spec["scale"]), lam_i, h[: i + 1])
+            out[f"E p_hat_{i}(x)"] = Theory("exact", scale * np.asarray(value)[_b4_mask(point)],
+                                            "P8 expected density")
+        return out
 
 
 B4_DENSITY = register(Claim(
     "B4-density", "Mean KDE density after i generations matches P8 on a grid (1-D and 2-D)",
-    _b4_density_grid, b4_density_measure, b4_density_theory,
+    _b4_density_grid, B4DensityMeasure(), B4DensityTheory(),
     figure=figures_paper_b.b4_density_figure))
 
 
@@ -543,9 +562,15 @@ JENSEN = "E TV(G_i,p0) [-grid error] >= TV(E p_hat_i, p0)"
 GROWTH = "E TV(G_last,p0) - E TV(G_0,p0) [-grid errors]"
 
 
-def b4_prop_measure_with(*, model=kde):
-    """B4-propagation measurement; ``model`` (default ``kde``) swaps in a broken KDE."""
-    def measure(key, point):
+@dataclasses.dataclass(frozen=True)
+class B4PropagationMeasure:
+    """B4-propagation measurement. Part: ``model``, the KDE factory ``(h, rule, dim) ->
+    GenerativeModel`` (a broken KDE is a negative control)."""
+
+    model: Callable = kde
+
+    def __call__(self, key, point):
+        model = self.model
         plan = _b4_plan(point)
         grid, spec = _b4_prop_grid_and_truth(point)
         truth = _mixture(spec)
@@ -569,7 +594,6 @@ def b4_prop_measure_with(*, model=kde):
             GROWTH: Measured(i[-1:], np.atleast_1d(g_mean), np.atleast_1d(g_se), R, GEN),
             "E TV(G_i,p0) - E TV(G_0,p0)": Measured(i, ex_mean, ex_se, R, GEN),
             "grid error budget": Measured(i, err_mean, err_se, R, GEN)}, None)
-    return measure
 
 
 def jensen_lower_bound(point, lam_override=None):
@@ -599,9 +623,9 @@ def jensen_lower_bound(point, lam_override=None):
     return np.asarray(out)
 
 
-def b4_prop_theory_with(*, excess_scale=1.0, drop_factor=False, lower_scale=1.0,
-                        lam_override=None):
-    """B4-propagation theory; the keywords are negative controls.
+@dataclasses.dataclass(frozen=True)
+class B4PropagationTheory:
+    """B4-propagation theory; its parts, swapped, are negative controls.
 
     * exact: ``E int |x|^2 p_hat_i - int |x|^2 p_hat_0 = d h^2 (F(lam, i) - 1)``,
       ``F`` the bias amplification factor (P8): linear at ``lam = 0``, saturating
@@ -612,8 +636,16 @@ def b4_prop_theory_with(*, excess_scale=1.0, drop_factor=False, lower_scale=1.0,
     * exceeds: at ``lam = 0`` TV grows from ``G_0`` to the last generation (reported
       for ``lam > 0``).
     """
-    def theory(point, inputs):
+
+    excess_scale: float = 1.0
+    drop_factor: bool = False
+    lower_scale: float = 1.0
+    lam_override: float | None = None
+
+    def __call__(self, point, inputs):
         del inputs
+        excess_scale, drop_factor = self.excess_scale, self.drop_factor
+        lower_scale, lam_override = self.lower_scale, self.lam_override
         i = np.arange(point["generations"])
         lam, h, d = point["lam"], point["h"], point["dim"]
         factor = np.asarray(kde_bounds.bias_amplification_factor(
@@ -628,7 +660,6 @@ def b4_prop_theory_with(*, excess_scale=1.0, drop_factor=False, lower_scale=1.0,
                            "0 (errors propagate)"),
             "grid error budget": Theory("numerical", np.full(len(i), GRID_TOLERANCE), "tolerance"),
         }
-    return theory
 
 
 def b4_prop_notes(point, measured, theory):
@@ -662,5 +693,5 @@ def b4_prop_notes(point, measured, theory):
 B4_PROPAGATION = register(Claim(
     "B4-propagation", "KDE error propagation: excess second moment follows P8's bias amplification "
     "(linear at lam=0, saturating at 1/lam); E TV >= TV(E p_hat_i, p0) (Jensen, P8); TV grows "
-    "at lam=0", _b4_prop_grid, b4_prop_measure_with(), b4_prop_theory_with(),
+    "at lam=0", _b4_prop_grid, B4PropagationMeasure(), B4PropagationTheory(),
     notes=lambda point, measured, theory, inputs: b4_prop_notes(point, measured, theory)))

@@ -6,7 +6,9 @@ number of fits ``g = i + 1`` for P1-P7 and the generation ``i`` for P8.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -78,21 +80,27 @@ def _p1_measure(key, point):
     return _measure_chain(key, point, unbiased=False, with_sd=False)
 
 
-def p1_theory(point, *, exponent_offset=0):
+@dataclasses.dataclass(frozen=True)
+class P1Theory:
     """P1; ``exponent_offset`` perturbs the exponent (a negative control)."""
-    g = _fits(point["generations"])
-    tame = g <= peers.moment_ratio_horizon(point["M"])
-    var = peers.mle_variance_chain(g[tame] + exponent_offset, point["M"], point["sigma0_sq"])
-    log_var = peers.mle_log_variance_chain(g, point["M"], point["sigma0_sq"])
-    if point.get("d", 1) > 1:  # the log of the mean diagonal is not the mean log: report only
-        return {"E[sigma^2]": Theory("exact", var, "((M-1)/M)^g sigma0^2")}
-    return {"E[sigma^2]": Theory("exact", var, "((M-1)/M)^g sigma0^2"),
-            "E[log sigma^2]": Theory("exact", log_var, "log sigma0^2 + g E log(chi2_{M-1}/M)")}
+
+    exponent_offset: int = 0
+
+    def __call__(self, point):
+        exponent_offset = self.exponent_offset
+        g = _fits(point["generations"])
+        tame = g <= peers.moment_ratio_horizon(point["M"])
+        var = peers.mle_variance_chain(g[tame] + exponent_offset, point["M"], point["sigma0_sq"])
+        log_var = peers.mle_log_variance_chain(g, point["M"], point["sigma0_sq"])
+        if point.get("d", 1) > 1:  # the log of the mean diagonal is not the mean log: report only
+            return {"E[sigma^2]": Theory("exact", var, "((M-1)/M)^g sigma0^2")}
+        return {"E[sigma^2]": Theory("exact", var, "((M-1)/M)^g sigma0^2"),
+                "E[log sigma^2]": Theory("exact", log_var, "log sigma0^2 + g E log(chi2_{M-1}/M)")}
 
 
 P1 = register(Claim(
     "P1", "Gaussian, MLE variance, fully synthetic: E sigma_g^2 = ((M-1)/M)^g sigma0^2",
-    _p1_grid, _p1_measure, p1_theory))
+    _p1_grid, _p1_measure, P1Theory()))
 
 
 def _p2_grid(mode):
@@ -217,25 +225,37 @@ def _p5_grid(mode):
     return points
 
 
-def p5_measure(key, point, *, noise_bias=0.0):
+@dataclasses.dataclass(frozen=True)
+class P5Measure:
     """P5 measurement; ``noise_bias`` biases the synthetic noise (a broken assumption)."""
-    moments = _ols_fixed_run(key, point, "accumulate", noise_bias)
-    err = measured(moments, "err", _fits(point["generations"]), x_label=FITS)
-    return {"E||w_g - w*||^2": err, "E||w_g - w*||^2 vs bound": err}
+
+    noise_bias: float = 0.0
+
+    def __call__(self, key, point):
+        noise_bias = self.noise_bias
+        moments = _ols_fixed_run(key, point, "accumulate", noise_bias)
+        err = measured(moments, "err", _fits(point["generations"]), x_label=FITS)
+        return {"E||w_g - w*||^2": err, "E||w_g - w*||^2 vs bound": err}
 
 
-def p5_theory(point, *, constant=peers.PI_SQUARED_OVER_6):
+@dataclasses.dataclass(frozen=True)
+class P5Theory:
     """P5's exact value and upper bound; ``constant`` perturbs the bound (a negative control)."""
-    g, tr = _fits(point["generations"]), _trace_inv_gram(point)
-    bound = peers.ols_accumulate_bound(point["sigma"], tr, constant)
-    return {"E||w_g - w*||^2": Theory("exact", peers.ols_accumulate_error(g, point["sigma"], tr),
-                                      "sigma^2 tr((X^T X)^-1) sum_k 1/k^2"),
-            "E||w_g - w*||^2 vs bound": Theory("upper", np.full(len(g), float(bound)),
-                                               f"{constant:.4g} sigma^2 tr((X^T X)^-1)")}
+
+    constant: float = peers.PI_SQUARED_OVER_6
+
+    def __call__(self, point):
+        constant = self.constant
+        g, tr = _fits(point["generations"]), _trace_inv_gram(point)
+        bound = peers.ols_accumulate_bound(point["sigma"], tr, constant)
+        return {"E||w_g - w*||^2": Theory("exact", peers.ols_accumulate_error(g, point["sigma"], tr),
+                                          "sigma^2 tr((X^T X)^-1) sum_k 1/k^2"),
+                "E||w_g - w*||^2 vs bound": Theory("upper", np.full(len(g), float(bound)),
+                                                   f"{constant:.4g} sigma^2 tr((X^T X)^-1)")}
 
 
 P5 = register(Claim("P5", "OLS, fixed design, accumulate: error sum 1/k^2, bounded by pi^2/6",
-                    _p5_grid, p5_measure, p5_theory))
+                    _p5_grid, P5Measure(), P5Theory()))
 
 
 @functools.lru_cache(maxsize=None)
@@ -369,38 +389,51 @@ def _p8_plan(point):
                           generations=point["generations"])
 
 
-def p8_measure(key, point, *, model=kde):
+@dataclasses.dataclass(frozen=True)
+class P8Measure:
     """``E int x^2 p_hat_i``; ``model`` (default ``kde``) swaps in a broken KDE (negative controls)."""
-    plan = _p8_plan(point)
-    moments = sims.run(key, model(point["h"]), _mixture(TWO_MODES), plan, second_moment_metric,
-                       replicas=point["replicas"], batch_size=_batch(point["replicas"]),
-                       reduce=True)
-    return {"E int x^2 p_hat_i": measured(moments, "m2", np.arange(point["generations"]))}
+
+    model: Callable = kde
+
+    def __call__(self, key, point):
+        model = self.model
+        plan = _p8_plan(point)
+        moments = sims.run(key, model(point["h"]), _mixture(TWO_MODES), plan, second_moment_metric,
+                           replicas=point["replicas"], batch_size=_batch(point["replicas"]),
+                           reduce=True)
+        return {"E int x^2 p_hat_i": measured(moments, "m2", np.arange(point["generations"]))}
 
 
-def p8_theory(point, *, drop_factor=False, excess_scale=1.0):
+@dataclasses.dataclass(frozen=True)
+class P8Theory:
     """P8 (constant ``lam``) and its ``accumulate`` form; both exact.
 
     Negative controls: ``drop_factor`` loses one factor of the excess (constant
     ``lam``: ``(1-lam)^(i+1) -> (1-lam)^i``; accumulate: the last term of ``H_i``),
     ``excess_scale`` multiplies the excess ``h^2 F`` (e.g. 0.95 or 1.05).
     """
-    i = np.arange(point["generations"])
-    h, m2 = point["h"], _mixture_second_moment(TWO_MODES)
-    if point["scheme"] == "accumulate":
-        m = np.asarray(_p8_plan(point).m, float)
-        excess = np.asarray(peers.kde_accumulate_excess_variance(point["n"], m, h))
-        if drop_factor:  # H_i -> H_{i-1}: one generation's kernel forgotten
-            excess = excess - np.r_[0.0, h ** 2 * m / (point["n"] + np.cumsum(m))]
-        label = "m2(p0) + h^2 (1 + sum_{k<i} m_k/N_{k+1}) (accumulate)"
-    else:
-        lam = point["lam"]
-        excess = np.asarray(peers.kde_excess_variance(i, lam, h))
-        if drop_factor:  # h^2 (1 - (1-lam)^i) / lam: the (i+1)-th power lost one factor
-            excess = excess - h ** 2 * (1 - lam) ** i
-        label = "m2(p0) + h^2 (1-(1-lam)^(i+1))/lam"
-    return {"E int x^2 p_hat_i": Theory("exact", m2 + excess_scale * excess, label)}
+
+    drop_factor: bool = False
+    excess_scale: float = 1.0
+
+    def __call__(self, point):
+        drop_factor, excess_scale = self.drop_factor, self.excess_scale
+        i = np.arange(point["generations"])
+        h, m2 = point["h"], _mixture_second_moment(TWO_MODES)
+        if point["scheme"] == "accumulate":
+            m = np.asarray(_p8_plan(point).m, float)
+            excess = np.asarray(peers.kde_accumulate_excess_variance(point["n"], m, h))
+            if drop_factor:  # H_i -> H_{i-1}: one generation's kernel forgotten
+                excess = excess - np.r_[0.0, h ** 2 * m / (point["n"] + np.cumsum(m))]
+            label = "m2(p0) + h^2 (1 + sum_{k<i} m_k/N_{k+1}) (accumulate)"
+        else:
+            lam = point["lam"]
+            excess = np.asarray(peers.kde_excess_variance(i, lam, h))
+            if drop_factor:  # h^2 (1 - (1-lam)^i) / lam: the (i+1)-th power lost one factor
+                excess = excess - h ** 2 * (1 - lam) ** i
+            label = "m2(p0) + h^2 (1-(1-lam)^(i+1))/lam"
+        return {"E int x^2 p_hat_i": Theory("exact", m2 + excess_scale * excess, label)}
 
 
 P8 = register(Claim("P8", "Gaussian KDE, constant lam and accumulate: second moment of E p_hat_i "
-                    "(P8)", _p8_grid, p8_measure, p8_theory))
+                    "(P8)", _p8_grid, P8Measure(), P8Theory()))
