@@ -77,6 +77,12 @@ class Moments(NamedTuple):
     mean: Any
     m2: Any
 
+    @classmethod
+    def of(cls, trajectories: Any) -> "Moments":
+        """The moments of stacked trajectories (leading replica axis): what
+        ``run(..., reduce=True)`` returns for the same replicas."""
+        return _merge(None, trajectories)
+
     @property
     def variance(self) -> Any:
         return jax.tree.map(lambda m2: m2 / max(self.count - 1, 1), self.m2)

@@ -31,7 +31,7 @@ def recording(key, fn, static, truth, *, replicas, batch_size=256, reduce=False,
     out = _driver(key, fn, static, truth, replicas=min(replicas, REPLICAS),
                   batch_size=min(batch_size, 4), reduce=False, **kw)
     _calls.append(out)
-    return loop._merge(None, out) if reduce else out
+    return loop.Moments.of(out) if reduce else out
 
 for module in (loop, coupled, sweeps):
     module.run_replicas = recording

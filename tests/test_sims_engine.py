@@ -229,3 +229,15 @@ def test_coupled_loops_share_a_compilation_across_m_too():
     assert loop.compile_count() == before
     np.testing.assert_array_equal(runs[1], runs[2])
     assert not np.array_equal(runs[0][:, 1:], runs[1][:, 1:])
+
+
+def test_moments_of_trajectories_are_what_the_reducing_driver_returns():
+    plan = sims.make_plan("fresh", n=10, m=7, generations=4)
+    args = (jax.random.key(5), gaussian(1, True), TRUTH, plan, mean_var_metric)
+    reduced = sims.run(*args, replicas=21, batch_size=8, reduce=True)
+    stacked = sims.run(*args, replicas=21, batch_size=8)
+    of = loop.Moments.of(stacked)
+    assert of.count == reduced.count == 21
+    for q in reduced.mean:
+        np.testing.assert_allclose(of.mean[q], reduced.mean[q], rtol=1e-12)
+        np.testing.assert_allclose(of.se[q], reduced.se[q], rtol=1e-10)
