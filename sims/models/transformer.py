@@ -634,8 +634,9 @@ def run_calibration(key: jax.Array, spec: TransformerSpec, lams, replicas: int, 
     _check(spec, lams, 1, replicas)
     size = capacity(spec, lams)
     return run_replicas(key, lambda k, t: calibration(k, spec, t, size),
-                        ("transformer-calibration", spec, size), jnp.asarray(lams, jnp.float64), replicas=replicas,
-                        batch_size=_chunk(replicas, batch_size, devices), devices=devices, description="A4 calibration")
+                        ("transformer-calibration", spec, size), jnp.asarray(lams, jnp.float64),
+                        replicas=replicas, batch_size=_chunk(replicas, batch_size, devices),
+                        devices=devices, description="A4 calibration")
 
 
 def run_loop(key: jax.Array, spec: TransformerSpec, lam: float, generations: int,

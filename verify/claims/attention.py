@@ -279,7 +279,8 @@ def notes(point, meas, theory):
     tame = la.tame_generations(gamma, lam, d, m, point["generations"])
     slope = meas[LOOP_SLOPE]
     return [f"A2 gamma={gamma} lam={lam:.3g}: late slope of log|w_i - w|^2 (i >= "
-            f"{point['generations'] // 2}) = {slope.mean[0]:+.4f} ± {slope.se[0]:.2g} per generation "
+            f"{point['generations'] // 2}) = {slope.mean[0]:+.4f} ± {slope.se[0]:.2g} per "
+            "generation "
             f"vs {float(theory[LOOP_SLOPE].value):+.4f} ({theory[LOOP_SLOPE].kind}); "
             f"E|Au|^2 = {f.mean[0]:.4f} ± {f.se[0]:.2g} "
             f"(exact {float(la.contraction_factor(gamma, lam, d, m)):.4f}), Lyapunov = "

@@ -177,6 +177,11 @@ class Measure:
         return summarise(out, cal, point)
 
 
+def best_linear_attention_risk(N, d, sigma) -> float:
+    """``icl_risk(gamma*)``: the test error of the best linear-attention layer."""
+    return float(icl_risk(gamma_star(N, d, sigma), N, d, sigma))
+
+
 @dataclasses.dataclass(frozen=True)
 class A4Theory:
     """A4's predictions; fields are swappable parts (negative controls).
@@ -187,11 +192,11 @@ class A4Theory:
     """
 
     bound_scale: float = 1.0
-    reference: Callable = lambda N, d, s: float(icl_risk(gamma_star(N, d, s), N, d, s))  # noqa: E731
+    reference: Callable = None  # default: best_linear_attention_risk
 
     def __call__(self, point, context):
         spec = spec_of(point)
-        best = self.reference(spec.context, spec.dim, spec.noise)
+        best = (self.reference or best_linear_attention_risk)(spec.context, spec.dim, spec.noise)
         out = {QUALITY: Theory("upper", best, "icl_risk(gamma*): best linear attention"),
                LSA: Theory("exact", float(icl_risk(gamma_star(spec.context, spec.dim, spec.noise),
                                                    spec.context, spec.dim, spec.noise)),
@@ -205,8 +210,9 @@ class A4Theory:
             out[per_lam("effective gamma", lam)] = Theory(
                 "report", np.full(point["generations"], g_star), "gamma*")
         tested = point["replicas"] >= EFFECT_REPLICAS
-        effect = lambda label: Theory("exceeds" if tested else "report", 0.0, label + (  # noqa: E731
-            "" if tested else f" (not tested below {EFFECT_REPLICAS} replicas)"))
+        untested = "" if tested else f" (not tested below {EFFECT_REPLICAS} replicas)"
+        effect = lambda label: Theory(  # noqa: E731
+            "exceeds" if tested else "report", 0.0, label + untested)
         if 0.0 in point["lams"] and point["generations"] >= 3:
             out[GROWS] = effect("0 (collapse: the excess risk grows)")
             for lam in point["lams"]:
@@ -247,7 +253,7 @@ def _a4_notes(point, measured, theory, context):
 
 
 def a4_figure(record):
-    """Errors with both controls, D_i against R1, effective gamma: ``verify.figures_transformer``."""
+    """Errors and controls, D_i against R1, effective gamma (``verify.figures_transformer``)."""
     from verify import figures_transformer
 
     return figures_transformer.a4_figure(record)
