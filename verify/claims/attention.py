@@ -182,7 +182,8 @@ class Measure:
         factor, factor_se = _pooled(moments, "ratio")
         lyap, lyap_se = _pooled(moments, "log_ratio")
         reps = moments.count
-        slope = stats.per_replica_slope(np.asarray(runs["log_error"], np.float64), gens // 2)
+        slope = stats.per_replica_slope(np.asarray(runs["log_error"], np.float64),
+                                        la.late_window_start(gens))
         out = {ERROR: measured(moments, "error", i, select=tame),
                LOG_ERROR: measured(moments, "log_error", i),
                LOOP_SLOPE: _scalar(gamma, slope.mean(), slope.std(ddof=1) / np.sqrt(reps), reps),
@@ -279,7 +280,7 @@ def notes(point, meas, theory):
     tame = la.tame_generations(gamma, lam, d, m, point["generations"])
     slope = meas[LOOP_SLOPE]
     return [f"A2 gamma={gamma} lam={lam:.3g}: late slope of log|w_i - w|^2 (i >= "
-            f"{point['generations'] // 2}) = {slope.mean[0]:+.4f} ± {slope.se[0]:.2g} per "
+            f"{la.late_window_start(point['generations'])}) = {slope.mean[0]:+.4f} ± {slope.se[0]:.2g} per "
             "generation "
             f"vs {float(theory[LOOP_SLOPE].value):+.4f} ({theory[LOOP_SLOPE].kind}); "
             f"E|Au|^2 = {f.mean[0]:.4f} ± {f.se[0]:.2g} "
