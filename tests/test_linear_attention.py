@@ -15,7 +15,7 @@ from bounds import stability as st
 from bounds.models import linear_attention as la
 from sims.coupled import run_coupled
 from sims.models import ICLData, LinearAttention, icl_real_sampler, icl_task, linear_attention
-from verify.claim import evaluate
+from verify.claim import control, evaluate
 from verify.claims import attention
 
 Z = 4.5  # |z| limit for a handful of simultaneous exact checks
@@ -252,24 +252,28 @@ def _star_off(N, d, sigma):
     return 1.05 * la.gamma_star(N, d, sigma)
 
 
-def _noisier_simulator(key, point):  # the loop's synthetic noise is 2 tau, the theory's tau
-    return attention.measure(key, dict(point, tau=2 * point["tau"]))
+def _noisier_model(d, tau):  # the loop's synthetic noise is 2 tau, the theory's tau
+    return linear_attention(d, 2 * tau)
+
+
+def _wrong_lyapunov(gamma, lam, d, m):  # (1-lam)^2 in place of (1-lam): a.s. rate off by log(1-lam)
+    return la.lyapunov_exponent(gamma, lam, d, m) + np.log(1 - lam)
 
 
 @functools.lru_cache(maxsize=None)
 def _run(variant=None):
     claim = attention.A2
     if variant == "one-minus-lam":
-        claim = dataclasses.replace(
-            claim, theory=attention.make_theory(contraction=_wrong_contraction))
+        claim = control(claim, contraction=_wrong_contraction)
     elif variant == "no-trace-term":
-        claim = dataclasses.replace(claim, theory=attention.make_theory(
-            loop_moments=_moments_without_trace_term))
-    elif variant == "gamma-star-off":  # only the gamma* cell
+        claim = control(claim, loop_moments=_moments_without_trace_term)
+    elif variant == "wrong-lyapunov":
+        claim = control(claim, lyapunov=_wrong_lyapunov)
+    elif variant == "gamma-star-off":  # only the gamma* cell, placed at a wrong gamma*
         claim = dataclasses.replace(
             claim, grid=lambda mode: attention.make_grid(_star_off)(mode)[:1])
     elif variant == "noisier-simulator":  # only the gamma* cell (the noise shows most there)
-        claim = dataclasses.replace(claim, measure=_noisier_simulator,
+        claim = dataclasses.replace(control(claim, model=_noisier_model),
                                     grid=lambda mode: attention.make_grid()(mode)[:1])
     return evaluate(claim, "quick", seed=0)
 
@@ -311,6 +315,35 @@ def test_simulator_with_wrong_noise_fails():
     record = _run("noisier-simulator")
     assert record["status"] == "fail"
     assert attention.ERROR in _rejected(record)
+
+
+def test_loop_rows_test_the_almost_sure_rate():
+    """Item 7 of issue 17: E log|w_i - w|^2's late slope is tested in every cell in the a.s.
+    regime (0 where lambda < 0, 2 lambda where lambda > 0), reported near the boundary."""
+    rows = [r for r in _run()["rows"] if r["quantity"] == attention.LOOP_SLOPE]
+    assert len(rows) == 4
+    kinds = {r["x"]: r["kind"] for r in rows}
+    assert kinds[1.0] == "report" and kinds[1.2] == "exact" and kinds[1.3] == "exact"
+    growing = next(r for r in rows if r["x"] == 1.2)
+    assert growing["theory"] > 0.3 and not growing["reject"]
+
+
+def test_wrong_lyapunov_fails_the_loop_row():
+    record = _run("wrong-lyapunov")
+    assert record["status"] == "fail"
+    assert attention.LOOP_SLOPE in _rejected(record)
+
+
+def test_almost_sure_regime_rule():
+    assert la.almost_sure_regime(1.2, 0.1, 5, 9, 21)
+    assert not la.almost_sure_regime(1.0, 0.1, 5, 9, 21)  # |lambda| = 0.019: transient
+    assert la.almost_sure_regime(1.0, 0.1, 5, 9, 10 ** 5)  # ... unless G is huge
+    # the sd bound holds: a Monte Carlo sd of log|Au| is below it
+    rng = np.random.default_rng(0)
+    S, T = rng.chisquare(9, 200_000), rng.chisquare(4, 200_000)
+    assert np.std(0.5 * np.log(S) + 0.5 * np.log(S + T)) <= la.log_increment_sd_bound(5, 9)
+    with pytest.raises(ValueError, match="d"):
+        la.log_increment_sd_bound(0, 9)
 
 
 def test_figure_draws_from_the_record():

@@ -1,10 +1,10 @@
 """Figure of claim A4 (trained softmax transformer), drawn from its saved result record only.
 
-(a) In-context test error per ``lam`` with the ICL risk (``icl_risk``) at the fitted gamma
-(reported, dash-dot);
-(b) the effective gamma of a probe fit against gamma* (reported, dash-dot); (c) where the run has
-coupled points, the coupled twins' distance against linear attention's (reported, dash-dot).
-Styles: ``verify.figures``.
+(a) Test error on fresh real prompts per ``lam`` (solid), beside the "real only" control
+(``G_0``: the ``n`` real prompts; dotted, markers ``s``) and the "all real" control (``n + m``
+real prompts; markers ``^``), with ``icl_risk(gamma*)`` and the Bayes risk as levels;
+(b) the distance to the Bayes predictor ``D_i`` against the R1 bound (dashed; its constants
+from separate runs); (c) the effective gamma against gamma*. Styles: ``verify.figures``.
 """
 from __future__ import annotations
 
@@ -18,39 +18,51 @@ from verify.figures import (  # noqa: E402
 
 __all__ = ["a4_figure"]
 
-PANELS = (("test error", "in-context test error (fresh real prompts)"),
-          ("effective gamma", r"effective $\gamma$ (probe fit) vs. $\gamma^*$"),
-          ("coupled distance", r"coupled twins: $\mathrm{mean}_P\,(f_i - f'_i)^2$ vs. LSA"))
-
 
 def a4_figure(record):
-    from verify.claims.transformer import GEN, per_lam
+    from verify.claims.transformer import BAYES, QUALITY, distance_row, per_lam
 
-    curves = [(index, lam, point.get("coupled")) for index, point in enumerate(record["points"])
-              for lam in point["lams"]]
-    # a panel only where the record has rows for it (quick runs have no coupled points)
-    panels = [(q, t) for q, t in PANELS
-              if any(rows_of(record, index, per_lam(q, lam)) for index, lam, _ in curves)]
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(3.8 * max(1, len(panels)), 3.5),
-                             squeeze=False)
+    fig, axes = plt.subplots(1, 3, figsize=(11.4, 3.6), squeeze=False)
     axes = list(axes.flat)
     key = StyleKey()
-    for n, (ax, (quantity, title)) in enumerate(zip(axes, panels)):
-        for number, (index, lam, coupled) in enumerate(curves):
-            rows = rows_of(record, index, per_lam(quantity, lam))
-            if not rows:
-                continue
-            label = rf"$\lambda = {lam:g}$" + (" (coupled)" if coupled else "")
-            x, mean, se, theory = series(rows)
-            key.measured(ax, x, mean, se, colour(number), label)
-            key.theory(ax, x, theory, rows[0]["kind"], colour(number))
-        if quantity == "coupled distance":
-            ax.set_yscale("log")
-        ax.set_title(f"({chr(ord('a') + n)}) {title}")
-        ax.set_xlabel("generation $i$" if GEN == "generation i" else GEN)
-    references = {"test error": r"ICL risk at the fitted $\gamma$",
-                  "effective gamma": r"$\gamma^*$", "coupled distance": "linear attention"}
-    suptitle(fig, record, "dash-dot (reported, not tested): " + "; ".join(
-        f"({chr(ord('a') + n)}) {references[q]}" for n, (q, _) in enumerate(panels)))
+    for index, point in enumerate(record["points"]):
+        for number, lam in enumerate(point["lams"]):
+            c = colour(number)
+            label = rf"$\lambda = {lam:g}$"
+            rows = rows_of(record, index, per_lam("test error", lam))
+            if rows:
+                x, mean, se, _ = series(rows)
+                key.measured(axes[0], x, mean, se, c, label)
+            for quantity, marker in (("all-real control test error", "^"),
+                                     ("real-only control test error", "s")):
+                rows = rows_of(record, index, per_lam(quantity, lam))
+                if rows and (quantity.startswith("all") or number == 0):
+                    x, mean, se, _ = series(rows)
+                    key.measured(axes[0], x, mean, se, c if quantity.startswith("all") else "k",
+                                 ("all real" if quantity.startswith("all") else "real only")
+                                 + (f" ({label})" if quantity.startswith("all") else ""),
+                                 marker=marker, band=False)
+            rows = rows_of(record, index, distance_row(lam))
+            if rows:
+                key.rows(axes[1], rows, c, label)
+            rows = rows_of(record, index, per_lam("effective gamma", lam))
+            if rows:
+                x, mean, se, theory = series(rows)
+                key.measured(axes[2], x, mean, se, c, label)
+                if number == 0:
+                    key.theory(axes[2], x, theory, "report", "k", r"$\gamma^*$")
+        for quantity, name in ((QUALITY, r"icl_risk$(\gamma^*)$"), (BAYES, "Bayes risk")):
+            rows = rows_of(record, index, quantity)
+            if rows and quantity == QUALITY:
+                key.theory(axes[0], [0], [rows[0]["theory"]], "report", "grey", name)
+            elif rows:
+                axes[0].axhline(rows[0]["measured"], color="grey", ls=":", lw=1, label=name)
+    titles = ("test error (fresh real prompts) and controls",
+              r"$D_i = \|f_i - f_B\|$ vs. R1 (dashed)", r"effective $\gamma$ vs. $\gamma^*$")
+    for n, (ax, title) in enumerate(zip(axes, titles)):
+        ax.set_title(f"({chr(ord('a') + n)}) {title}", fontsize=9)
+        ax.set_xlabel("generation $i$")
+    suptitle(fig, record, "real only = G_0 on the n real prompts; all real = n + m real prompts, "
+             "same keys; R1's constants from separately keyed runs")
     figure_legend(fig, axes, key)
     return fig

@@ -41,6 +41,9 @@ __all__ = [
     "lyapunov_exponent",
     "almost_sure_boundary",
     "tame_generations",
+    "log_increment_sd_bound",
+    "almost_sure_regime",
+    "late_window_start",
     "recursive_stability_constant",
     "recursive_stability_scale",
 ]
@@ -435,6 +438,51 @@ def tame_generations(gamma: ArrayLike, lam: float, d: int, m: int, generations: 
     growth = max(fourth, 1.0) / max(second, 1.0) ** 2
     i = np.arange(int(generations))
     return i * math.log(growth) <= math.log(limit) + 1e-12
+
+
+def log_increment_sd_bound(d: int, m: int) -> float:
+    """Upper bound on the standard deviation of one increment ``log |A u|``.
+
+    ``log |A u| = const + ½ log S + ½ log(S + T)`` (``S ~ chi2_m``, ``T ~ chi2_{d-1}``), and
+    ``Var log chi2_k = psi'(k/2)``; the standard deviation of a sum is at most the sum of the
+    standard deviations, so ``sd <= ½[sqrt(psi'(m/2)) + sqrt(psi'((m+d-1)/2))]``.
+
+    Claim A2. Kind: upper. Proof: LA s.7.
+    """
+    from scipy.special import polygamma
+
+    d = check_integer_at_least("d", d, 1)
+    m = check_integer_at_least("m", m, 1)
+    return float(0.5 * (np.sqrt(polygamma(1, m / 2.0)) + np.sqrt(polygamma(1, (m + d - 1) / 2.0))))
+
+
+def late_window_start(generations: int) -> int:
+    """First generation of the loop rows' late window: the last third, ``2G // 3``.
+
+    Where ``lambda > 0`` the additive term's share of ``log |w_i - w|`` decays like
+    ``exp(-lambda i)`` and biases the slope upwards (default grid, window ``i >= G/2``:
+    ``+0.011 ± 0.0025`` at ``gamma = 2.2, lam = 0.5``); the last third halves the transient.
+    """
+    return max(2 * int(generations) // 3, 1)
+
+
+def almost_sure_regime(gamma: float, lam: float, d: int, m: int, generations: int) -> bool:
+    """Whether ``generations`` reach the almost-sure regime that the loop rows test.
+
+    ``log |A_i ... A_1 u|`` is a random walk with drift ``lambda`` and increments of standard
+    deviation at most ``s = log_increment_sd_bound``. The late window starts at
+    ``k = late_window_start(G)``;
+    the rows test the a.s. limit (late increments 0 for ``lambda < 0``, ``2 lambda`` per
+    generation of ``log |w_i - w|^2`` for ``lambda > 0``) only where by then the drift has
+    outgrown the walk's spread, ``|lambda| k >= s sqrt(k)``. Near the boundary (e.g.
+    ``gamma = 1, lam = 0.1``: ``|lambda| = 0.019``, about 600 generations) the loop is still in
+    its transient and the row is reported, not tested.
+
+    Claim A2. Kind: a decision rule, not a bound. Rationale: LA s.7.
+    """
+    k = late_window_start(generations)
+    rate = abs(float(lyapunov_exponent(gamma, lam, d, m)))
+    return rate * math.sqrt(k) >= log_increment_sd_bound(d, m)
 
 
 # --------------------------------------------------------------------------- #

@@ -44,11 +44,14 @@ import numpy as np
 import optax
 
 from bounds import validate
+from sims.loop import run_replicas
 
 __all__ = ["TransformerSpec", "Prompts", "TrainInfo", "ICLTransformer", "make_spec",
            "sample_prompts", "replica_data", "ReplicaData", "tokens", "init_params", "predict",
-           "train", "train_replicas", "linear_readout", "fit_gamma", "LoopOutput", "Coupled",
-           "loop_trajectory", "run_loops", "run_loop", "run_coupled"]
+           "train", "train_replicas", "linear_readout", "fit_gamma", "bayes_prediction",
+           "TrainingSet", "draw_batch", "fit", "synthetic_count", "LoopRules",
+           "SECTION1", "Measures", "LoopOutput", "Calibration", "loop_trajectory",
+           "calibration", "run_loops", "run_calibration", "run_loop"]
 
 
 class TransformerSpec(NamedTuple):
@@ -289,188 +292,354 @@ def fit_gamma(predictions: jax.Array, prompts: Prompts) -> tuple[jax.Array, jax.
     return gamma, 1.0 - jnp.sum(resid ** 2, -1) / jnp.sum(predictions ** 2, -1)
 
 
-# --- the self-consuming loop ---------------------------------------------------------------
+class ReplicaData(NamedTuple):
+    """Stored prompt sets of one replica (``train_replicas`` and the benchmark)."""
 
-class LoopOutput(NamedTuple):
-    """Per-generation measurements of one replica (leading axis: generation).
+    train: Prompts
+    test: Prompts
+
+
+def replica_data(key: jax.Array, spec: TransformerSpec) -> ReplicaData:
+    k_train, k_test = jax.random.split(key)
+    return ReplicaData(sample_prompts(k_train, spec, spec.train_prompts),
+                       sample_prompts(k_test, spec, spec.test_prompts))
+
+
+# --- the Bayes predictor --------------------------------------------------------------------
+
+def bayes_prediction(prompts: Prompts, noise: float) -> jax.Array:
+    """The posterior-mean prediction ``x_q . (X^T X + sigma^2 I)^{-1} X^T y`` (float64).
+
+    With ``w ~ N(0, I_d)`` and Gaussian noise the posterior of ``w`` given the context is
+    Gaussian with this mean (ridge at penalty ``sigma^2``): no predictor of ``y_q`` from the
+    prompt has a smaller mean squared error (the Bayes risk, docs/transformer.md §1).
+    """
+    x, y = prompts.x.astype(jnp.float64), prompts.y.astype(jnp.float64)
+    gram = jnp.einsum("...nd,...ne->...de", x, x) + noise ** 2 * jnp.eye(x.shape[-1])
+    w = jnp.linalg.solve(gram, jnp.einsum("...nd,...n->...d", x, y)[..., None])[..., 0]
+    return jnp.einsum("...d,...d->...", w, prompts.query.astype(jnp.float64))
+
+
+# --- training sets of the loop, drawn lazily ---------------------------------------------------
+
+class TrainingSet(NamedTuple):
+    """One generation's training set: ``real_count`` real plus ``extra_count`` extra prompts.
+
+    Prompt ``j < real_count`` is ``real[j]`` (the reused set ``S0``). Prompt
+    ``real_count + k`` is ``extra[k]``: inputs and context from the input law; its query
+    label is ``teacher(extra[k]) + sigma * extra_noise[k]`` when ``synthetic`` (a sample of
+    the teacher's joint law), else its real label (the "all real" control). Only the first
+    ``extra_count`` rows of ``extra`` belong to the set (counts are traced, the arrays have a
+    static capacity). Synthetic labels are computed when a minibatch reaches a prompt: the
+    label of ``extra[k]`` is a fixed function of ``k`` (its noise is drawn once), so this is
+    the same as labelling all ``m`` prompts first, at the cost of the prompts drawn.
+    """
+
+    real: Prompts
+    real_count: jax.Array
+    extra: Prompts
+    extra_noise: jax.Array
+    extra_count: jax.Array
+    teacher: Any
+    synthetic: jax.Array
+
+
+def draw_batch(key: jax.Array, spec: TransformerSpec, data: TrainingSet) -> tuple[Prompts,
+                                                                                 jax.Array]:
+    """A minibatch of ``spec.batch`` prompts drawn uniformly (with replacement) from ``data``,
+    and the query labels the network is trained to output."""
+    size = data.real_count + data.extra_count
+    index = jax.random.randint(key, (spec.batch,), 0, jnp.maximum(size, 1))
+    is_real = index < data.real_count
+    real_rows = jnp.clip(index, 0, data.real.target.shape[0] - 1)
+    extra_rows = jnp.clip(index - data.real_count, 0, data.extra.target.shape[0] - 1)
+    batch = jax.tree.map(lambda a, b: jnp.where(
+        is_real.reshape((-1,) + (1,) * (a.ndim - 1)), a[real_rows], b[extra_rows]),
+        data.real, data.extra)
+    # The teacher labels every slot (a where is cheaper than gathering the synthetic ones);
+    # its output is used for the synthetic prompts only.
+    taught = jax.lax.stop_gradient(predict(data.teacher, spec, batch)) + \
+        spec.noise * data.extra_noise[extra_rows]
+    return batch, jnp.where(is_real | ~data.synthetic, batch.target, taught)
+
+
+def fit(key: jax.Array, spec: TransformerSpec, data: TrainingSet) -> tuple[Any, TrainInfo]:
+    """Train a fresh network (init from ``key``) on ``data`` for ``spec.steps`` Adam steps.
+
+    The loop's learner: a pure function of its key and training set, so two twins with the
+    same key and sets differing in one prompt see the same initialisation and minibatch
+    indices (the coupling of THEORY §4).
+    """
+    init_key, batch_key = jax.random.split(key)
+    params = init_params(init_key, spec)
+    opt = optimizer(spec)
+
+    def loss_fn(p, batch, y):
+        return jnp.mean((predict(p, spec, batch) - y) ** 2)
+
+    def step(carry, t):
+        p, state, finite = carry
+        batch, y = draw_batch(jax.random.fold_in(batch_key, t), spec, data)
+        loss, grads = jax.value_and_grad(loss_fn)(p, batch, y)
+        updates, state = opt.update(grads, state, p)
+        return (optax.apply_updates(p, updates), state, finite & jnp.isfinite(loss)), loss
+
+    (params, _, finite), losses = jax.lax.scan(step, (params, opt.init(params), jnp.asarray(True)),
+                                               jnp.arange(spec.steps))
+    return params, TrainInfo(losses[0], losses[-1], finite)
+
+
+# --- the self-consuming loop (THEORY §1) -----------------------------------------------------
+
+def synthetic_count(spec: TransformerSpec, lam: jax.Array) -> jax.Array:
+    """``m`` for real proportion ``lam`` at ``n = spec.train_prompts`` real prompts:
+    ``round(n (1-lam)/lam)``, and ``n`` at ``lam = 0`` (fully synthetic: ``N = n``)."""
+    n = spec.train_prompts
+    safe = jnp.where(lam > 0, lam, 1.0)
+    return jnp.where(lam > 0, jnp.round(n * (1.0 - lam) / safe), n).astype(jnp.int32)
+
+
+def latest_teacher(first: Any, previous: Any) -> Any:
+    """§1: generation ``i`` learns from ``G_{i-1}``."""
+    del first
+    return previous
+
+
+def keep_real(spec: TransformerSpec, lam: jax.Array) -> jax.Array:
+    """§1: the ``n`` real prompts stay in every generation's set (none at ``lam = 0``)."""
+    return jnp.where(lam > 0, spec.train_prompts, 0).astype(jnp.int32)
+
+
+class LoopRules(NamedTuple):
+    """How a generation's training set is formed (the loop of THEORY §1 is ``SECTION1``).
 
     Attributes:
-      test_error: MSE on the replica's fresh real test prompts (targets with noise).
-      gamma: effective ``gamma`` fitted on the probe prompts.
-      linearity: ``R^2`` of that fit.
-      probe_predictions: the network's predictions on the probe prompts.
-      lsa_gamma: ``gamma`` of a one-parameter linear-attention model trained by least squares
-        in the *same* loop (same prompts, same synthetic-label noise): the architecture
-        counterpart.
-      lsa_test_error: that model's test error.
-      train_loss: final minibatch loss.
+      teacher: ``(G_0 params, G_{i-1} params) -> params`` that label the synthetic prompts.
+      real_count: ``(spec, lam) -> int`` real prompts of ``S0`` in generation ``i >= 1``'s set.
+    """
+
+    teacher: Any = latest_teacher
+    real_count: Any = keep_real
+
+
+SECTION1 = LoopRules()
+
+
+class Measures(NamedTuple):
+    """What is measured of one fitted network on the replica's fresh real test prompts.
+
+    Attributes:
+      test_error: MSE against the real (noisy) query labels.
+      excess: ``mean_P (f(P) - f_B(P))^2``, the distance to the Bayes predictor: the excess
+        risk over the Bayes risk (the cross term has mean 0), without label noise.
+      gamma: the effective linear-attention ``gamma`` (``fit_gamma``).
       finite: the training loss stayed finite.
     """
 
     test_error: jax.Array
+    excess: jax.Array
     gamma: jax.Array
-    linearity: jax.Array
-    probe_predictions: jax.Array
-    lsa_gamma: jax.Array
-    lsa_test_error: jax.Array
-    train_loss: jax.Array
     finite: jax.Array
 
 
-class ReplicaData(NamedTuple):
-    """A replica's fixed prompt sets."""
-
-    train: Prompts
-    test: Prompts
-    probe: Prompts
-
-
-def replica_data(key: jax.Array, spec: TransformerSpec) -> ReplicaData:
-    k_train, k_test, k_probe = jax.random.split(key, 3)
-    return ReplicaData(sample_prompts(k_train, spec, spec.train_prompts),
-                       sample_prompts(k_test, spec, spec.test_prompts),
-                       sample_prompts(k_probe, spec, spec.probe_prompts))
+def _measures(params, info, spec, test, bayes):
+    f = predict(params, spec, test)
+    gamma, _ = fit_gamma(f, test)
+    finite = info.finite & jnp.all(jnp.isfinite(f))
+    nan = jnp.asarray(jnp.nan, jnp.float64)
+    bad = lambda v: jnp.where(finite, v, nan)  # noqa: E731  (NaN is located, never averaged)
+    return Measures(bad(jnp.mean((f - test.target) ** 2)), bad(jnp.mean((f - bayes) ** 2)),
+                    bad(gamma), finite)
 
 
-def loop_trajectory(key: jax.Array, spec: TransformerSpec, data: ReplicaData, lam: jax.Array,
-                    generations: int) -> LoopOutput:
-    """One replica of A4's loop: a ``lax.scan`` over generations ``0 .. generations-1``.
+class LoopOutput(NamedTuple):
+    """One replica of A4 (leading axes: generation, then ``lam``).
 
-    Generation ``i`` trains a fresh network (key ``fold_in(key, i)``) on ``data.train`` whose
-    query targets are real for the first ``round(lam * train_prompts)`` prompts and, from
-    generation 1 on, ``G_{i-1}``'s prediction plus ``N(0, sigma^2)`` noise for the others
-    (module docstring). ``lam`` is traced: one compilation serves every ``lam``.
+    Attributes:
+      loop: ``Measures`` of ``G_i`` at every ``lam`` (generation 0 is shared by all ``lam``).
+      all_real: the "all real" control: a network trained on ``n + m`` real prompts (the
+        loop's own extra prompts with real labels, generation 1's keys); constant in ``i``.
+      bayes_error: the Bayes predictor's test MSE (the Bayes risk, estimated).
+      lsa_error: the test MSE of the optimal linear-attention layer ``gamma* s(P)``.
     """
-    train_set = data.train
-    real = jnp.arange(spec.train_prompts) < jnp.round(lam * spec.train_prompts)
-    s_train, s_test = linear_readout(train_set), linear_readout(data.test)
 
-    def lsa_fit(targets):  # least-squares gamma of the one-parameter linear-attention model
-        return jnp.sum(s_train * targets) / jnp.sum(s_train ** 2)
+    loop: Measures
+    all_real: Measures
+    bayes_error: jax.Array
+    lsa_error: jax.Array
 
-    # One forward pass over train + test + probe prompts: one instance of the network in
-    # the compiled graph besides the training step (compile time dominates small runs).
-    everything = jax.tree.map(lambda *a: jnp.concatenate(a), train_set, data.test, data.probe)
-    cut_test, cut_probe = spec.train_prompts, spec.train_prompts + spec.test_prompts
 
-    def generation(carry, i):
-        targets, lsa_targets = carry
-        k_fit, k_label = jax.random.split(jax.random.fold_in(key, i))
-        params, info = train(k_fit, spec, train_set, targets)
-        gamma_lsa = lsa_fit(lsa_targets)
-        predictions = predict(params, spec, everything)
-        probe = predictions[cut_probe:]
-        gamma, r2 = fit_gamma(probe, data.probe)
-        out = LoopOutput(jnp.mean((predictions[cut_test:cut_probe] - data.test.target) ** 2),
-                         gamma, r2, probe, gamma_lsa,
-                         jnp.mean((gamma_lsa * s_test - data.test.target) ** 2),
-                         info.final_loss.astype(jnp.float64), info.finite)
-        noise = spec.noise * jax.random.normal(k_label, targets.shape, jnp.float64)
-        def relabel(synthetic):
-            return jnp.where(real, train_set.target, synthetic + noise)
-        return (relabel(predictions[:cut_test]), relabel(gamma_lsa * s_train)), out
+class GenerationKeys(NamedTuple):
+    fit: jax.Array
+    extra: jax.Array
 
-    start = (train_set.target, train_set.target)
-    _, out = jax.lax.scan(generation, start, jnp.arange(generations))
-    return out
+
+def generation_keys(key: jax.Array, i) -> GenerationKeys:
+    return GenerationKeys(*jax.random.split(jax.random.fold_in(key, i), 2))
+
+
+class ReplicaKeys(NamedTuple):
+    real: jax.Array
+    test: jax.Array
+    loop: jax.Array
+    replacement: jax.Array
+
+
+def replica_keys(key: jax.Array) -> ReplicaKeys:
+    return ReplicaKeys(*jax.random.split(key, 4))
+
+
+def extra_prompts(key: jax.Array, spec: TransformerSpec, capacity: int) -> tuple[Prompts,
+                                                                                jax.Array]:
+    """A generation's extra prompts (inputs, contexts, real labels) and synthetic noise."""
+    k_prompts, k_noise = jax.random.split(key)
+    return (sample_prompts(k_prompts, spec, capacity),
+            jax.random.normal(k_noise, (capacity,), jnp.float64))
+
+
+def capacity(spec: TransformerSpec, lams) -> int:
+    """Static size of the extra-prompt arrays: the largest ``m`` over ``lams`` (at least 1)."""
+    return max(1, max(int(synthetic_count(spec, jnp.asarray(lam))) for lam in lams))
+
+
+def loop_trajectory(key: jax.Array, spec: TransformerSpec, lams: jax.Array, generations: int,
+                    extra_capacity: int, rules: LoopRules = SECTION1,
+                    twin: jax.Array | bool = False) -> LoopOutput:
+    """One replica of THEORY §1's loop at every ``lam`` in ``lams`` (common random numbers).
+
+    ``G_0`` trains on the ``n`` real prompts of ``S0`` (shared by every ``lam``). Generation
+    ``i >= 1`` trains a fresh network (keys ``generation_keys(key, i)``, the same at every
+    ``lam``) on ``rules.real_count`` real prompts plus ``m = synthetic_count(lam)`` synthetic
+    ones: fresh inputs and contexts from the input law, query label ``G_{i-1}(P) +
+    N(0, sigma^2)`` (a sample of ``G_{i-1}``'s joint law; docs/transformer.md §2).
+    ``extra_capacity`` (static) is at least every ``m``. ``twin`` (traced bool) replaces real
+    prompt 0 by an independent prompt: the coupled-replacement experiment. Generations are
+    one ``lax.scan``; ``lam`` values one ``vmap``.
+    """
+    keys = replica_keys(key)
+    n = spec.train_prompts
+    real = sample_prompts(keys.real, spec, n)
+    other = sample_prompts(keys.replacement, spec, 1)
+    real = jax.tree.map(lambda a, b: a.at[0].set(jnp.where(twin, b[0], a[0])), real, other)
+    test = sample_prompts(keys.test, spec, spec.test_prompts)
+    bayes = bayes_prediction(test, spec.noise)
+    g_star = spec.context / (spec.context + spec.dim + 1 + spec.noise ** 2)
+    lsa = g_star * linear_readout(test)
+
+    def train_on(keys_i, extra, real_count, extra_count, teacher, synthetic):
+        data = TrainingSet(real, jnp.asarray(real_count, jnp.int32), extra[0], extra[1],
+                           jnp.asarray(extra_count, jnp.int32), teacher, jnp.asarray(synthetic))
+        params, info = fit(keys_i.fit, spec, data)
+        return params, _measures(params, info, spec, test, bayes)
+
+    keys0, keys1 = generation_keys(keys.loop, 0), generation_keys(keys.loop, 1)
+    first, first_measures = train_on(keys0, extra_prompts(keys0.extra, spec, 1), n, 0,
+                                     init_params(keys0.fit, spec), False)
+    extra1 = extra_prompts(keys1.extra, spec, extra_capacity)
+    _, all_real = jax.vmap(lambda lam: train_on(keys1, extra1, n, synthetic_count(spec, lam),
+                                                first, False))(lams)
+    stacked = jax.tree.map(lambda a: jnp.broadcast_to(a, (lams.shape[0],) + a.shape), first)
+
+    def generation(previous, i):
+        keys_i = generation_keys(keys.loop, i)
+        extra = extra_prompts(keys_i.extra, spec, extra_capacity)  # shared by every lam
+
+        def one(lam, prev):
+            return train_on(keys_i, extra, rules.real_count(spec, lam),
+                            synthetic_count(spec, lam), rules.teacher(first, prev), True)
+
+        return jax.vmap(one)(lams, previous)
+
+    _, rest = jax.lax.scan(generation, stacked, jnp.arange(1, generations))
+    loop = jax.tree.map(lambda a, b: jnp.concatenate([jnp.broadcast_to(a, (1,) + b.shape[1:]), b]),
+                        first_measures, rest)
+    per_gen = lambda a: jnp.broadcast_to(a, (generations,) + jnp.shape(a))  # noqa: E731
+    return LoopOutput(loop, jax.tree.map(per_gen, all_real),
+                      per_gen(jnp.mean((bayes - test.target) ** 2)),
+                      per_gen(jnp.mean((lsa - test.target) ** 2)))
+
+
+class Calibration(NamedTuple):
+    """One-generation quantities from separate runs (leading axis: a length-1 generation).
+
+    Attributes:
+      first: ``Measures`` of a network trained on ``n`` real prompts (``eps(n)``).
+      all_real: ``Measures`` of networks trained on ``N = n + m(lam)`` real prompts per
+        ``lam`` (``eps(N)``).
+    """
+
+    first: Measures
+    all_real: Measures
+
+
+def calibration(key: jax.Array, spec: TransformerSpec, lams: jax.Array,
+                extra_capacity: int) -> Calibration:
+    """``eps(n)`` and ``eps(N)`` of one replica, keys independent of every loop's."""
+    out = loop_trajectory(key, spec, lams, 1, extra_capacity)
+    return Calibration(jax.tree.map(lambda a: a[:, 0], out.loop), out.all_real)
 
 
 def _check(spec, lams, generations, replicas):
     if not isinstance(spec, TransformerSpec):
         raise TypeError(f"spec must be a TransformerSpec from make_spec, got {type(spec).__name__}")
+    if not lams:
+        raise ValueError("lams must hold at least one lam in [0, 1), got none")
     for lam in lams:
-        validate.check_proportion("lam", lam)  # before jnp.asarray: a clear error, no trace
+        validate.check_proportion("lam", lam, allow_one=False)
     validate.check_positive_int("generations", generations)
     validate.check_positive_int("replicas", replicas)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def _replica_streams(key, spec, replicas):
-    """Per replica: its loop key, its prompt sets, and an independent replacement prompt."""
-    def one(k):
-        k_data, k_loop, k_swap = jax.random.split(k, 3)
-        return k_loop, replica_data(k_data, spec), sample_prompts(k_swap, spec, 1)
-    return jax.vmap(one)(jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(replicas)))
+def _lams(lams):
+    return tuple(float(v) for v in np.atleast_1d(lams).tolist())
 
 
-@functools.partial(jax.jit, static_argnums=(1, 4))
-def _loops(keys, spec, data, lams, generations):
-    # One flat batch of loops, each with its own lam: lam values, replicas and coupled
-    # twins all call the same function, so every run with the same number of loops (and
-    # the same spec and generations) shares one compilation.
-    return jax.vmap(loop_trajectory, (0, None, 0, 0, None))(keys, spec, data, lams, generations)
+def run_loops(key: jax.Array, spec: TransformerSpec, lams, generations: int, replicas: int,
+              rules: LoopRules = SECTION1, *, batch_size: int | None = None,
+              devices=None) -> LoopOutput:
+    """``replicas`` loops at every ``lam`` (common random numbers), via ``sims.loop.run_replicas``.
 
+    Replica ``r`` has key ``fold_in(key, r)`` and the same ``S0``, test prompts and keys at
+    every ``lam``: per-replica differences between ``lam`` values are paired. ``lams`` are
+    traced (one compilation per number of ``lam`` values).
 
-def _tile(tree, times):
-    return jax.tree.map(lambda a: jnp.tile(a, (times,) + (1,) * (a.ndim - 1)), tree)
-
-
-def run_loops(key: jax.Array, spec: TransformerSpec, lams, generations: int,
-              replicas: int) -> LoopOutput:
-    """``replicas`` loops at every ``lam`` in ``lams``, with common random numbers.
-
-    Replica ``r`` (key ``fold_in(key, r)``) has the same training, test and probe prompts
-    and the same initialisation, minibatch and label-noise keys at every ``lam``: only the
-    real/synthetic split differs, so per-replica differences between ``lam`` values are
-    paired. All ``len(lams) * replicas`` loops are one vmapped batch (one compilation).
+    ``batch_size`` (replicas per device per chunk) defaults to all replicas in one chunk:
+    ``run_replicas`` pads a chunk with replicas it computes and discards, and one training
+    run costs about a second.
 
     Returns:
-      ``LoopOutput`` with leading ``(lam, replica, generation)`` axes. Check ``finite``: a
-      diverged training run leaves NaNs in its loop's rows.
+      ``LoopOutput`` with leading ``(replica, generation, lam)`` axes. Raises
+      ``NonFiniteError`` (generation and replica) when a training run diverged.
     """
-    lams = tuple(np.atleast_1d(lams).tolist())
-    if not lams:
-        raise ValueError("lams must hold at least one lam in [0, 1], got none")
+    lams = _lams(lams)
     _check(spec, lams, generations, replicas)
-    keys, data, _ = _replica_streams(key, spec, replicas)
-    count = len(lams)
-    out = _loops(_tile(keys, count), spec, _tile(data, count),
-                 jnp.repeat(jnp.asarray(lams, jnp.float64), replicas), generations)
-    return jax.tree.map(lambda a: a.reshape((count, replicas) + a.shape[1:]), out)
+    size = capacity(spec, lams)
+    return run_replicas(
+        key, lambda k, t: loop_trajectory(k, spec, t, generations, size, rules),
+        ("transformer-loop", spec, generations, size, rules), jnp.asarray(lams, jnp.float64),
+        replicas=replicas, batch_size=_chunk(replicas, batch_size, devices), devices=devices,
+        description="A4 transformer loops")
+
+
+def _chunk(replicas, batch_size, devices):
+    if batch_size is not None:
+        return batch_size
+    return -(-replicas // len(devices or jax.devices()))
+
+
+def run_calibration(key: jax.Array, spec: TransformerSpec, lams, replicas: int, *,
+                    batch_size: int | None = None, devices=None) -> Calibration:
+    """``calibration`` for ``replicas`` independent replicas (leading ``(replica, 1, ...)``)."""
+    lams = _lams(lams)
+    _check(spec, lams, 1, replicas)
+    size = capacity(spec, lams)
+    return run_replicas(key, lambda k, t: calibration(k, spec, t, size),
+                        ("transformer-calibration", spec, size), jnp.asarray(lams, jnp.float64),
+                        replicas=replicas, batch_size=_chunk(replicas, batch_size, devices),
+                        devices=devices, description="A4 calibration")
 
 
 def run_loop(key: jax.Array, spec: TransformerSpec, lam: float, generations: int,
              replicas: int) -> LoopOutput:
-    """``run_loops`` at one ``lam``: ``LoopOutput`` with ``(replica, generation)`` axes."""
-    return jax.tree.map(lambda a: a[0], run_loops(key, spec, (lam,), generations, replicas))
-
-
-class Coupled(NamedTuple):
-    """The coupled-replacement experiment's output (leading ``(replica, ...)`` axes).
-
-    Attributes:
-      loops: ``LoopOutput`` with ``(replica, twin, generation)`` axes.
-      distance: mean over probe prompts of ``(f_i(P) - f'_i(P))^2``, the twins' networks.
-      lsa_distance: the same for the one-parameter linear-attention models trained in the
-        same coupled loops: ``(gamma_i - gamma'_i)^2 mean_P s(P)^2``.
-    """
-
-    loops: LoopOutput
-    distance: jax.Array
-    lsa_distance: jax.Array
-
-
-def run_coupled(key: jax.Array, spec: TransformerSpec, lam: float, generations: int,
-                replicas: int) -> Coupled:
-    """The coupled-replacement experiment: per replica, two loops whose training sets differ
-    in prompt 0 only and which share all other randomness (init, minibatch and label keys).
-
-    Prompt 0 is real in every generation whenever ``round(lam * train_prompts) >= 1``; at
-    ``lam = 0`` it differs only in generation 0's real targets (and in its inputs after).
-    Twin 0 of replica ``r`` is exactly ``run_loop``'s replica ``r`` (tested).
-
-    Returns:
-      ``Coupled``.
-    """
-    _check(spec, (lam,), generations, replicas)
-    keys, data, other = _replica_streams(key, spec, replicas)
-    swapped = jax.tree.map(lambda a, b: a.at[:, 0].set(b[:, 0]), data.train, other)
-    pair = lambda a, b: jnp.stack([a, b], 1).reshape((2 * replicas,) + a.shape[1:])  # noqa: E731
-    twins = data._replace(train=jax.tree.map(pair, data.train, swapped))
-    out = _loops(pair(keys, keys), spec, jax.tree.map(lambda a: pair(a, a), data)._replace(
-        train=twins.train), jnp.full(2 * replicas, lam, jnp.float64), generations)
-    out = jax.tree.map(lambda a: a.reshape((replicas, 2) + a.shape[1:]), out)
-    power = jnp.mean(linear_readout(data.probe) ** 2, -1)  # (replica,)
-    return Coupled(out, jnp.mean((out.probe_predictions[:, 0] - out.probe_predictions[:, 1]) ** 2,
-                                 -1),
-                   (out.lsa_gamma[:, 0] - out.lsa_gamma[:, 1]) ** 2 * power[:, None])
+    """``run_loops`` at one ``lam``: leading ``(replica, generation, 1)`` axes."""
+    return run_loops(key, spec, (lam,), generations, replicas)

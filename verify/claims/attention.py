@@ -26,7 +26,9 @@ is an ordinary loop. Per cell (docs/linear_attention.md section 6):
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +39,8 @@ from bounds import stability as st
 from bounds.models import linear_attention as la
 from sims.coupled import run_coupled
 from sims.models import icl_real_sampler, icl_task, linear_attention
+from sims.loop import Moments
+from verify import stats
 from verify.claim import Claim, Measured, Theory, measured, per_mode, register
 
 GEN = "generation i"
@@ -54,6 +58,7 @@ FACTOR = "mean-square factor E|Au|^2"
 LYAPUNOV = "Lyapunov exponent E log|Au|"
 MS_GROWS, MS_SHRINKS = "ms diverges: f - 1 > 0", "ms converges: 1 - f > 0"
 AS_GROWS, AS_SHRINKS = "a.s. diverges: lambda > 0", "a.s. converges: -lambda > 0"
+LOOP_SLOPE = "late slope of log|w_i - w|^2 (a.s.: 0 if lambda < 0, 2 lambda if > 0)"
 ICL_RISK = "one-shot ICL risk"
 ORTHOGONALITY = "E[(w_hat - w).w_hat] at gamma*"
 
@@ -139,60 +144,93 @@ def _lam(point):
     return point["n"] / (point["n"] + point["m"])
 
 
-def measure(key, point):
+def _moments(trajectories) -> Moments:
+    """Replica moments of per-replica trajectories (the loop rows need the replicas)."""
+    values = {k: np.asarray(v, np.float64) for k, v in trajectories.items()}
+    mean = {k: v.mean(0) for k, v in values.items()}
+    m2 = {k: ((v - mean[k]) ** 2).sum(0) for k, v in values.items()}
+    return Moments(next(iter(values.values())).shape[0], mean, m2)
+
+
+@dataclasses.dataclass(frozen=True)
+class Measure:
     """One cell: coupled twin loops (``reuse``, shared draws, example 0 replaced), plus a
-    one-shot run of prompts of length ``n + m`` in the ``gamma*`` cell."""
-    gamma, n, m, d, gens = (point[k] for k in ("gamma", "n", "m", "d", "generations"))
-    # gamma is traced (part of the truth): every cell with the same (n, m, d) shares one
-    # compiled loop, and the model and metric objects are shared across cells.
-    model = linear_attention(d, point["tau"])
-    sampler = icl_real_sampler(d, point["sigma"])
-    truth = icl_task(W_TRUE, gamma)
-    plan = sims.make_plan("reuse", n=n, m=m, generations=gens)
-    loop_key, icl_key = jax.random.split(key)
-    moments = run_coupled(loop_key, model, truth, plan, twin_metric(model, n), replaced_index=0,
-                          replicas=point["replicas"], real_sampler=sampler, batch_size=BATCH)
-    i = np.arange(gens)
-    tame = la.tame_generations(gamma, _lam(point), d, m, gens)
-    factor, factor_se = _pooled(moments, "ratio")
-    lyap, lyap_se = _pooled(moments, "log_ratio")
-    reps = moments.count
-    out = {ERROR: measured(moments, "error", i, select=tame),
-           LOG_ERROR: measured(moments, "log_error", i),
-           DIFFERENCE: measured(moments, "difference", i, select=tame),
-           DIFFERENCE_R2: measured(moments, "difference", i, select=tame),
-           FACTOR: _scalar(gamma, factor, factor_se, reps),
-           LYAPUNOV: _scalar(gamma, lyap, lyap_se, reps),
-           MS_GROWS: _scalar(gamma, factor - 1.0, factor_se, reps),
-           MS_SHRINKS: _scalar(gamma, 1.0 - factor, factor_se, reps),
-           AS_GROWS: _scalar(gamma, lyap, lyap_se, reps),
-           AS_SHRINKS: _scalar(gamma, -lyap, lyap_se, reps)}
-    if point["icl"]:
-        prompt = sims.make_plan("reuse", n=n + m, m=0, generations=1)
-        shot = sims.run(icl_key, model, truth, prompt, one_shot_metric, replicas=16 * BATCH,
-                        real_sampler=sampler, batch_size=BATCH, reduce=True)
-        out[ICL_RISK] = Measured(np.array([gamma]), np.asarray(shot.mean["excess"]) + SIGMA ** 2,
-                                 np.asarray(shot.se["excess"]), shot.count, CELL)
-        out[ORTHOGONALITY] = Measured(np.array([gamma]), np.asarray(shot.mean["orthogonality"]),
-                                      np.asarray(shot.se["orthogonality"]), shot.count, CELL)
-    return out
+    one-shot run of prompts of length ``n + m`` in the ``gamma*`` cell.
+
+    Attributes (the parts a negative control swaps):
+      model: ``(d, tau) -> GenerativeModel``, the linear-attention learner and its sampler.
+    """
+
+    model: Callable = linear_attention
+
+    def __call__(self, key, point):
+        gamma, n, m, d, gens = (point[k] for k in ("gamma", "n", "m", "d", "generations"))
+        # gamma is traced (part of the truth): every cell with the same (n, m, d) shares one
+        # compiled loop, and the model and metric objects are shared across cells.
+        model = self.model(d, point["tau"])
+        sampler = icl_real_sampler(d, point["sigma"])
+        truth = icl_task(W_TRUE, gamma)
+        plan = sims.make_plan("reuse", n=n, m=m, generations=gens)
+        loop_key, icl_key = jax.random.split(key)
+        # Per-replica trajectories (not running moments): the loop row is a per-replica slope.
+        runs = run_coupled(loop_key, model, truth, plan, twin_metric(model, n),
+                           replaced_index=0, replicas=point["replicas"], real_sampler=sampler,
+                           batch_size=BATCH, reduce=False)
+        moments = _moments(runs)
+        i = np.arange(gens)
+        tame = la.tame_generations(gamma, _lam(point), d, m, gens)
+        factor, factor_se = _pooled(moments, "ratio")
+        lyap, lyap_se = _pooled(moments, "log_ratio")
+        reps = moments.count
+        slope = stats.per_replica_slope(np.asarray(runs["log_error"], np.float64),
+                                        la.late_window_start(gens))
+        out = {ERROR: measured(moments, "error", i, select=tame),
+               LOG_ERROR: measured(moments, "log_error", i),
+               LOOP_SLOPE: _scalar(gamma, slope.mean(), slope.std(ddof=1) / np.sqrt(reps), reps),
+               DIFFERENCE: measured(moments, "difference", i, select=tame),
+               DIFFERENCE_R2: measured(moments, "difference", i, select=tame),
+               FACTOR: _scalar(gamma, factor, factor_se, reps),
+               LYAPUNOV: _scalar(gamma, lyap, lyap_se, reps),
+               MS_GROWS: _scalar(gamma, factor - 1.0, factor_se, reps),
+               MS_SHRINKS: _scalar(gamma, 1.0 - factor, factor_se, reps),
+               AS_GROWS: _scalar(gamma, lyap, lyap_se, reps),
+               AS_SHRINKS: _scalar(gamma, -lyap, lyap_se, reps)}
+        if point["icl"]:
+            prompt = sims.make_plan("reuse", n=n + m, m=0, generations=1)
+            shot = sims.run(icl_key, model, truth, prompt, one_shot_metric, replicas=16 * BATCH,
+                            real_sampler=sampler, batch_size=BATCH, reduce=True)
+            out[ICL_RISK] = Measured(np.array([gamma]),
+                                     np.asarray(shot.mean["excess"]) + SIGMA ** 2,
+                                     np.asarray(shot.se["excess"]), shot.count, CELL)
+            out[ORTHOGONALITY] = Measured(np.array([gamma]),
+                                          np.asarray(shot.mean["orthogonality"]),
+                                          np.asarray(shot.se["orthogonality"]), shot.count, CELL)
+        return out
+
+
+measure = Measure()
 
 
 # --- theory -------------------------------------------------------------------------------
 
-def make_theory(contraction=la.contraction_factor, loop_moments=la.moments,
-                difference_moments=la.coupled_difference_moments,
-                lyapunov=la.lyapunov_exponent, stability_constant=la.recursive_stability_constant):
-    """The predictions, with each closed form injectable (negative controls swap one)."""
+@dataclasses.dataclass(frozen=True)
+class A2Theory:
+    """The predictions; each closed form is a field, a part a negative control swaps."""
 
-    def theory(point):
+    contraction: Callable = la.contraction_factor
+    loop_moments: Callable = la.moments
+    difference_moments: Callable = la.coupled_difference_moments
+    lyapunov: Callable = la.lyapunov_exponent
+    stability_constant: Callable = la.recursive_stability_constant
+
+    def __call__(self, point):
         gamma, n, m, d, gens = (point[k] for k in ("gamma", "n", "m", "d", "generations"))
         lam, sigma = _lam(point), point["sigma"]
         tame = la.tame_generations(gamma, lam, d, m, gens)
-        factor = float(contraction(gamma, lam, d, m))
-        exponent = float(lyapunov(gamma, lam, d, m))
-        difference = np.asarray(difference_moments(gamma, n, m, W_TRUE, sigma, gens).error)
-        c = float(stability_constant(gamma, d, m))
+        factor = float(self.contraction(gamma, lam, d, m))
+        exponent = float(self.lyapunov(gamma, lam, d, m))
+        difference = np.asarray(self.difference_moments(gamma, n, m, W_TRUE, sigma, gens).error)
+        c = float(self.stability_constant(gamma, d, m))
         scale = float(la.recursive_stability_scale(W_TRUE, sigma, m))
         r2 = np.asarray(st.recursive_stability_bound(c / (n + m), m, gens, gamma_0=c / n))
         asserted = lambda yes: Theory("exceeds" if yes else "report", 0.0, "0")  # noqa: E731
@@ -203,10 +241,19 @@ def make_theory(contraction=la.contraction_factor, loop_moments=la.moments,
         # recursion that is too low (a dropped term, a noisier simulator) is still caught
         # (docs/statistics.md section 6).
         one_sided = "exact moment recursion, tested one-sided (heavy right tail)"
+        # The a.s. limit of log|w_i - w|^2 per generation: 2 lambda where the product of the
+        # A_i dominates (lambda > 0), 0 where the loop converges in law (lambda < 0); tested
+        # where the late window is in that regime (la.almost_sure_regime, LA s.7).
+        in_regime = la.almost_sure_regime(gamma, lam, d, m, gens)
+        slope = 2.0 * max(exponent, 0.0)
         out = {
-            ERROR: Theory("upper", np.asarray(loop_moments(gamma, n, m, W_TRUE, sigma,
-                                                           point["tau"], gens).error)[tame],
+            ERROR: Theory("upper", np.asarray(self.loop_moments(gamma, n, m, W_TRUE, sigma,
+                                                                point["tau"], gens).error)[tame],
                           one_sided),
+            LOOP_SLOPE: Theory("exact" if in_regime else "report", slope,
+                               ("2 lambda" if exponent > 0 else "0") + (
+                                   "" if in_regime else " (transient: |lambda| sqrt(G/2) < sd "
+                                   "of log|Au|, not tested)")),
             DIFFERENCE: Theory("upper", difference[tame], one_sided),
             DIFFERENCE_R2: Theory("upper", (scale * r2[tame]) ** 2,
                                   f"R2, c = gamma sqrt(1+(d+1)/m) = {c:.3g}"),
@@ -221,14 +268,22 @@ def make_theory(contraction=la.contraction_factor, loop_moments=la.moments,
             out[ORTHOGONALITY] = Theory("exact", 0.0, "0: gamma* minimises the risk")
         return out
 
-    return theory
+
+def make_theory(**parts):
+    """``A2Theory`` with some closed forms replaced (kept for callers of the old factory)."""
+    return A2Theory(**parts)
 
 
 def notes(point, meas, theory):
     gamma, lam, d, m = point["gamma"], _lam(point), point["d"], point["m"]
     f, lyap = meas[FACTOR], meas[LYAPUNOV]
     tame = la.tame_generations(gamma, lam, d, m, point["generations"])
-    return [f"A2 gamma={gamma} lam={lam:.3g}: E|Au|^2 = {f.mean[0]:.4f} ± {f.se[0]:.2g} "
+    slope = meas[LOOP_SLOPE]
+    return [f"A2 gamma={gamma} lam={lam:.3g}: late slope of log|w_i - w|^2 (i >= "
+            f"{la.late_window_start(point['generations'])}) = {slope.mean[0]:+.4f} ± {slope.se[0]:.2g} per "
+            "generation "
+            f"vs {float(theory[LOOP_SLOPE].value):+.4f} ({theory[LOOP_SLOPE].kind}); "
+            f"E|Au|^2 = {f.mean[0]:.4f} ± {f.se[0]:.2g} "
             f"(exact {float(la.contraction_factor(gamma, lam, d, m)):.4f}), Lyapunov = "
             f"{lyap.mean[0]:+.4f} ± {lyap.se[0]:.2g} (exact "
             f"{float(la.lyapunov_exponent(gamma, lam, d, m)):+.4f}); gamma_ms = "
@@ -246,4 +301,4 @@ def figure(record):
 A2 = register(Claim(
     "A2", "Architecture decides stability: linear-attention ICL loop, phase diagram over "
     "(gamma, lam): exact moments, mean-square factor, Lyapunov exponent, R2",
-    make_grid(), measure, make_theory(), notes=notes, figure=figure))
+    make_grid(), Measure(), A2Theory(), notes=notes, figure=figure))
