@@ -65,6 +65,21 @@ def test_train_exact_converges_to_least_squares_and_handles_zero_eigenvalues():
     np.testing.assert_allclose(D.train_exact(singular, 2.5), 2.5 * quadratic.linear)
 
 
+def test_train_exact_is_scale_equivariant_up_to_overflow_and_keeps_nans():
+    """The Gram is normalised before eigh (a collapsed loop's samples reach |x| ~ 1e150, and
+    the unnormalised eigh returned NaN at B2-loop's seed 3): G·c trained for τ equals G
+    trained for cτ, divided by c, up to c = 1e300; a non-finite Gram still gives NaN."""
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(8, 8))
+    gram, linear = jnp.asarray(features @ features.T), jnp.asarray(rng.normal(size=8))
+    for c in (1e-200, 1.0, 1e150, 1e300):
+        scaled = D.train_exact(D.DsmQuadratic(gram * c, linear, 0.0), 2.0)
+        reference = D.train_exact(D.DsmQuadratic(gram, linear, 0.0), 2.0 * c) / c
+        np.testing.assert_allclose(scaled, reference, rtol=1e-9, err_msg=str(c))
+    broken = D.train_exact(D.DsmQuadratic(gram.at[0, 0].set(jnp.inf), linear, 0.0), 2.0)
+    assert not np.all(np.isfinite(broken))
+
+
 def test_exact_mixture_score_matches_autodiff():
     x = jnp.linspace(-6, 6, 41)
     for t in (0.0, 0.05, 0.7, 3.0):

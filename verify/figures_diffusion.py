@@ -89,7 +89,7 @@ def b3_diffusion_figure(record):
             continue
         left = x[x > 0].min() / 4 if (x > 0).any() else 1.0
         key.measured(ax, np.where(x > 0, x, left), mean, se, colour(c), f"$i = {i}$")
-        tested = rows_of(record, 0, f"E TV(G_{i},p0) [+grid error] vs R1(predicted eps)")
+        tested = rows_of(record, 0, f"E TV(G_{i},p0) [+grid error] vs R1(eps from separate runs)")
         if tested:
             bx, _, _, bound = series(tested)
             bx = np.where(bx > 0, bx, left)

@@ -202,6 +202,8 @@ def train_exact(quadratic: DsmQuadratic, tau):
     tau = jnp.asarray(tau, jnp.float64)[..., None]
     filt = jnp.where(mu * tau > 1e-12, -jnp.expm1(-mu * tau) / jnp.where(mu > 0, mu, 1.0), tau)
     projected = vectors.T @ quadratic.linear                 # (W,) or (W, d): one column each
+    # eigh may return finite vectors for a non-finite input: say so with NaN, never hide it.
+    projected = jnp.where(jnp.all(jnp.isfinite(quadratic.gram)), projected, jnp.nan)
     if projected.ndim == 1:
         return (filt * projected) @ vectors.T
     return vectors @ (filt[..., None] * projected)
