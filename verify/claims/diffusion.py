@@ -8,18 +8,26 @@ its grid budget; the sampler's discretisation is budgeted by ``TV(q_K, q_{K/2})`
 order: it estimates ``TV(q_K, q_exact)``). Measured TVs are shifted *up* by their budgets
 before any upper bound is checked.
 
+Every 1-D point trains with Li et al.'s estimator, the DSM loss averaged over the noise and
+time per data point (``estimator="averaged"``, 16 time nodes); ``estimator="draws"`` (J fixed
+draws per point) is the named variant (the 2-D full points use it). The Monte Carlo runs are
+in ``sims.diffusion_sweeps`` and ``sims.run``, all through ``sims.loop.run_replicas``; this
+module declares grids, measurements and theory. Measurements and theories are frozen
+dataclasses whose fields are the parts a negative control swaps (``verify.control``).
+
 * ``B2-oneshot``: the Girsanov–Pinsker bound (no fitted constant) at every ``(n, τ)``,
-  tested per replica-paired mean; the n-rate at the best ``τ`` and the best ``τ``'s
-  growth are fitted and reported beside 2/5 (KL) and 1/5 (TV), never tested.
-* ``B2-loop``: TV across generations; ``lam = 0`` must grow (paired ``exceeds``
-  rows); every scheme must stay below R1 (accumulate: its own recursion) fed by
-  one-shot errors ``eps(N_i)`` measured in *separate* one-generation runs (upper CI
-  end). Quick: synthetic and reuse; default and full add fresh and accumulate; 2-D
-  points in the full mode only.
-* ``B3-diffusion``: TV against ``m/n`` at fixed ``n`` (i = 1, 2): below R1 at every ``m``
-  with ``eps(n)``, ``eps(n + m)`` from separate runs (upper, tested); peak-vs-ends paired
-  differences beside R4's ``m*`` at the exponent fitted on those runs (report: no peak is
-  resolved, a finding).
+  tested per replica-paired mean; the KL and TV exponents in ``n`` at the best ``τ`` as
+  one-sided ``rate`` rows (−2/5, −1/5); the best ``τ`` per replica and the depth of the
+  minimum reported (``τ*`` is not identified where the minimum is flat).
+* ``B2-loop``: TV across generations; ``lam = 0`` must grow (one per-replica slope row);
+  every scheme must stay below R1 (accumulate: its own recursion) at the means of one-shot
+  errors ``eps(N_i)`` measured in *separate* runs, their SE counted once in the row's.
+  Quick: synthetic and reuse; default and full add fresh and accumulate; 2-D points in the
+  full mode only.
+* ``B3-diffusion``: TV against ``m/n`` at fixed ``n`` (i = 1, 2), each generation trained
+  for ``τ(N)``, ``N = n + m``: below R1 at every ``m`` with ``eps(n)``, ``eps(n + m)`` from
+  separate runs (upper, tested); peak-vs-ends and every-m-vs-0 paired differences beside
+  R4's ``m*`` (report: flat within the stated reach, a finding).
 
 Proofs and what is fitted: docs/diffusion.md.
 """
