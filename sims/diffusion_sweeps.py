@@ -162,7 +162,7 @@ def _b3_replica(n, m_grid, generations, model, cells, steps, horizon):
 
 
 def b3_loop(key, truth, model: GenerativeModel, *, n, m_grid, generations, replicas, cells=128,
-            steps=100, horizon=4.0, batch_size=8, devices=None) -> dict:
+            steps=100, horizon=4.0, batch_size=16, devices=None) -> dict:
     """The ``reuse`` loop (``n`` real points reused, ``m`` fresh synthetic ones) for every ``m``.
 
     Generation 0 is fit on the ``n`` real points and shared by every ``m``; generation ``i``
@@ -172,6 +172,10 @@ def b3_loop(key, truth, model: GenerativeModel, *, n, m_grid, generations, repli
     draws from; the grid density is that sampler's law).
 
     Returns ``tv`` and ``tv_error`` of shape ``(replicas, generations + 1, len(m_grid))``.
+
+    ``batch_size`` 16 (one chunk at the quick size): twice, with two chunks of this program in
+    flight in ``run_replicas`` (it dispatches chunk c+1 before reading chunk c), the read of
+    chunk c never returned, every XLA thread idle (docs/diffusion.md §6.1; not diagnosed).
     """
     m_grid = tuple(int(m) for m in m_grid)
     if n < 1 or min(m_grid) < 0:
