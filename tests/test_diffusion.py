@@ -1,5 +1,4 @@
 """Random-feature score diffusion (B2, B3-diffusion): model, samplers, densities, bound, claims."""
-import dataclasses
 import functools
 import math
 
@@ -63,6 +62,21 @@ def test_train_exact_converges_to_least_squares_and_handles_zero_eigenvalues():
     np.testing.assert_allclose(D.train_exact(quadratic, 1e9), lsq, rtol=1e-4, atol=1e-6)
     singular = quadratic._replace(gram=jnp.zeros_like(quadratic.gram))
     np.testing.assert_allclose(D.train_exact(singular, 2.5), 2.5 * quadratic.linear)
+
+
+def test_train_exact_is_scale_equivariant_up_to_overflow_and_keeps_nans():
+    """The Gram is normalised before eigh (a collapsed loop's samples reach |x| ~ 1e150, and
+    the unnormalised eigh returned NaN at B2-loop's seed 3): G·c trained for τ equals G
+    trained for cτ, divided by c, up to c = 1e300; a non-finite Gram still gives NaN."""
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(8, 8))
+    gram, linear = jnp.asarray(features @ features.T), jnp.asarray(rng.normal(size=8))
+    for c in (1e-200, 1.0, 1e150, 1e300):
+        scaled = D.train_exact(D.DsmQuadratic(gram * c, linear, 0.0), 2.0)
+        reference = D.train_exact(D.DsmQuadratic(gram, linear, 0.0), 2.0 * c) / c
+        np.testing.assert_allclose(scaled, reference, rtol=1e-9, err_msg=str(c))
+    broken = D.train_exact(D.DsmQuadratic(gram.at[0, 0].set(jnp.inf), linear, 0.0), 2.0)
+    assert not np.all(np.isfinite(broken))
 
 
 def test_exact_mixture_score_matches_autodiff():
@@ -208,82 +222,128 @@ def _evaluate(claim, theories, seed=0):
     return summaries, measured
 
 
+def _rows(claim, point, key=jax.random.key(0)):
+    """Measure one (small) point with the claim's parts and compare: (summary, rows, measured)."""
+    measured = claim.measure(key, point)
+    rows = claim_lib.rows_for_point(0, point, measured.quantities,
+                                    claim.theory(point, measured.context))
+    return claim_lib.compare(rows, claim.alpha), rows, measured
+
+
 def test_b2_oneshot_passes_and_a_bound_without_its_score_term_fails():
     claim = claims_diffusion.B2_ONESHOT
-    no_score = functools.partial(claims_diffusion.b2_oneshot_theory, drop_score_term=True)
-
-    def steeper_rate(point, context):  # a stated KL rate far steeper than the data allow
-        theory = claims_diffusion.b2_oneshot_theory(point, context)
-        return {**theory, claims_diffusion.KL_RATE: Theory("rate", -3.0, "O(n^-3): wrong")}
-
-    (good, rows), (bad, _), (steep, _) = _evaluate(claim, [claim.theory, no_score,
-                                                          steeper_rate])[0]
+    no_score = claim_lib.control(claim, score_term=False)
+    steep = claim_lib.control(claim, kl_rate=-3.0)     # a stated KL rate far steeper than the data
+    (good, rows), (bad, _), (steep, _) = _evaluate(claim, [claim.theory, no_score.theory,
+                                                          steep.theory])[0]
     assert good["rejected"] == 0 and good["bound_rows"] >= 9
     assert all(np.isfinite(r["measured"]) for r in rows)
-    # The fitted three-term shape and the fitted rate lines are diagnostics, never evidence.
-    shape_rows = [r for r in rows if "3-term shape" in r["quantity"]]
-    assert len(shape_rows) == 2 * len(claim.grid("quick")[0]["sizes"])
-    assert all(r["kind"] == "report" for r in shape_rows)
+    # Quick has no separate shape-fit run: the fitted shape is a diagnostic (default/full).
+    assert not [r for r in rows if "3-term shape" in r["quantity"]]
     rates = {r["quantity"]: r for r in rows if r["kind"] == "rate"}
     assert set(rates) == {claims_diffusion.KL_RATE, claims_diffusion.TV_RATE}
     assert all(r["dof"] == r["replicas"] - 1 and r["se"] > 0 for r in rates.values())
     assert bad["violations"] > 0
     assert steep["rejected"] > 0
+    assert claim.grid("quick")[0]["estimator"] == "averaged"      # Li et al.'s estimator
+
+
+def test_a_rate_row_fails_for_a_shallower_simulated_exponent_and_passes_at_the_stated_one():
+    """Simulated exponents (issue 18): measured -0.3 against the stated -0.4 with an SE from
+    48 replicas fails the one-sided rate row; -0.4 and a steeper -0.5 pass."""
+    x = np.array([100.0, 200.0, 400.0, 800.0, 1600.0])
+    for exponent, fails in ((-0.3, True), (-0.4, False), (-0.5, False)):
+        mean = 0.5 * x ** exponent
+        measured = claim_lib.measured_rate(x, mean, 0.01 * mean, np.full(5, 48))
+        rows = claim_lib.rows_for_point(0, {}, {"rate": measured},
+                                        {"rate": Theory("rate", -0.4, "O(n^-2/5)")})
+        summary = claim_lib.compare(rows, 0.05)
+        assert (summary["rejected"] > 0) == fails, (exponent, rows)
+
+
+# Small points (tests only): the claims' parts on fewer generations and replicas.
+def _reuse_point(**kw):
+    point = dict(claims_diffusion.B2_LOOP.grid("quick")[1], generations=3, replicas=8,
+                 eps_replicas=16)
+    return dict(point, **kw)
 
 
 def test_b2_loop_passes_and_wrong_theories_fail():
+    """On the quick grid's two points made small (5 generations, 12 replicas, eps from 16)."""
     claim = claims_diffusion.B2_LOOP
-
-    def no_real_data_theory(point, context):
+    points = [dict(p, generations=5, replicas=12, eps_replicas=16) for p in claim.grid("quick")]
+    results = [_rows(claim, p, jax.random.key(k)) for k, p in enumerate(points)]
+    assert all(good["rejected"] == 0 for good, _, _ in results)
+    assert results[0][0].get("effect_rows", 0) > 0         # the collapse row (lam = 0)
+    measured = [m for _, _, m in results]
+    # eps counted once: R1 at the eps means; the row's SE is the loop's and R1's in quadrature.
+    for point, m in zip(points, measured):
+        row = m.quantities[claims_diffusion.R1_ROW]
+        assert np.allclose(row.se, np.hypot(m.context["tv_se"], m.context["bound_se"])[1:])
+        assert row.dof == min(point["replicas"], point["eps_replicas"]) - 1
+        assert np.all(m.context["bound_se"][1:] > 0)
+    for point, m in zip(points, measured):
         # A loop with real data treated as if it collapsed: the growth row must fail.
-        return claims_diffusion.b2_loop_theory(dict(point, lam=0.0), context)
+        no_real = claim_lib.compare(claim_lib.rows_for_point(
+            0, point, m.quantities, claim.theory(dict(point, lam=0.0), m.context)), claim.alpha)
+        if point["lam"] != 0:
+            assert no_real["rejected"] > 0
+        # R1 fed a third of eps is violated (where lam > 0 it sits far below the loop's TV).
+        under = claim_lib.compare(claim_lib.rows_for_point(
+            0, point, m.quantities, claim.theory(point, dict(m.context, eps=m.context["eps"] / 3))),
+            claim.alpha)
+        if point["lam"] != 0:
+            assert under["violations"] > 0
 
-    def understated_eps(point, context):
-        return claims_diffusion.b2_loop_theory(point, dict(context, eps=0.3 * context["eps"]))
 
-    summaries, _ = _evaluate(claim, [claim.theory, no_real_data_theory, understated_eps])
-    (good, _), (no_real, _), (under, _) = summaries
-    assert good["rejected"] == 0 and good["effect_rows"] > 0
-    assert no_real["rejected"] > 0
-    assert under["violations"] > 0
-
-
-def _shifted_synthetic_sampler(monkeypatch, shift):
-    """A broken simulator: every model the claims build draws its synthetic data shifted by
-    ``shift`` (real data and the separate one-shot runs stay correct)."""
-    factory = D.diffusion
-
-    def shifted(*args, **kwargs):
-        model = factory(*args, **kwargs)
-        return model._replace(name=f"{model.name}-shifted",
-                              sample=lambda key, params, m: model.sample(key, params, m) + shift)
-
-    monkeypatch.setattr(D, "diffusion", shifted)
-    claims_diffusion._b3_fn.cache_clear()  # it holds the models it compiled
-    monkeypatch.setattr(claims_diffusion, "_b3_fn", functools.lru_cache(
-        claims_diffusion._b3_fn.__wrapped__))
+def test_b2_loop_rows_with_r1_at_or_above_one_are_vacuous_not_evidence():
+    point = dict(claims_diffusion.B2_LOOP.grid("quick")[0], generations=12)
+    context = dict(eps=np.full(12, 0.12))
+    theory = claims_diffusion.B2_LOOP.theory(point, context)[claims_diffusion.R1_ROW]
+    assert theory.trivial == 1.0 and np.any(theory.value >= 1.0)
+    rows = claim_lib.rows_for_point(0, point, {claims_diffusion.R1_ROW: claim_lib.Measured(
+        np.arange(1, 12), np.full(11, 0.2), np.full(11, 0.01), 16)},
+        {claims_diffusion.R1_ROW: theory})
+    summary = claim_lib.compare(rows, 0.05)
+    vacuous = [r for r in rows if r.get("vacuous")]
+    assert len(vacuous) == int(np.sum(theory.value >= 1.0)) and summary["rejected"] == 0
 
 
 @pytest.mark.fresh_measurements
-def test_b2_loop_and_b3_diffusion_fail_with_a_biased_synthetic_sampler(monkeypatch):
-    """G_{i-1}'s samples shifted by +3 (modes at ±2, unit scale): the loops drift off p0
-    faster than R1 (fed by the correct model's one-shot errors) allows, in B2-loop's reuse
-    point and in B3-diffusion at m = 8n. A shift of +1.5 is *not* caught at quick size by
-    either claim's evidence rows (R1 is loose: TV/R1 ≈ 0.88 in B2-loop's reuse point, 0.81
-    in B3-diffusion), only by the grid budget, which is never evidence (docs/diffusion.md)."""
-    _shifted_synthetic_sampler(monkeypatch, 3.0)
-    for claim in (claims_diffusion.B2_LOOP, claims_diffusion.B3_DIFFUSION):
-        record = claim_lib.evaluate(claim, "quick")
-        assert record["status"] == "fail", (claim.id, record["message"])
-        assert any(r["reject"] for r in record["rows"] if r["kind"] == "upper"), claim.id
+def test_b2_loop_fails_with_synthetic_data_shifted_by_one_and_a_half():
+    """Issue 18: G_{i-1}'s samples moved by +1.5 (modes at ±2, unit scale), real data and the
+    separate one-shot runs correct: the reuse loop leaves R1 (eps at its means, SE once)."""
+    claim = claims_diffusion.B2_LOOP
+    point = _reuse_point()
+    good, _, _ = _rows(claim, point)
+    shifted, rows, _ = _rows(claim_lib.control(claim, synthetic_shift=1.5), point)
+    assert good["rejected"] == 0
+    assert shifted["violations"] > 0, [(r["measured"], r["theory"], r["se"]) for r in rows
+                                       if r["kind"] == "upper"]
+
+
+def test_squared_contraction_recursion_is_the_named_wrong_r1():
+    """R1 with (1 - lam)^2: smaller than R1 wherever 0 < lam < 1, equal at lam = 0 and 1. On the
+    diffusion loop it is *not* violated (docs/diffusion.md §6: the loop's TV sits below it),
+    so it is a control of the recursion code, not of the claim's power."""
+    plan = sims.make_plan("reuse", n=100, m=100, generations=6)
+    eps = np.full(6, 0.1)
+    right = claims_diffusion.r1_recursion(eps, plan)
+    wrong = claims_diffusion.squared_contraction_recursion(eps, plan)
+    assert np.all(wrong[1:] < right[1:]) and wrong[0] == right[0]
+    np.testing.assert_allclose(right[-1], 0.1 * (2 - 0.5 ** 5), rtol=1e-12)
+    synthetic = sims.make_plan("synthetic", n=100, generations=6)
+    np.testing.assert_allclose(claims_diffusion.squared_contraction_recursion(eps, synthetic),
+                               claims_diffusion.r1_recursion(eps, synthetic))
 
 
 def test_no_early_stopping_and_too_few_features_degrade_as_the_bound_predicts():
+    """With J = 4 fixed draws per point (the named variant): over-training fits the draws."""
     sizes, taus = (100,), (1e3, 1e7)
-    wide = claims_diffusion.oneshot_sweep(jax.random.key(11), sizes, taus, width=64, draws=4,
-                                          replicas=8)
-    narrow = claims_diffusion.oneshot_sweep(jax.random.key(11), sizes, (1e3,), width=4, draws=4,
-                                            replicas=8)
+    wide = claims_diffusion.oneshot_sweep(jax.random.key(11), sizes, taus, width=64,
+                                          estimator="draws", draws=4, replicas=8)
+    narrow = claims_diffusion.oneshot_sweep(jax.random.key(11), sizes, (1e3,), width=4,
+                                            estimator="draws", draws=4, replicas=8)
     score = lambda run: run["bound_kl"] - run["bound_prior"]  # noqa: E731
     # No early stopping: the estimation (variance) term, growing in tau, dominates.
     assert np.mean(score(wide)[:, 0, 1] > score(wide)[:, 0, 0]) >= 0.75
@@ -309,17 +369,35 @@ def test_b3_diffusion_bound_rows_pass_its_peak_is_a_finding_and_wrong_bounds_fai
     peak_notes = [n for n in record["notes"] if "peak minus ends" in n]
     assert len(peak_notes) == len(claims_diffusion.B3_GENERATIONS)
     assert any("NO resolved peak" in n for n in peak_notes)
-    asserted = dataclasses.replace(claim, theory=functools.partial(
-        claims_diffusion.b3_theory, assert_peak=True))
-    record = claim_lib.evaluate(asserted, "quick")
+    assert any("flat within" in n for n in record["notes"])
+    record = claim_lib.evaluate(claim_lib.control(claim, assert_peak=True), "quick")
     effects = [r for r in record["rows"] if r["kind"] == "exceeds"]
     assert len(effects) == 2 * len(claims_diffusion.B3_GENERATIONS)
     assert record["status"] == "fail" and any(r["reject"] for r in effects)
-    no_contraction = dataclasses.replace(claim, theory=functools.partial(
-        claims_diffusion.b3_theory, recursion=claims_diffusion.no_contraction_recursion))
+    no_contraction = claim_lib.control(claim, recursion=claims_diffusion.no_contraction_recursion)
     record = claim_lib.evaluate(no_contraction, "quick")
     assert record["status"] == "fail"
     assert any(r["reject"] for r in record["rows"] if r["kind"] == "upper")
+
+
+@pytest.mark.fresh_measurements
+def test_b3_diffusion_fails_with_synthetic_data_shifted_by_one_and_a_half():
+    claim = claims_diffusion.B3_DIFFUSION
+    point = dict(claim.grid("quick")[0], replicas=8, eps_replicas=16)
+    good, _, _ = _rows(claim, point)
+    shifted, rows, _ = _rows(claim_lib.control(claim, synthetic_shift=1.5), point)
+    assert good["rejected"] == 0
+    assert shifted["violations"] > 0, [(r["measured"], r["theory"], r["se"]) for r in rows
+                                       if r["kind"] == "upper"]
+
+
+def test_diffusion_claims_parts_are_their_controls():
+    assert claim_lib.parts(claims_diffusion.B2_LOOP) == {
+        "synthetic_shift": 0.0, "recursion": claims_diffusion.r1_recursion}
+    assert set(claim_lib.parts(claims_diffusion.B3_DIFFUSION)) == {
+        "synthetic_shift", "recursion", "assert_peak"}
+    assert set(claim_lib.parts(claims_diffusion.B2_ONESHOT)) == {
+        "score_term", "inverse_tau", "kl_rate", "tv_rate"}
 
 
 def test_samplers_validate_steps_and_horizon():
@@ -485,7 +563,7 @@ def test_tv_metric_rejects_a_model_of_another_dimension():
 
 # Tiny 2-D loop (16 x 16 cells, 10 sampler steps); B2-loop's tiny point below reuses these
 # compiled loops (same model, metric and plan layout).
-TINY_2D = dict(n=20, m=20, width=16, draws=2, tau=1e3, generations=3, replicas=2, cells=16,
+TINY_2D = dict(n=20, m=20, width=16, draws=2, tau=1e3, generations=3, replicas=2, eps_replicas=2, cells=16,
                steps=10, dim=2)
 
 
@@ -516,9 +594,9 @@ def test_b2_loop_2d_point_measures_and_is_only_in_the_full_grid():
     assert [(p["scheme"], p["lam"]) for p in full_2d] == [("synthetic", 0.0), ("reuse", 0.5)]
     assert len(grids["full"]) == 6
     point = dict(full_2d[1], **TINY_2D)
-    measurement = claims_diffusion.b2_loop_measure(jax.random.key(5), point)
+    measurement = claims_diffusion.B2_LOOP.measure(jax.random.key(5), point)
     theory = claims_diffusion.b2_loop_theory(point, measurement.context)
-    bound_row = "E TV(G_i,p0) [+grid error] vs R1(predicted eps)"
+    bound_row = claims_diffusion.R1_ROW
     tv, bound = measurement.quantities[bound_row], theory[bound_row]
     assert tv.mean.shape == bound.value.shape == (TINY_2D["generations"] - 1,)
     assert np.all(np.isfinite(tv.mean)) and np.all(np.isfinite(bound.value))
@@ -536,10 +614,11 @@ def test_b2_loop_covers_every_scheme_and_feeds_accumulate_its_own_recursion():
     assert schemes["default"] == schemes["full"] == ["synthetic", "reuse", "fresh", "accumulate"]
     point = dict(claims_diffusion.B2_LOOP.grid("default")[3], generations=3, replicas=2,
                  cells=claims_diffusion.QUICK_CELLS, steps=claims_diffusion.QUICK_STEPS)
-    measurement = claims_diffusion.b2_loop_measure(jax.random.key(6), point)
+    point["eps_replicas"] = 2
+    measurement = claims_diffusion.B2_LOOP.measure(jax.random.key(6), point)
     context = measurement.context
     assert context["eps_sizes"] == [100, 200, 300]
-    row = "E TV(G_i,p0) [+grid error] vs R1(predicted eps)"
+    row = claims_diffusion.R1_ROW
     theory = claims_diffusion.b2_loop_theory(point, context)[row]
     np.testing.assert_allclose(theory.value,
                                tv_bounds.accumulate_tv_bound(context["eps"], 100, [100, 100])[1:])

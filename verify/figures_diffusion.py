@@ -27,6 +27,7 @@ BEST_TAU = (("E TV(q,p0) at best tau", 1 / 5, r"$n^{-1/5}$", "C0"),
             ("E KL(p0||q) at best tau", 2 / 5, r"$n^{-2/5}$", "C1"))
 BOUND = "vs Girsanov-Pinsker"
 HELD_OUT = "E KL(p0||q) at held-out tau"
+TAU_STAR = "log10 of the per-replica best tau (argmin TV on the tau grid)"
 
 
 def _tau_of(quantity: str) -> float:
@@ -37,7 +38,9 @@ def b2_oneshot_figure(record):
     """(a) TV and KL at the best tau vs n; (b) TV and bound vs tau for each n; (c) held-out KL."""
     quantities = list(dict.fromkeys(r["quantity"] for r in record["rows"]))
     held_out = [q for q in quantities if q.startswith(HELD_OUT)]
-    fig, axes = plt.subplots(1, 3 if held_out else 2, figsize=(11 if held_out else 7.6, 3.8))
+    tau_star = rows_of(record, 0, TAU_STAR)
+    panels = 2 + bool(held_out) + bool(tau_star)
+    fig, axes = plt.subplots(1, panels, figsize=(3.8 * panels, 3.8))
     rates, versus_tau = axes[0], axes[1]
     key = StyleKey()
     for quantity, reference, name, colour_ in BEST_TAU:
@@ -73,6 +76,15 @@ def b2_oneshot_figure(record):
             key.rows(kl, rows, colour(j), f"$n = {n}$")
         kl.set(xscale="log", xlabel=r"training time $\tau$")
         kl.set_title(r"(c) $\mathbb{E}\,\mathrm{KL}(p_0\|q)$ at held-out $\tau$ vs. fitted shape")
+    if tau_star:   # per-replica best tau (log10), mean ± 2 SE, with the n^(2/5) reference
+        ax = axes[-1]
+        x, mean, se, _ = series(tau_star)
+        key.measured(ax, x, mean, se, "C2", r"$\log_{10}\tau^*$ (per replica)")
+        ax.plot(x, mean[0] + 0.4 * np.log10(x / x[0]), "-.", color="0.5", lw=1,
+                label=r"$n^{2/5}$ reference")
+        ax.set(xscale="log", xlabel="$n$", ylabel=r"$\log_{10}\tau^*$")
+        ax.set_title(r"(d) best $\tau$ per replica (grid argmin)")
+        ax.legend()
     suptitle(fig, record)
     figure_legend(fig, axes[1:], key)
     return fig
@@ -89,7 +101,7 @@ def b3_diffusion_figure(record):
             continue
         left = x[x > 0].min() / 4 if (x > 0).any() else 1.0
         key.measured(ax, np.where(x > 0, x, left), mean, se, colour(c), f"$i = {i}$")
-        tested = rows_of(record, 0, f"E TV(G_{i},p0) [+grid error] vs R1(predicted eps)")
+        tested = rows_of(record, 0, f"E TV(G_{i},p0) [+grid error] vs R1(eps from separate runs)")
         if tested:
             bx, _, _, bound = series(tested)
             bx = np.where(bx > 0, bx, left)

@@ -55,10 +55,12 @@ from sims.model import GenerativeModel
 __all__ = ["ScoreParams", "DsmQuadratic", "time_embedding", "ou_mean_std", "random_features",
            "dimension", "features", "score", "score_divergence", "dsm_draws", "dsm_quadratic",
            "dsm_loss", "train_exact", "gaussian_partial_moments", "relu_product_moment",
-           "relu_noise_moment", "time_quadrature", "dsm_quadratic_averaged", "sample_sde",
+           "relu_noise_moment", "time_quadrature", "dsm_quadratic_averaged",
+           "dsm_quadratic_averaged_prefixes", "sample_sde",
            "sample_ode", "grid_points",
            "sde_density_on_grid", "sde_density_for_score", "ode_log_density", "diffusion",
-           "diffusion_tv_metric", "early_stopping_time", "check_diffusion_args"]
+           "diffusion_tv_metric", "early_stopping_time", "check_diffusion_args",
+           "check_estimator"]
 
 EMBEDDING = 3
 
@@ -190,11 +192,18 @@ def train_exact(quadratic: DsmQuadratic, tau):
     (leading axes are broadcast: one eigendecomposition serves every ``τ``).
     """
     width = quadratic.linear.shape[0]
-    mu, vectors = jnp.linalg.eigh(quadratic.gram / width)
-    mu = jnp.maximum(mu, 0.0)
+    # Scaled so that eigh never squares entries near the overflow range: a collapsed loop's
+    # samples can drift to |x| ~ 1e150 (G ~ x²), where eigh of G itself returned NaN
+    # (B2-loop, seed 3). A finite G gives a finite readout; only a non-finite G gives NaN.
+    scale = jnp.max(jnp.abs(jnp.diagonal(quadratic.gram)))
+    scale = jnp.where(scale > 0, scale, 1.0)
+    mu, vectors = jnp.linalg.eigh(quadratic.gram / scale)
+    mu = jnp.maximum(mu, 0.0) * (scale / width)
     tau = jnp.asarray(tau, jnp.float64)[..., None]
     filt = jnp.where(mu * tau > 1e-12, -jnp.expm1(-mu * tau) / jnp.where(mu > 0, mu, 1.0), tau)
     projected = vectors.T @ quadratic.linear                 # (W,) or (W, d): one column each
+    # eigh may return finite vectors for a non-finite input: say so with NaN, never hide it.
+    projected = jnp.where(jnp.all(jnp.isfinite(quadratic.gram)), projected, jnp.nan)
     if projected.ndim == 1:
         return (filt * projected) @ vectors.T
     return vectors @ (filt[..., None] * projected)
@@ -346,12 +355,34 @@ def dsm_quadratic_averaged(params: ScoreParams, data, weights, horizon, t_min,
     if jnp.shape(weights) != jnp.shape(data)[:1] or jnp.ndim(data) != 1:
         raise ValueError(f"data (N,) and weights (N,) must match, got data {jnp.shape(data)} "
                          f"and weights {jnp.shape(weights)}")
-    return _averaged(params, jnp.asarray(data, jnp.float64), jnp.asarray(weights, jnp.float64),
-                     horizon, t_min, int(nodes))
+    quadratic = _averaged(params, jnp.asarray(data, jnp.float64),
+                          jnp.asarray(weights, jnp.float64)[None], horizon, t_min, int(nodes))
+    return quadratic._replace(gram=quadratic.gram[0], linear=quadratic.linear[0])
+
+
+def dsm_quadratic_averaged_prefixes(params: ScoreParams, data, weight_sets, horizon, t_min,
+                                    nodes: int = 64) -> DsmQuadratic:
+    """``dsm_quadratic_averaged`` for several weightings of one data set at the cost of one.
+
+    ``weight_sets`` is ``(S, N)`` (e.g. the indicators of nested prefixes ``n_1 < … < n_S``):
+    the pair moments, the expensive part, depend on the points only, and each weighting is one
+    more contraction. Returns a ``DsmQuadratic`` with a leading axis ``S`` on every field.
+    """
+    if params.slope.ndim != 1:
+        raise ValueError("dsm_quadratic_averaged_prefixes is 1-D only; in 2-D use draws")
+    _check_averaged_args(horizon, t_min, nodes)
+    if jnp.ndim(weight_sets) != 2 or jnp.shape(weight_sets)[1:] != jnp.shape(data)[:1]:
+        raise ValueError(f"weight_sets must be (S, N) for data (N,), got {jnp.shape(weight_sets)} "
+                         f"and data {jnp.shape(data)}")
+    quadratic = _averaged(params, jnp.asarray(data, jnp.float64),
+                          jnp.asarray(weight_sets, jnp.float64), horizon, t_min, int(nodes))
+    sets = jnp.shape(weight_sets)[0]
+    return quadratic._replace(constant=jnp.broadcast_to(quadratic.constant, (sets,)))
 
 
 @functools.partial(jax.jit, static_argnames="nodes")
 def _averaged(params, data, weights, horizon, t_min, nodes):
+    """Averaged quadratic for each row of ``weights`` (S, N): gram (S, W, W), linear (S, W)."""
     width = params.slope.shape[0]
     t, q = time_quadrature(horizon, t_min, nodes)
     mean, std = ou_mean_std(t)                                         # (Q,)
@@ -364,8 +395,10 @@ def _averaged(params, data, weights, horizon, t_min, nodes):
     blocks = -(-size // per_block)
     pad = blocks * per_block - size
     # Padded slots: x = 0 (finite features) with weight 0, like empty buffer slots.
+    sets = weights.shape[0]
     x = jnp.pad(data, (0, pad)).reshape(blocks, per_block)
-    omega = jnp.pad(weights / weights.sum(), (0, pad)).reshape(blocks, per_block)
+    omega = jnp.pad(weights / weights.sum(axis=1, keepdims=True), ((0, 0), (0, pad)))
+    omega = omega.reshape(sets, blocks, per_block).transpose(1, 0, 2)     # (blocks, S, P)
 
     def block(carry, inputs):
         gram, linear = carry
@@ -378,12 +411,12 @@ def _averaged(params, data, weights, horizon, t_min, nodes):
                             a[..., None, :], cb[..., None, :],
                             (lo[..., None, :, :], hi[..., None, :, :]))   # (P, Q, W, W)
         noise = _noise_moment(a, cb, (lo, hi)) / std[:, None]           # E[φ ε]/σ_t
-        rows = wb[:, None] * q                                          # (P, Q)
-        gram = gram + jnp.einsum("pq,pqab->ab", rows, pair)
-        linear = linear - jnp.einsum("pq,pqa->a", rows, noise)
+        rows = wb[:, :, None] * q                                       # (S, P, Q)
+        gram = gram + jnp.einsum("spq,pqab->sab", rows, pair)
+        linear = linear - jnp.einsum("spq,pqa->sa", rows, noise)
         return (gram, linear), None
 
-    zeros = (jnp.zeros((width, width)), jnp.zeros(width))
+    zeros = (jnp.zeros((sets, width, width)), jnp.zeros((sets, width)))
     (gram, linear), _ = jax.lax.scan(block, zeros, (x, omega))
     constant = (jnp.log(jnp.expm1(2.0 * horizon)) - jnp.log(jnp.expm1(2.0 * t_min))) / (
         2.0 * (horizon - t_min))
@@ -550,6 +583,19 @@ def check_diffusion_args(width, tau, horizon, steps, draws=1, t_min=1e-3, dim=1)
         raise ValueError(f"t_min must lie in [0, T), got {t_min!r}")
 
 
+def check_estimator(estimator, nodes, horizon, t_min, dim=1):
+    """Validate the DSM estimator's arguments (ValueError naming each).
+
+    ``nodes`` is validated even when unused (``"draws"``): a typo fails early.
+    """
+    validate.check_choice("estimator", estimator, ESTIMATORS)
+    _check_nodes(nodes)
+    if estimator == "averaged":
+        if dim != 1:
+            raise ValueError(f"estimator='averaged' is 1-D only, got dim={dim}; in 2-D use draws")
+        _check_averaged_args(horizon, t_min, nodes)
+
+
 @functools.lru_cache(maxsize=None)
 def diffusion(width: int, tau: float, *, horizon: float = 4.0, steps: int = 100, draws: int = 8,
               t_min: float = 1e-3, rule: str = "fixed", sampler: str = "sde",
@@ -582,12 +628,7 @@ def diffusion(width: int, tau: float, *, horizon: float = 4.0, steps: int = 100,
     check_diffusion_args(width, tau, horizon, steps, draws, t_min, dim)
     validate.check_choice("rule", rule, ("fixed", "early"))
     validate.check_choice("sampler", sampler, ("sde", "ode"))
-    validate.check_choice("estimator", estimator, ESTIMATORS)
-    _check_nodes(nodes)                       # validated even when unused: a typo fails early
-    if estimator == "averaged":
-        if dim != 1:
-            raise ValueError(f"estimator='averaged' is 1-D only, got dim={dim}; in 2-D use draws")
-        _check_averaged_args(horizon, t_min, nodes)
+    check_estimator(estimator, nodes, horizon, t_min, dim)
 
     def fit(key, data, weights):
         # The same key split for both estimators: equal keys give equal first layers.

@@ -1,0 +1,190 @@
+"""Monte Carlo sweeps of the random-feature score diffusion (B2, B3-diffusion), run by ``run_replicas``.
+
+Each sweep is one replica function of ``(key, truth)`` handed to ``sims.loop.run_replicas``:
+replica ``r`` gets ``fold_in(key, r)``, replicas are chunked, sharded over the devices and
+compiled once per configuration, and a NaN is reported with its replica (the first axis
+after the replicas is named "generation" there: the training-size index of ``oneshot``, the
+generation of ``b3_loop``). Results do not depend on the device count (tested).
+
+* ``oneshot``: one generation on nested prefixes of one iid draw for every ``(n, τ)``: TV and
+  KL of the SDE sampler's grid density, its grid budget, optionally the Girsanov bound and the
+  discretisation budget ``TV(q_K, q_{K/2})``.
+* ``b3_loop``: the ``reuse`` loop at fixed ``n`` for every ``m`` of a grid, ``G_0`` and each
+  generation's keys shared across ``m`` (common random numbers for paired differences).
+
+The model is ``sims.models.diffusion`` with Li et al.'s averaged loss (``estimator="averaged"``)
+or ``J`` fixed draws per point (``"draws"``, the named variant). docs/diffusion.md §1.1, §5.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from bounds.models import diffusion as bounds_diffusion
+from sims import metrics
+from sims.loop import Generation, run_replicas
+from sims.model import GenerativeModel
+from sims.models import diffusion as D
+from sims.models.kde import sample_mixture
+
+__all__ = ["SPAN", "grid", "oneshot", "b3_loop", "with_synthetic_shift"]
+
+SPAN = 7.0        # the TV grid is [-SPAN, SPAN] (per axis)
+
+
+def grid(cells: int, dim: int = 1) -> metrics.Grid:
+    """The claims' TV grid: ``cells`` midpoint cells on ``[-7, 7]`` (per axis)."""
+    return metrics.make_grid(-SPAN, SPAN, int(cells), int(dim))
+
+
+def _quadratics(params, data, weight_sets, key_draws, *, estimator, draws, nodes, horizon, t_min,
+                dim):
+    """The DSM quadratic for each row of ``weight_sets`` (nested prefixes), one leading axis."""
+    if estimator == "averaged":
+        return D.dsm_quadratic_averaged_prefixes(params, data, weight_sets, horizon, t_min, nodes)
+    t, eps = D.dsm_draws(key_draws, data.shape[0], draws, horizon, t_min, dim)
+    return jax.vmap(lambda w: D.dsm_quadratic(params, data, w, t, eps))(weight_sets)
+
+
+def _oneshot_replica(sizes, taus, width, estimator, draws, nodes, steps, cells, with_bound, dim,
+                     horizon, t_min):
+    n_max = max(sizes)
+    the_grid = grid(cells, dim)
+    nodes_x = jnp.asarray(metrics.grid_nodes(the_grid))
+    cell = the_grid.cell_volume
+
+    def one(key, truth):
+        key_data, key_features, key_draws = jax.random.split(key, 3)
+        data = sample_mixture(key_data, truth, n_max)
+        params = D.random_features(key_features, width, dim=dim)
+        prefixes = (jnp.arange(n_max)[None, :] < jnp.asarray(sizes)[:, None]).astype(jnp.float64)
+        quads = _quadratics(params, data, prefixes, key_draws, estimator=estimator, draws=draws,
+                            nodes=nodes, horizon=horizon, t_min=t_min, dim=dim)
+        readouts = jax.vmap(lambda q: D.train_exact(q, jnp.asarray(taus)))(quads)  # (S, T, W..)
+        p0 = metrics.mixture_density(the_grid, truth)
+        p0_tail = 0.5 * metrics.mixture_tail_mass(the_grid, truth)
+
+        def at(readout):
+            model = params._replace(readout=readout)
+            fine, lost = D.sde_density_on_grid(model, nodes_x, horizon, steps)
+            tv, quad = metrics.tv_on_grid(the_grid, fine, p0)
+            kl = cell * jnp.sum(p0 * (jnp.log(p0) - jnp.log(jnp.maximum(fine, 1e-300))))
+            out = dict(tv=tv, tv_error=quad + 0.5 * jnp.abs(lost) + p0_tail, kl=kl)
+            if with_bound:   # the bound, and the discretisation budget it needs
+                coarse, _ = D.sde_density_on_grid(model, nodes_x, horizon, steps // 2)
+                out["disc"] = metrics.tv_on_grid(the_grid, fine, coarse)[0]
+                bound = bounds_diffusion.girsanov_kl_bound(
+                    lambda x, s: D.score(model, x, s), truth.loc, truth.weight, truth.scale,
+                    horizon, nodes_x)
+                out.update(bound_kl=bound.kl, bound_prior=bound.prior)
+            return out
+
+        return jax.vmap(jax.vmap(at))(readouts)                       # (S, T) per quantity
+
+    return one
+
+
+def oneshot(key, truth, *, sizes, taus, width, replicas, estimator="averaged", draws=4, nodes=16,
+            steps=100, cells=128, with_bound=True, dim=1, horizon=4.0, t_min=1e-3,
+            batch_size=16, devices=None) -> dict:
+    """One-generation TV, KL (and bound) for every ``n`` in ``sizes`` and ``τ`` in ``taus``.
+
+    Replica ``r`` (key ``fold_in(key, r)``): one iid draw of ``max(sizes)`` points from the
+    mixture ``truth``, one random first layer (and, for ``"draws"``, one set of DSM draws)
+    shared by every ``(n, τ)`` (common random numbers; each fit is exactly the model's fit on
+    ``n`` iid points); all ``τ`` from one eigendecomposition per ``n``. ``with_bound`` adds
+    the Girsanov bound (``bound_kl``, ``bound_prior``) and ``disc = TV(q_K, q_{K/2})``.
+
+    Returns numpy arrays of shape ``(replicas, len(sizes), len(taus))``.
+    Raises ``NonFiniteError`` naming the quantity, the size index and the replica.
+    """
+    sizes = tuple(int(s) for s in sizes)
+    taus = tuple(float(t) for t in taus)
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"sizes must be positive integers, got {sizes!r}")
+    if not taus:
+        raise ValueError("taus (training times) must not be empty")
+    for tau in taus:
+        D.check_diffusion_args(width, tau, horizon, steps, draws, t_min, dim)
+    D.check_estimator(estimator, nodes, horizon, t_min, dim)
+    metrics.check_grid_covers(grid(cells, dim), truth, 1e-6)
+    static = (sizes, taus, int(width), estimator, int(draws), int(nodes), int(steps), int(cells),
+              bool(with_bound), int(dim), float(horizon), float(t_min))
+    replica = _oneshot_replica(*static)
+    return run_replicas(key, replica, ("diffusion-oneshot",) + static, truth, replicas=replicas,
+                        batch_size=min(batch_size, replicas), devices=devices,
+                        description="diffusion one-shot")
+
+
+@functools.lru_cache(maxsize=None)
+def with_synthetic_shift(model: GenerativeModel, shift: float) -> GenerativeModel:
+    """``model`` whose samples are moved by ``+shift`` (a broken simulator, negative controls).
+
+    Used for the synthetic data of a loop only (real data come from their own sampler).
+    Cached, so the compiled loop is reused.
+    """
+    if shift == 0:
+        return model
+
+    def sample(key, params, m):
+        return model.sample(key, params, m) + shift
+
+    return model._replace(name=f"{model.name}-shift{shift:g}", sample=sample)
+
+
+def _b3_replica(n, m_grid, generations, model, cells, steps, horizon):
+    metric = D.diffusion_tv_metric(grid(cells), horizon, steps)
+
+    def tv_of(params, truth):
+        out = metric(None, Generation(0, params, params, None, None), truth)
+        return jnp.stack([out["tv"], out["tv_error"]])
+
+    def one(key, truth):
+        key_real, key_loop = jax.random.split(key)
+        real = sample_mixture(key_real, truth, n)
+        first = model.fit(jax.random.fold_in(key_loop, 0), real, jnp.ones(n))
+        rows = []
+        for m in m_grid:                # static sizes: each m trains on exactly n + m points
+            params, tvs = first, [tv_of(first, truth)]
+            for i in range(1, generations + 1):
+                key_sample, key_fit = jax.random.split(jax.random.fold_in(key_loop, i))
+                data = real if m == 0 else jnp.concatenate(
+                    [real, model.sample(key_sample, params, m)])
+                params = model.fit(key_fit, data, jnp.ones(n + m))
+                tvs.append(tv_of(params, truth))
+            rows.append(jnp.stack(tvs))                              # (G + 1, 2)
+        table = jnp.stack(rows, axis=1)                              # (G + 1, M, 2)
+        return {"tv": table[..., 0], "tv_error": table[..., 1]}
+
+    return one
+
+
+def b3_loop(key, truth, model: GenerativeModel, *, n, m_grid, generations, replicas, cells=128,
+            steps=100, horizon=4.0, batch_size=16, devices=None) -> dict:
+    """The ``reuse`` loop (``n`` real points reused, ``m`` fresh synthetic ones) for every ``m``.
+
+    Generation 0 is fit on the ``n`` real points and shared by every ``m``; generation ``i``
+    of every ``m`` uses the same keys (first layer, sampler noise stream), so differences
+    between ``m`` values are paired. ``m = 0`` refits on the real points alone (a fresh fit per
+    generation). ``model`` must sample with ``steps`` steps (its ``sample`` is what the loop
+    draws from; the grid density is that sampler's law).
+
+    Returns ``tv`` and ``tv_error`` of shape ``(replicas, generations + 1, len(m_grid))``.
+
+    ``batch_size`` 16 (one chunk at the quick size): twice, with two chunks of this program in
+    flight in ``run_replicas`` (it dispatches chunk c+1 before reading chunk c), the read of
+    chunk c never returned, every XLA thread idle (docs/diffusion.md §6.1; not diagnosed).
+    """
+    m_grid = tuple(int(m) for m in m_grid)
+    if n < 1 or min(m_grid) < 0:
+        raise ValueError(f"n must be >= 1 and every m >= 0, got n={n!r}, m_grid={m_grid!r}")
+    if generations < 1:
+        raise ValueError(f"generations must be >= 1, got {generations!r}")
+    metrics.check_grid_covers(grid(cells), truth, 1e-6)
+    static = (int(n), m_grid, int(generations), model, int(cells), int(steps), float(horizon))
+    replica = _b3_replica(*static)
+    return run_replicas(key, replica, ("diffusion-b3",) + static, truth, replicas=replicas,
+                        batch_size=min(batch_size, replicas), devices=devices,
+                        description="diffusion B3")
