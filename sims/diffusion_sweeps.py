@@ -173,9 +173,9 @@ def b3_loop(key, truth, model: GenerativeModel, *, n, m_grid, generations, repli
 
     Returns ``tv`` and ``tv_error`` of shape ``(replicas, generations + 1, len(m_grid))``.
 
-    ``batch_size`` 16 (one chunk at the quick size): twice, with two chunks of this program in
-    flight in ``run_replicas`` (it dispatches chunk c+1 before reading chunk c), the read of
-    chunk c never returned, every XLA thread idle (docs/diffusion.md §6.1; not diagnosed).
+    ``batch_size`` 16 (one chunk at the quick size). With two chunks of this program in
+    flight, the read of chunk c once never returned, every XLA thread idle (docs/diffusion.md
+    §6.1); ``run_replicas`` now waits for chunk c before dispatching c+1 (docs/engine.md §4).
     """
     m_grid = tuple(int(m) for m in m_grid)
     if n < 1 or min(m_grid) < 0:

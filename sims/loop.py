@@ -417,7 +417,12 @@ def run_replicas(key: jax.Array, replica_fn: Callable[[jax.Array, Any], Any], st
         return start, compiled(key, indices, truth)
 
     moments, pieces, pending = None, [], None
-    for start in starts:  # dispatch chunk c+1 before reading chunk c back: overlap
+    for start in starts:
+        if pending is not None:
+            # One chunk executes at a time: with two programs in flight XLA:CPU hung for
+            # good (all threads idle) in the diffusion B3 sweep (docs/engine.md). The host
+            # work on chunk c (copy, NaN check, moments) still overlaps chunk c+1.
+            jax.block_until_ready(pending[1])
         launched = launch(start)
         if pending is not None:
             moments = _collect(pending, replicas, moments, pieces, reduce)
