@@ -5,8 +5,11 @@ import pathlib
 import pytest
 
 import verify
-from verify.cache import enable_compilation_cache
-from verify.claim import reuse_measurements
+
+verify.configure_cpu_runtime()  # before JAX's backend exists (the XLA:CPU pool hang, docs/engine.md)
+
+from verify.cache import enable_compilation_cache  # noqa: E402
+from verify.claim import reuse_measurements  # noqa: E402
 
 verify.enable_float64()  # the library never switches it on by itself (docs/api.md)
 enable_compilation_cache()  # a loop compiled by one test session is loaded by the next

@@ -13,6 +13,8 @@ import textwrap
 
 import numpy as np
 
+from verify import CPU_RUNTIME_FLAGS
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _PRELUDE = """
 import sys, jax, numpy as np
@@ -31,7 +33,7 @@ def values_on(devices: int, snippet: str, tmp_path, timeout: float = 600) -> dic
     """What ``snippet`` saved, run in a fresh process with ``devices`` CPU devices."""
     path = pathlib.Path(tmp_path) / f"devices{devices}.npz"
     script = _PRELUDE + textwrap.dedent(snippet) + _EPILOGUE
-    env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+    env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices} {CPU_RUNTIME_FLAGS}",
            "PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"}
     subprocess.run([sys.executable, "-c", script, str(path), str(devices)], check=True,
                    cwd=ROOT, env=env, timeout=timeout)

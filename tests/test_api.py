@@ -92,3 +92,15 @@ def test_public_bounds_functions_carry_informative_type_hints():
             if any(h is inspect.Signature.empty or "Any" in str(h) for h in hints):
                 missing.append(f"{module.__name__}.{name}{signature}")
     assert not missing, "\n".join(missing)
+
+
+def test_cpu_runtime_flags_are_added_once_and_a_users_choice_is_kept(monkeypatch):
+    import os
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+    verify.configure_cpu_runtime()
+    verify.configure_cpu_runtime()
+    assert os.environ["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=2",
+                                               verify.CPU_RUNTIME_FLAGS]
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")
+    verify.configure_cpu_runtime()
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=true"

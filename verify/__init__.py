@@ -10,6 +10,7 @@ creating arrays (the CLI and the tests do). Everything else here is imported laz
 from __future__ import annotations
 
 import importlib
+import os
 
 __all__ = ["enable_float64", "Claim", "Measured", "Measurement", "Theory", "REGISTRY",
            "register", "evaluate", "measured", "claim_key", "control", "parts", "load_claims"]
@@ -20,6 +21,24 @@ _LAZY = {"Claim": "verify.claim", "Measured": "verify.claim", "Measurement": "ve
          "evaluate": "verify.claim", "measured": "verify.claim", "claim_key": "verify.claim",
          "control": "verify.claim", "parts": "verify.claim", "load_claims": "verify.plugins"}
 _RENAMED = {"load_claims": "load_all"}
+
+
+# XLA:CPU's multi-threaded Eigen pool wedged for good (every thread idle, the result never
+# ready) on the vmapped diffusion B3 sweep, intermittently, after other programs had run in
+# the same process (docs/engine.md §4). Single-threaded Eigen kernels avoid it; the suite's
+# parallelism is across worker processes (--jobs) and test workers, so little is lost.
+CPU_RUNTIME_FLAGS = "--xla_cpu_multi_thread_eigen=false"
+
+
+def configure_cpu_runtime() -> None:
+    """Add ``CPU_RUNTIME_FLAGS`` to ``XLA_FLAGS`` for this process and the workers it starts.
+
+    It takes effect only before JAX creates its CPU backend (the CLI and the tests call it
+    first thing). A ``XLA_FLAGS`` that already sets ``xla_cpu_multi_thread_eigen`` is kept.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_cpu_multi_thread_eigen" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {CPU_RUNTIME_FLAGS}".strip()
 
 
 def enable_float64() -> None:

@@ -33,9 +33,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import jax
-
 import verify
+
+verify.configure_cpu_runtime()  # before JAX's backend exists (see its docstring)
+
+import jax  # noqa: E402
 from verify import baseline, plugins, report
 from sims.loop import compile_count
 from verify.cache import compile_stats, enable_compilation_cache

@@ -62,7 +62,7 @@ def a4_figure(record):
     for n, (ax, title) in enumerate(zip(axes, titles)):
         ax.set_title(f"({chr(ord('a') + n)}) {title}", fontsize=9)
         ax.set_xlabel("generation $i$")
-    suptitle(fig, record, "real only = G_0 on the n real prompts; all real = n + m real prompts, "
+    suptitle(fig, record, r"real only = $G_0$ on the $n$ real prompts; all real = $n + m$ real prompts, "
              "same keys; R1's constants from separately keyed runs")
     figure_legend(fig, axes, key)
     return fig
