@@ -19,6 +19,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 _PRELUDE = """
 import sys, jax, numpy as np
 import verify; verify.enable_float64()  # as the CLI does
+from verify.cache import enable_compilation_cache
+enable_compilation_cache()  # each device count's programs compile once per machine
 _saved = {}
 def save(name, value):
     _saved[name] = np.asarray(value)

@@ -17,8 +17,6 @@ from forced_devices import same_on_devices, values_on
 # The wrapper: small replica counts and chunks (neither changes a replica's values:
 # replica r's key is fold_in(key, r) whatever the chunk or device), every output recorded.
 _RECORDER = """
-from verify.cache import enable_compilation_cache
-enable_compilation_cache()
 import verify.claims  # noqa: F401  (registers the built-in claims)
 from sims import coupled, loop, sweeps
 from verify import claim as claim_lib

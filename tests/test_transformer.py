@@ -169,8 +169,6 @@ def test_loops_are_the_same_on_1_and_4_devices(tmp_path):
     XLA may order a matmul's reduction differently: the values agreed to 1 ulp (4e-16)."""
     same_on_devices("""
         import jax.numpy as jnp, numpy as np
-        from verify.cache import enable_compilation_cache
-        enable_compilation_cache()  # both device counts compile once per machine
         import sims
         from sims.coupled import run_coupled
         from sims.models import transformer as tr, icl_real_sampler, icl_task, linear_attention

@@ -51,7 +51,7 @@ def a4_figure(record):
                 key.measured(axes[2], x, mean, se, c, label)
                 if number == 0:
                     key.theory(axes[2], x, theory, "report", "k", r"$\gamma^*$")
-        for quantity, name in ((QUALITY, r"icl_risk$(\gamma^*)$"), (BAYES, "Bayes risk")):
+        for quantity, name in ((QUALITY, r"best linear attention, $\gamma^*$"), (BAYES, "Bayes risk")):
             rows = rows_of(record, index, quantity)
             if rows and quantity == QUALITY:
                 key.theory(axes[0], [0], [rows[0]["theory"]], "report", "grey", name)
