@@ -23,10 +23,10 @@ _LAZY = {"Claim": "verify.claim", "Measured": "verify.claim", "Measurement": "ve
 _RENAMED = {"load_claims": "load_all"}
 
 
-# XLA:CPU's multi-threaded Eigen pool wedged for good (every thread idle, the result never
-# ready) on the vmapped diffusion B3 sweep, intermittently, after other programs had run in
-# the same process (docs/engine.md §4). Single-threaded Eigen kernels avoid it; the suite's
-# parallelism is across worker processes (--jobs) and test workers, so little is lost.
+# XLA:CPU's multi-threaded Eigen pool has been reported to wedge on vmapped programs; the
+# suite's own hang was two batched eigh kernels waiting on the pool (fixed in
+# sims.models.diffusion, docs/engine.md §4). Single-threaded Eigen kernels cost little here:
+# the suite's parallelism is across worker processes (--jobs) and test workers.
 CPU_RUNTIME_FLAGS = "--xla_cpu_multi_thread_eigen=false"
 
 

@@ -183,6 +183,23 @@ def dsm_loss(quadratic: DsmQuadratic, readout):
             - 2.0 * jnp.sum(readout * quadratic.linear) / width + quadratic.constant)
 
 
+def _eigh(matrix):
+    """``eigh`` of a symmetric matrix (any leading batch axes).
+
+    On CPU, through the host's LAPACK (a callback): XLA:CPU's batched ``eigh`` kernel splits
+    its batch over the intra-op thread pool and waits for it, so two of them running at once
+    (B3's loop fits the real-only and the mixed buffers side by side) each held one of a
+    2-core machine's two pool threads and waited for ever (gdb: both in ``BlockingCounter::
+    Wait`` under ``ParallelBatchMap``; docs/engine.md §4). Elsewhere, XLA's own kernel.
+    """
+    if jax.default_backend() != "cpu":
+        return jnp.linalg.eigh(matrix)
+    shapes = (jax.ShapeDtypeStruct(matrix.shape[:-1], matrix.dtype),
+              jax.ShapeDtypeStruct(matrix.shape, matrix.dtype))
+    return jax.pure_callback(lambda a: tuple(np.linalg.eigh(np.asarray(a))), shapes, matrix,
+                             vmap_method="expand_dims")
+
+
 def train_exact(quadratic: DsmQuadratic, tau):
     """Gradient flow ``dA/dτ = −(W/2)∇L`` from ``A = 0`` for time ``τ``, in closed form.
 
@@ -197,7 +214,7 @@ def train_exact(quadratic: DsmQuadratic, tau):
     # (B2-loop, seed 3). A finite G gives a finite readout; only a non-finite G gives NaN.
     scale = jnp.max(jnp.abs(jnp.diagonal(quadratic.gram)))
     scale = jnp.where(scale > 0, scale, 1.0)
-    mu, vectors = jnp.linalg.eigh(quadratic.gram / scale)
+    mu, vectors = _eigh(quadratic.gram / scale)
     mu = jnp.maximum(mu, 0.0) * (scale / width)
     tau = jnp.asarray(tau, jnp.float64)[..., None]
     filt = jnp.where(mu * tau > 1e-12, -jnp.expm1(-mu * tau) / jnp.where(mu > 0, mu, 1.0), tau)
