@@ -196,8 +196,12 @@ def _eigh(matrix):
         return jnp.linalg.eigh(matrix)
     shapes = (jax.ShapeDtypeStruct(matrix.shape[:-1], matrix.dtype),
               jax.ShapeDtypeStruct(matrix.shape, matrix.dtype))
-    return jax.pure_callback(lambda a: tuple(np.linalg.eigh(np.asarray(a))), shapes, matrix,
-                             vmap_method="expand_dims")
+    def host(a):
+        a = np.asarray(a)
+        finite = np.isfinite(a).all(axis=(-2, -1), keepdims=True)
+        # LAPACK raises on NaN: decompose the identity there; train_exact reports NaN for it.
+        return tuple(np.linalg.eigh(np.where(finite, a, np.eye(a.shape[-1]))))
+    return jax.pure_callback(host, shapes, matrix, vmap_method="expand_dims")
 
 
 def train_exact(quadratic: DsmQuadratic, tau):
