@@ -50,6 +50,7 @@ from sims.models import diffusion as D
 from sims.models.kde import Mixture, gaussian_mixture_sampler
 from verify import figures_diffusion, stats
 from verify.claim import Claim, Measured, Measurement, Theory, measured_rate, per_mode, register
+from verify.claims.paper_b import r1_recursion, training_sizes  # R1 on a plan: one definition
 
 TWO_MODES = dict(loc=(-2.0, 2.0), weight=(0.5, 0.5), scale=(1.0, 1.0))
 # 2-D (full mode only): four unit-variance modes at (±2, ±2).
@@ -463,25 +464,6 @@ def _loop_grid(mode):
 def _loop_plan(point):
     return sims.make_plan(point["scheme"], n=point["n"], m=point["m"],
                           generations=point["generations"])
-
-
-def training_sizes(plan):
-    """``N_i``, the training-set size of generation ``i = 0..G-1`` (R1's ``eps(N_i)``)."""
-    if plan.scheme == "synthetic":
-        return np.r_[plan.n, plan.m].astype(float)
-    if plan.scheme == "accumulate":
-        return np.asarray(tv_bounds.accumulate_sizes(plan.n, plan.m))
-    return np.r_[plan.n, plan.n + np.asarray(plan.m)].astype(float)
-
-
-def r1_recursion(eps, plan):
-    """R1 unrolled with the plan's schedule (accumulate: its own recursion). Linear in ``eps``.
-
-    Claim: B1/B2 (R1). Kind: upper, given ``eps_i >= TV(G_i, q_i)``. docs/paper_b.md §2.
-    """
-    if plan.scheme == "accumulate":
-        return np.asarray(tv_bounds.accumulate_tv_bound(eps, plan.n, plan.m))
-    return np.asarray(tv_bounds.tv_recursion_bound(eps, plan.real_proportion()))
 
 
 def squared_contraction_recursion(eps, plan):
