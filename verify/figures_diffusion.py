@@ -18,6 +18,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from verify import stats  # noqa: E402
 from verify.figures import (  # noqa: E402
     StyleKey, colour, figure_legend, math_label, rows_of, series, suptitle)
 
@@ -28,6 +29,8 @@ BEST_TAU = (("E TV(q,p0) at best tau", 1 / 5, r"$n^{-1/5}$", "C0"),
 BOUND = "vs Girsanov-Pinsker"
 HELD_OUT = "E KL(p0||q) at held-out tau"
 TAU_STAR = "log10 of the per-replica best tau (argmin TV on the tau grid)"
+TAU_SEARCH = "log10 tau* per replica (continuous search, W ~ n)"
+TAU_LAW = "exponent of tau* in n (sizes with a resolved minimum)"
 
 
 def _tau_of(quantity: str) -> float:
@@ -39,7 +42,8 @@ def b2_oneshot_figure(record):
     quantities = list(dict.fromkeys(r["quantity"] for r in record["rows"]))
     held_out = [q for q in quantities if q.startswith(HELD_OUT)]
     tau_star = rows_of(record, 0, TAU_STAR)
-    panels = 2 + bool(held_out) + bool(tau_star)
+    searched = [r for r in record["rows"] if r["quantity"] == TAU_SEARCH]
+    panels = 2 + bool(held_out) + bool(tau_star or searched)
     fig, axes = plt.subplots(1, panels, figsize=(3.8 * panels, 3.8))
     rates, versus_tau = axes[0], axes[1]
     key = StyleKey()
@@ -76,15 +80,29 @@ def b2_oneshot_figure(record):
             key.rows(kl, rows, colour(j), f"$n = {n}$")
         kl.set(xscale="log", xlabel=r"training time $\tau$")
         kl.set_title(r"(c) $\mathbb{E}\,\mathrm{KL}(p_0\|q)$ at held-out $\tau$ vs. fitted shape")
-    if tau_star:   # per-replica best tau (log10), mean ± 2 SE, with the n^(2/5) reference
+    if tau_star or searched:   # log10 tau* per replica, mean ± 2 SE, with n^(2/5)
         ax = axes[-1]
-        x, mean, se, _ = series(tau_star)
-        key.measured(ax, x, mean, se, "C2", r"$\log_{10}\tau^*$ (per replica)")
+        if tau_star:
+            x, mean, se, _ = series(tau_star)
+            key.measured(ax, x, mean, se, "C2", r"$\log_{10}\tau^*$ (grid argmin, $W = 64$)")
+        if searched:
+            point = searched[0]["point"]
+            x, mean, se, _ = series(searched)
+            key.measured(ax, x, mean, se, "C3", r"$\log_{10}\tau^*$ (search, $W \propto n$)")
+            law = rows_of(record, point, TAU_LAW)
+            if law:   # the fitted line through the geometric means, and its 95% band
+                slope, slope_se, dof = law[0]["measured"], law[0]["se"], law[0]["dof"]
+                half = float(stats.t_isf(0.025, dof)) * slope_se
+                centre = np.average(np.log10(x)), np.average(mean)
+                for s_, style in ((slope, "-"), (slope - half, ":"), (slope + half, ":")):
+                    ax.plot(x, centre[1] + s_ * (np.log10(x) - centre[0]), style, color="C3",
+                            lw=1, label=(f"fit $n^{{{slope:.2f}}}$ ± {half:.2f}"
+                                         if style == "-" else None))
         ax.plot(x, mean[0] + 0.4 * np.log10(x / x[0]), "-.", color="0.5", lw=1,
                 label=r"$n^{2/5}$ reference")
         ax.set(xscale="log", xlabel="$n$", ylabel=r"$\log_{10}\tau^*$")
-        ax.set_title(r"(d) best $\tau$ per replica (grid argmin)")
-        ax.legend()
+        ax.set_title(r"(d) best $\tau$ per replica")
+        ax.legend(fontsize="small")
     suptitle(fig, record)
     figure_legend(fig, axes[1:], key)
     return fig

@@ -54,7 +54,8 @@ from sims.model import GenerativeModel
 
 __all__ = ["ScoreParams", "DsmQuadratic", "time_embedding", "ou_mean_std", "random_features",
            "dimension", "features", "score", "score_divergence", "dsm_draws", "dsm_quadratic",
-           "dsm_loss", "train_exact", "gaussian_partial_moments", "relu_product_moment",
+           "dsm_loss", "train_exact", "Spectrum", "flow_spectrum", "readout_at",
+           "gaussian_partial_moments", "relu_product_moment",
            "relu_noise_moment", "time_quadrature", "dsm_quadratic_averaged",
            "dsm_quadratic_averaged_prefixes", "sample_sde",
            "sample_ode", "grid_points",
@@ -204,14 +205,16 @@ def _eigh(matrix):
     return jax.pure_callback(host, shapes, matrix, vmap_method="expand_dims")
 
 
-def train_exact(quadratic: DsmQuadratic, tau):
-    """Gradient flow ``dA/dτ = −(W/2)∇L`` from ``A = 0`` for time ``τ``, in closed form.
+class Spectrum(NamedTuple):
+    """The gradient flow's spectral data: ``G/W = V diag(mu) Vᵀ`` and ``Vᵀ b`` (``train_exact``)."""
+    mu: jax.Array          # (W,) eigenvalues of G/W, clipped at 0
+    vectors: jax.Array     # (W, W)
+    projected: jax.Array   # (W,) or (W, d): Vᵀ b, NaN for a non-finite G
 
-    ``A(τ) = V diag((1 − e^{−μτ})/μ) Vᵀ b`` with ``G/W = V diag(μ) Vᵀ``; ``μ`` is
-    clipped at 0 (round-off) and the filter written with ``expm1`` so that small
-    and zero eigenvalues give ``τ`` without cancellation. ``tau`` may be an array
-    (leading axes are broadcast: one eigendecomposition serves every ``τ``).
-    """
+
+def flow_spectrum(quadratic: DsmQuadratic) -> Spectrum:
+    """One eigendecomposition of the flow ``dA/dτ = b − (G/W) A``; ``readout_at`` then gives
+    ``A(τ)`` for any ``τ`` (a continuous training time: the early-stopping search, B2)."""
     width = quadratic.linear.shape[0]
     # Scaled so that eigh never squares entries near the overflow range: a collapsed loop's
     # samples can drift to |x| ~ 1e150 (G ~ x²), where eigh of G itself returned NaN
@@ -220,14 +223,31 @@ def train_exact(quadratic: DsmQuadratic, tau):
     scale = jnp.where(scale > 0, scale, 1.0)
     mu, vectors = _eigh(quadratic.gram / scale)
     mu = jnp.maximum(mu, 0.0) * (scale / width)
-    tau = jnp.asarray(tau, jnp.float64)[..., None]
-    filt = jnp.where(mu * tau > 1e-12, -jnp.expm1(-mu * tau) / jnp.where(mu > 0, mu, 1.0), tau)
     projected = vectors.T @ quadratic.linear                 # (W,) or (W, d): one column each
     # eigh may return finite vectors for a non-finite input: say so with NaN, never hide it.
     projected = jnp.where(jnp.all(jnp.isfinite(quadratic.gram)), projected, jnp.nan)
+    return Spectrum(mu, vectors, projected)
+
+
+def readout_at(spectrum: Spectrum, tau):
+    """``A(τ) = V diag((1 − e^{−μτ})/μ) Vᵀ b`` (``tau`` may be an array: leading axes)."""
+    mu, vectors, projected = spectrum
+    tau = jnp.asarray(tau, jnp.float64)[..., None]
+    filt = jnp.where(mu * tau > 1e-12, -jnp.expm1(-mu * tau) / jnp.where(mu > 0, mu, 1.0), tau)
     if projected.ndim == 1:
         return (filt * projected) @ vectors.T
     return vectors @ (filt[..., None] * projected)
+
+
+def train_exact(quadratic: DsmQuadratic, tau):
+    """Gradient flow ``dA/dτ = −(W/2)∇L`` from ``A = 0`` for time ``τ``, in closed form.
+
+    ``A(τ) = V diag((1 − e^{−μτ})/μ) Vᵀ b`` with ``G/W = V diag(μ) Vᵀ``; ``μ`` is
+    clipped at 0 (round-off) and the filter written with ``expm1`` so that small
+    and zero eigenvalues give ``τ`` without cancellation. ``tau`` may be an array
+    (leading axes are broadcast: one eigendecomposition serves every ``τ``).
+    """
+    return readout_at(flow_spectrum(quadratic), tau)
 
 
 # --- Li et al.'s estimator: the DSM loss averaged over (t, ε) per data point (1-D) ----------

@@ -34,6 +34,7 @@ Proofs and what is fitted: docs/diffusion.md.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable
 
 import jax
@@ -177,6 +178,39 @@ SHAPE_FIT_TAUS = (1e2, 1e3, 1e4)
 SHAPE_HELD_TAUS = (10 ** 2.5, 10 ** 3.5)
 
 
+# The tau* search (issue 18, item 3): log10 tau on [2, 7] at half decades (one vmapped
+# call), then golden-section steps (one TV each) on the two cells around the grid's argmin:
+# 10 steps shrink the one-decade bracket to 0.618^10 = 0.008 decades (2% in tau).
+TAU_SEARCH_GRID = tuple(2.0 + 0.5 * k for k in range(11))
+TAU_SEARCH_REFINE = 10
+# Li et al.'s regime: the n-term n^(-2/5) of their bound dominates the feature term
+# W^(-4/5) only when W >= n^(1/2); the search runs at W = ratio * n^exponent (default W = n,
+# the regime where the error shape of docs §4 puts tau* at n^(2/5)).
+MIN_WIDTH_EXPONENT = 0.5
+TAU_LAW = 2 / 5
+
+
+def scaled_widths(sizes, ratio, exponent):
+    """``W(n) = round(ratio · n^exponent)`` for each ``n`` (Li et al.'s regime, issue 18).
+
+    Raises ``ValueError`` naming the width ``W`` when the scaling is too weak for the regime
+    (``exponent < 1/2``: the feature term ``W^(-4/5)`` would dominate ``n^(-2/5)``) or when a
+    width is below ``n^(1/2)`` or below 2.
+    """
+    if not (isinstance(ratio, (int, float)) and math.isfinite(ratio) and ratio > 0):
+        raise ValueError(f"width W = ratio * n^exponent needs a finite ratio > 0, got {ratio!r}")
+    if not (isinstance(exponent, (int, float)) and exponent >= MIN_WIDTH_EXPONENT):
+        raise ValueError(f"width W must grow at least like n^{MIN_WIDTH_EXPONENT:g} for Li et "
+                         f"al.'s n^(-2/5) term to dominate W^(-4/5); got exponent {exponent!r}")
+    widths = [int(round(ratio * n ** exponent)) for n in sizes]
+    for n, width in zip(sizes, widths):
+        if width < max(2.0, n ** MIN_WIDTH_EXPONENT):
+            raise ValueError(f"width W = {width} at n = {n} is too small for the requested "
+                             f"scaling (W = {ratio:g} n^{exponent:g}): Li et al.'s regime needs "
+                             f"W >= n^(1/2) = {n ** MIN_WIDTH_EXPONENT:.1f} and W >= 2")
+    return widths
+
+
 def _oneshot_grid(mode):
     # Quick: no separate shape-fit run (the fitted shape is a diagnostic, docs §4.1), so the
     # averaged estimator's cost (one quadratic per replica over the largest n) is paid once.
@@ -194,6 +228,13 @@ def _oneshot_grid(mode):
     fit = {} if mode == "quick" else dict(fit_taus=list(SHAPE_FIT_TAUS))
     points = [dict(width=64, estimator=ESTIMATOR, nodes=NODES, sizes=list(sizes),
                    taus=list(taus), replicas=replicas, cells=cells, steps=steps, dim=1, **fit)]
+    # Early stopping identified (issue 18, item 3): tau*(n) by a continuous search, W = n.
+    points.append(dict(
+        search="tau_star", sizes=list(per_mode(mode, (25, 50, 100), (25, 50, 100, 200),
+                                               (25, 50, 100, 200, 400))),
+        width_ratio=1.0, width_exponent=1.0, estimator=ESTIMATOR, nodes=NODES,
+        log_taus=list(TAU_SEARCH_GRID), refine=TAU_SEARCH_REFINE,
+        replicas=per_mode(mode, 12, 24, 64), cells=cells, steps=steps))
     if mode == "full":   # 2-D: four modes at (±2, ±2), a 48 x 48 grid, a 50-step sampler
         points.append(dict(width=64, estimator="draws", draws=DRAWS, sizes=[200, 800, 3200],
                            taus=list(SHAPE_HELD_TAUS + (1e6,)), replicas=16, cells=CELLS_2D,
@@ -230,6 +271,8 @@ class OneshotMeasure:
     """B2-oneshot's measurement (no swappable part: its controls are wrong theories)."""
 
     def __call__(self, key, point):
+        if point.get("search") == "tau_star":
+            return _tau_star_measure(key, point)
         return _oneshot_measure(key, point)
 
 
@@ -301,18 +344,99 @@ def _oneshot_measure(key, point):
     return Measurement(out, context)
 
 
+TAU_SEARCH = "log10 tau* per replica (continuous search, W ~ n)"
+TAU_DEPTH = "depth of the minimum TV(largest tau) - TV(tau*) (paired)"
+TAU_LAW_ROW = "exponent of tau* in n (sizes with a resolved minimum)"
+TAU_TV = "E TV(q,p0) at tau* (W ~ n)"
+
+
+def _resolved(depth: Measured):
+    """Sizes whose minimum is resolved: depth significantly > 0 (one-sided 1%, Student t)."""
+    return depth.mean - float(stats.t_isf(0.01, depth.replicas - 1)) * depth.se > 0
+
+
+def _tau_star_measure(key, point):
+    """Per replica, ``τ*(n)`` by ``sims.diffusion_sweeps.tau_search`` at ``W(n)`` (one run per
+    ``n``, keys folded from ``key``); the exponent of ``τ*`` in ``n`` over the sizes whose
+    minimum is resolved (Student t from the replicas)."""
+    sizes = [int(n) for n in point["sizes"]]
+    widths = scaled_widths(sizes, point["width_ratio"], point["width_exponent"])
+    runs = [sweeps.tau_search(jax.random.fold_in(key, j), _mixture(), n=n, width=w,
+                              log_taus=point["log_taus"], replicas=point["replicas"],
+                              refine=point["refine"], nodes=point["nodes"], steps=point["steps"],
+                              cells=point["cells"], horizon=HORIZON, t_min=T_MIN)
+            for j, (n, w) in enumerate(zip(sizes, widths))]
+    R = point["replicas"]
+    x = np.asarray(sizes, float)
+    log_tau = np.stack([r["log_tau"] for r in runs], 1)                 # (R, sizes)
+    star_mean, star_se = _mean_se(log_tau)
+    depth_mean, depth_se = _mean_se(np.stack([r["depth"] for r in runs], 1))
+    tv_mean, tv_se = _mean_se(np.stack([r["tv"] for r in runs], 1))
+    depth = Measured(x, depth_mean, depth_se, R, "n")
+    resolved = _resolved(depth)
+    out = {TAU_SEARCH: Measured(x, star_mean, star_se, R, "n"), TAU_DEPTH: depth,
+           TAU_TV: Measured(x, tv_mean, tv_se, R, "n")}
+    # The exponent of the geometric mean of tau*: log tau* averaged over replicas, its SE
+    # from them (rate_exponent's delta method on 10^mean is exact here).
+    use = resolved if resolved.sum() >= 2 else np.ones(len(x), bool)
+    geo = 10.0 ** star_mean[use]
+    fit = stats.rate_exponent(x[use], geo, geo * np.log(10.0) * star_se[use], R)
+    out[TAU_LAW_ROW] = Measured(np.zeros(1), np.array([fit.slope]), np.array([fit.se]), R,
+                                "exponent over n", dof=fit.dof)
+    at_end = np.stack([r["at_end"] for r in runs], 1).mean(0)
+    context = dict(widths=widths, resolved=resolved, fit=fit, at_end=at_end,
+                   tested=bool(resolved.sum() >= 2))
+    return Measurement(out, context)
+
+
+def _tau_star_theory(point, context, parts):
+    out = {TAU_DEPTH: Theory("report", np.zeros(len(point["sizes"])),
+                             "> 0 where resolved (one-sided 1%, t); flat otherwise")}
+    if context["tested"]:
+        out[TAU_LAW_ROW] = Theory("exact", parts.tau_law, f"tau* ~ n^{parts.tau_law:.3g} "
+                                  "(Li et al.'s early stopping), resolved sizes only")
+    else:
+        out[TAU_LAW_ROW] = Theory("report", parts.tau_law, "flat minimum at all but <= 1 size: "
+                                  "tau* not identified, the law not tested")
+    return out
+
+
+def _tau_star_notes(point, measured, theory, context):
+    star, depth = measured[TAU_SEARCH], measured[TAU_DEPTH]
+    fit = context["fit"]
+    resolved = context["resolved"]
+    sizes = ", ".join(f"n={n:g} (W={w}): {m:.2f} ± {e:.2f}, depth {d:+.4f} ± {de:.4f} "
+                      f"({'resolved' if r else 'FLAT'})" for n, w, m, e, d, de, r in zip(
+                          star.x, context["widths"], star.mean, star.se, depth.mean, depth.se,
+                          resolved))
+    verdict = (f"tested against {TAU_LAW:.2f} (exact, two-sided) on the {int(resolved.sum())} "
+               "resolved sizes" if context["tested"] else
+               "NOT tested: the minimum is flat at all but <= 1 size (a finding)")
+    return [f"tau* search (W = {point['width_ratio']:g} n^{point['width_exponent']:g}, "
+            f"{point['replicas']} replicas, log10 tau grid {point['log_taus'][0]:g}..."
+            f"{point['log_taus'][-1]:g} + {point['refine']} golden-section steps): per-replica "
+            f"log10 tau* mean ± SE: {sizes}; grid argmin at its largest tau in a fraction "
+            + ", ".join(f"{a:.2f}" for a in context["at_end"])
+            + f" of replicas; tau* ~ n^{fit.slope:.2f} [{fit.low:.2f}, {fit.high:.2f}] (95%, t "
+            f"with {fit.dof:g} dof), {verdict}"]
+
+
 @dataclasses.dataclass(frozen=True)
 class OneshotTheory:
     """B2-oneshot's theory; its parts: ``score_term`` (False: the bound keeps only
     ``KL(p_T‖N(0,1))``, a wrong bound), ``inverse_tau`` (False: the diagnostic shape without
-    ``1/τ``), ``kl_rate`` and ``tv_rate`` (the stated upper-bound exponents)."""
+    ``1/τ``), ``kl_rate`` and ``tv_rate`` (the stated upper-bound exponents), ``tau_law``
+    (the exponent of ``τ*(n)`` at ``W ∝ n``, tested where the minimum is resolved)."""
 
     score_term: bool = True
     inverse_tau: bool = True
     kl_rate: float = -2 / 5
     tv_rate: float = -1 / 5
+    tau_law: float = TAU_LAW
 
     def __call__(self, point, context):
+        if point.get("search") == "tau_star":
+            return _tau_star_theory(point, context, self)
         return _oneshot_theory(point, context, self)
 
 
@@ -362,6 +486,8 @@ def _oneshot_theory(point, context, parts: OneshotTheory):
 
 
 def b2_oneshot_notes(point, measured, theory, context):
+    if point.get("search") == "tau_star":
+        return _tau_star_notes(point, measured, theory, context)
     fits, coef = context["fits"], context["coef"]
     ratio_rows = [m for q, m in measured.items() if q.startswith("E TV(q,p0) [+grid")]
     bounds_ = [theory[q].value for q in measured if q.startswith("E TV(q,p0) [+grid")]
