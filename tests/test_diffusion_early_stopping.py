@@ -107,3 +107,19 @@ def test_tau_star_point_measures_and_notes_say_whether_the_law_was_tested(search
     assert measured.context["widths"] == [20, 40]
     notes = claim.notes(point, measured.quantities, theory, measured.context)
     assert any("tau* ~ n^" in n and ("tested against" in n or "NOT tested" in n) for n in notes)
+
+
+def test_a_budget_above_its_tolerance_is_flagged_even_when_not_significant():
+    """Issue 18: quick n = 200 had a discretisation budget 0.111 ± 0.014 against 0.1, passed
+    unseen (not significant). The notes now carry a WARNING naming it; below, none."""
+    x = np.array([200.0, 400.0])
+    theory = {"disc": claim_lib.Theory("numerical", np.full(2, 0.1), "tolerance"),
+              "tv": claim_lib.Theory("upper", np.full(2, 0.5))}
+    for mean, flagged in (([0.111, 0.05], True), ([0.09, 0.05], False)):
+        measured = {"disc": Measured(x, np.array(mean), np.array([0.014, 0.01]), 12, "n"),
+                    "tv": Measured(x, np.array([0.9, 0.9]), np.array([0.1, 0.1]), 12, "n")}
+        rows = claim_lib.rows_for_point(0, {}, measured, theory)
+        assert claim_lib.compare(rows, 1e-3)["numerical_rejected"] == 0
+        lines = claims_diffusion.budget_warnings(measured, theory)
+        assert bool(lines) == flagged
+        assert not flagged or ("disc above its tolerance 0.1" in lines[0] and "200: 0.1110" in lines[0])
