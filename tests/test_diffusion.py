@@ -404,7 +404,7 @@ def test_diffusion_claims_parts_are_their_controls():
     assert set(claim_lib.parts(claims_diffusion.B3_DIFFUSION)) == {
         "synthetic_shift", "recursion", "assert_peak"}
     assert set(claim_lib.parts(claims_diffusion.B2_ONESHOT)) == {
-        "score_term", "inverse_tau", "kl_rate", "tv_rate", "tau_law"}
+        "score_term", "inverse_tau", "kl_rate", "tv_rate", "tau_law", "kl_width_rate"}
 
 
 def test_samplers_validate_steps_and_horizon():

@@ -157,3 +157,31 @@ def test_discretisation_budget_estimates_the_error_of_an_over_trained_score():
     true, budget, half = out[..., 0], out[..., 1], out[..., 2]
     assert np.all(budget >= 0.9 * true) and np.all(budget <= 1.5 * true), out
     assert np.all(half < 0.9 * true)
+
+
+def test_width_rate_rows_fail_for_a_shallower_simulated_exponent():
+    """The W side (issue 18 item 2) as the n side: the KL exponent in W at the best tau must
+    not be significantly shallower than -4/5 (TV: -2/5). Simulated with the SE of 16
+    replicas: KL ~ W^-0.5 and TV ~ W^-0.2 fail, W^-0.8 / W^-0.4 and steeper pass (the
+    measured default is far steeper: docs/diffusion.md §6.0)."""
+    point = dict(search="width", n=1600, widths=[8, 16, 32, 64])
+    x = np.asarray(point["widths"], float)
+    parts = claims_diffusion.OneshotTheory()
+    for (kl_exp, tv_exp), fails in (((-0.5, -0.2), True), ((-0.8, -0.4), False),
+                                    ((-1.5, -0.8), False)):
+        kl, tv = 0.1 * x ** kl_exp, 0.2 * x ** tv_exp
+        measured = {claims_diffusion.KL_W_RATE: claim_lib.measured_rate(x, kl, 0.03 * kl, 16),
+                    claims_diffusion.TV_W_RATE: claim_lib.measured_rate(x, tv, 0.03 * tv, 16)}
+        theory = {q: t for q, t in claims_diffusion._width_theory(point, dict(fits={
+            "kl": claims_diffusion.stats.rate_exponent(x, kl, 0.03 * kl, 16),
+            "tv": claims_diffusion.stats.rate_exponent(x, tv, 0.03 * tv, 16)}), parts).items()
+            if q in measured}
+        summary = claim_lib.compare(claim_lib.rows_for_point(2, point, measured, theory), 1e-3)
+        assert summary["rejected"] == (2 if fails else 0), (kl_exp, summary)
+
+
+def test_width_point_is_in_default_and_full_only_and_its_widths_run():
+    claim = claims_diffusion.B2_ONESHOT
+    assert not [p for p in claim.grid("quick") if p.get("search") == "width"]
+    point = [p for p in claim.grid("default") if p.get("search") == "width"][0]
+    assert point["n"] == 1600 and point["widths"] == [8, 16, 32, 64]

@@ -268,6 +268,14 @@ def _oneshot_grid(mode):
         width_ratio=1.0, width_exponent=1.0, estimator=ESTIMATOR, nodes=NODES,
         log_taus=list(TAU_SEARCH_GRID), refine=TAU_SEARCH_REFINE,
         replicas=per_mode(mode, 12, 24, 64), cells=cells, steps=steps))
+    # The feature term (issue 18, item 2): W varied at large n (default and full only: four
+    # compiled widths, ~1 s a fit at n = 1600, W = 64).
+    if mode != "quick":
+        points.append(dict(
+            search="width", n=per_mode(mode, None, 1600, 3200),
+            widths=list(per_mode(mode, None, (8, 16, 32, 64), (8, 16, 32, 64, 128))),
+            taus=[1e4, 1e5, 1e6, 1e7], estimator=ESTIMATOR, nodes=NODES,
+            replicas=per_mode(mode, None, 16, 32), cells=cells, steps=steps))
     if mode == "full":   # 2-D: four modes at (±2, ±2), a 48 x 48 grid, a 50-step sampler
         points.append(dict(width=64, estimator="draws", draws=DRAWS, sizes=[200, 800, 3200],
                            taus=list(SHAPE_HELD_TAUS + (1e6,)), replicas=16, cells=CELLS_2D,
@@ -306,6 +314,8 @@ class OneshotMeasure:
     def __call__(self, key, point):
         if point.get("search") == "tau_star":
             return _tau_star_measure(key, point)
+        if point.get("search") == "width":
+            return _width_measure(key, point)
         return _oneshot_measure(key, point)
 
 
@@ -454,22 +464,84 @@ def _tau_star_notes(point, measured, theory, context):
             f"with {fit.dof:g} dof), {verdict}"]
 
 
+KL_W = "E KL(p0||q) at best tau against W (large n)"
+TV_W = "E TV(q,p0) at best tau against W (large n)"
+KL_W_RATE = "exponent of E KL(p0||q) at best tau in W"
+TV_W_RATE = "exponent of E TV(q,p0) at best tau in W"
+
+
+def _width_measure(key, point):
+    """Li et al.'s feature term: KL and TV at the best ``τ`` (argmin of the mean TV over the
+    point's ``τ``) for each width at one large ``n``; their exponents in ``W`` (rate rows)."""
+    n, widths, taus = int(point["n"]), [int(w) for w in point["widths"]], point["taus"]
+    kl, tv, best = [], [], []
+    for j, width in enumerate(widths):
+        run = oneshot_sweep(jax.random.fold_in(key, j), (n,), taus, width=width,
+                            replicas=point["replicas"], steps=point["steps"],
+                            cells=point["cells"], with_bound=False, **_estimator_args(point))
+        k = int(np.argmin(run["tv"][:, 0].mean(0)))
+        kl.append(run["kl"][:, 0, k]), tv.append(run["tv"][:, 0, k]), best.append(taus[k])
+    R = point["replicas"]
+    x = np.asarray(widths, float)
+    kl_mean, kl_se = _mean_se(np.stack(kl, 1))
+    tv_mean, tv_se = _mean_se(np.stack(tv, 1))
+    out = {KL_W: Measured(x, kl_mean, kl_se, R, "W"), TV_W: Measured(x, tv_mean, tv_se, R, "W"),
+           KL_W_RATE: measured_rate(x, kl_mean, kl_se, R, x_label="exponent over W"),
+           TV_W_RATE: measured_rate(x, tv_mean, tv_se, R, x_label="exponent over W")}
+    fits = {"kl": stats.rate_exponent(x, kl_mean, kl_se, R),
+            "tv": stats.rate_exponent(x, tv_mean, tv_se, R)}
+    return Measurement(out, dict(fits=fits, best=best))
+
+
+def _width_theory(point, context, parts):
+    x = np.asarray(point["widths"], float)
+    out = {}
+    for row, key in ((KL_W, "kl"), (TV_W, "tv")):
+        fit = context["fits"][key]
+        out[row] = Theory("report", np.exp(fit.intercept) * x ** fit.slope,
+                          f"fitted {np.exp(fit.intercept):.3g} W^{fit.slope:.2f} (diagnostic)")
+    out[KL_W_RATE] = Theory("rate", parts.kl_width_rate,
+                            f"O(W^{parts.kl_width_rate:.3g}) (Li et al.'s feature term)")
+    out[TV_W_RATE] = Theory("rate", parts.kl_width_rate / 2,
+                            f"O(W^{parts.kl_width_rate / 2:.3g}) (Pinsker: sqrt of the KL rate)")
+    return out
+
+
+def _width_notes(point, measured, theory, context):
+    kl, tv = measured[KL_W], measured[TV_W]
+    fits = context["fits"]
+    return [f"feature term at n={point['n']} ({point['replicas']} replicas, best tau of the mean "
+            f"TV over tau={point['taus']}): " + ", ".join(
+                f"W={w:g}: KL {k:.4f} ± {ks:.4f}, TV {t:.4f} ± {ts:.4f} (tau {b:g})"
+                for w, k, ks, t, ts, b in zip(kl.x, kl.mean, kl.se, tv.mean, tv.se,
+                                              context["best"]))
+            + f"; KL ~ {np.exp(fits['kl'].intercept):.3g} W^{fits['kl'].slope:.3f} "
+            f"[{fits['kl'].low:.3f}, {fits['kl'].high:.3f}] (Li et al.: -4/5), TV ~ "
+            f"{np.exp(fits['tv'].intercept):.3g} W^{fits['tv'].slope:.3f} [{fits['tv'].low:.3f}, "
+            f"{fits['tv'].high:.3f}] (-2/5); a best tau at the largest tau means the minimum "
+            "over tau is not bracketed there"]
+
+
 @dataclasses.dataclass(frozen=True)
 class OneshotTheory:
     """B2-oneshot's theory; its parts: ``score_term`` (False: the bound keeps only
     ``KL(p_T‖N(0,1))``, a wrong bound), ``inverse_tau`` (False: the diagnostic shape without
     ``1/τ``), ``kl_rate`` and ``tv_rate`` (the stated upper-bound exponents), ``tau_law``
-    (the exponent of ``τ*(n)`` at ``W ∝ n``, tested where the minimum is resolved)."""
+    (the exponent of ``τ*(n)`` at ``W ∝ n``, tested where the minimum is resolved),
+    ``kl_width_rate`` (Li et al.'s feature term ``W^(-4/5)``; TV: half of it)."""
 
     score_term: bool = True
     inverse_tau: bool = True
     kl_rate: float = -2 / 5
     tv_rate: float = -1 / 5
     tau_law: float = TAU_LAW
+    kl_width_rate: float = -4 / 5
 
     def __call__(self, point, context):
         if point.get("search") == "tau_star":
             return _tau_star_theory(point, context, self)
+        if point.get("search") == "width":
+            return _width_theory(point, context, self)
         return _oneshot_theory(point, context, self)
 
 
@@ -521,6 +593,8 @@ def _oneshot_theory(point, context, parts: OneshotTheory):
 def b2_oneshot_notes(point, measured, theory, context):
     if point.get("search") == "tau_star":
         return _tau_star_notes(point, measured, theory, context)
+    if point.get("search") == "width":
+        return _width_notes(point, measured, theory, context)
     fits, coef = context["fits"], context["coef"]
     ratio_rows = [m for q, m in measured.items() if q.startswith("E TV(q,p0) [+grid")]
     bounds_ = [theory[q].value for q in measured if q.startswith("E TV(q,p0) [+grid")]
