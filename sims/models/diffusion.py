@@ -603,9 +603,12 @@ def _sde_density_2d(score_fn, nodes, delta, times, grow, noise_std):
     return density.reshape(size, size), 1.0 - delta ** 2 * jnp.sum(density)
 
 
-def early_stopping_time(tau: float, rule: str, size):
-    """``τ`` for a training set of ``size`` points: ``tau`` (fixed) or ``tau · size^(2/5)`` (early)."""
-    return tau if rule == "fixed" else tau * size ** 0.4
+def early_stopping_time(tau: float, rule: str, size, exponent: float = 0.4):
+    """``τ`` for a training set of ``size`` points: ``tau`` (fixed), ``tau · size^(2/5)``
+    (early) or ``tau · size^exponent`` (power: a law fitted on separate runs, B3)."""
+    if rule == "fixed":
+        return tau
+    return tau * size ** (exponent if rule == "power" else 0.4)
 
 
 def check_diffusion_args(width, tau, horizon, steps, draws=1, t_min=1e-3, dim=1):
@@ -639,7 +642,8 @@ def check_estimator(estimator, nodes, horizon, t_min, dim=1):
 
 @functools.lru_cache(maxsize=None)
 def diffusion(width: int, tau: float, *, horizon: float = 4.0, steps: int = 100, draws: int = 8,
-              t_min: float = 1e-3, rule: str = "fixed", sampler: str = "sde",
+              t_min: float = 1e-3, rule: str = "fixed", tau_exponent: float = 0.4,
+              sampler: str = "sde",
               feature_scale: tuple = (2.0, 2.0, 2.0), dim: int = 1, estimator: str = "draws",
               nodes: int = 64) -> GenerativeModel:
     """Random-feature score diffusion as a ``GenerativeModel`` (data ``(N,)`` or ``(N, dim)``).
@@ -657,7 +661,8 @@ def diffusion(width: int, tau: float, *, horizon: float = 4.0, steps: int = 100,
       steps: sampler steps ``>= 1``.
       draws: DSM draws ``(t, ε)`` per data point.
       t_min: smallest training time of the DSM draws, in ``[0, T)``.
-      rule: ``"fixed"`` or ``"early"``.
+      rule: ``"fixed"``, ``"early"`` or ``"power"`` (``τ = tau · N^tau_exponent``).
+      tau_exponent: the exponent of ``rule="power"`` (finite).
       sampler: ``"sde"`` or ``"ode"``.
       feature_scale: standard deviations of the three time weights ``u``.
       dim: data dimension, 1 or 2.
@@ -667,7 +672,9 @@ def diffusion(width: int, tau: float, *, horizon: float = 4.0, steps: int = 100,
       nodes: time quadrature nodes of ``estimator="averaged"`` (unused by ``"draws"``).
     """
     check_diffusion_args(width, tau, horizon, steps, draws, t_min, dim)
-    validate.check_choice("rule", rule, ("fixed", "early"))
+    validate.check_choice("rule", rule, ("fixed", "early", "power"))
+    if not (isinstance(tau_exponent, (int, float)) and math.isfinite(tau_exponent)):
+        raise ValueError(f"tau_exponent (of rule='power') must be finite, got {tau_exponent!r}")
     validate.check_choice("sampler", sampler, ("sde", "ode"))
     check_estimator(estimator, nodes, horizon, t_min, dim)
 
@@ -680,7 +687,7 @@ def diffusion(width: int, tau: float, *, horizon: float = 4.0, steps: int = 100,
         else:
             t, eps = dsm_draws(key_draws, data.shape[0], draws, horizon, t_min, dim)
             quadratic = dsm_quadratic(params, data, weights, t, eps)
-        time = early_stopping_time(tau, rule, weights.sum())
+        time = early_stopping_time(tau, rule, weights.sum(), tau_exponent)
         return params._replace(readout=train_exact(quadratic, time))
 
     draw = sample_sde if sampler == "sde" else sample_ode
@@ -691,7 +698,8 @@ def diffusion(width: int, tau: float, *, horizon: float = 4.0, steps: int = 100,
     label = "" if dim == 1 else f"{dim}d"
     averaged = f"-avg{nodes}" if estimator == "averaged" else ""   # default names unchanged
     return GenerativeModel(
-        f"rf-diffusion{label}-W{width}-tau{tau:g}-{rule}-{sampler}{steps}{averaged}", fit, sample)
+        f"rf-diffusion{label}-W{width}-tau{tau:g}-{rule}"
+        f"{f'{tau_exponent:g}' if rule == 'power' else ''}-{sampler}{steps}{averaged}", fit, sample)
 
 
 @functools.lru_cache(maxsize=None)

@@ -712,7 +712,30 @@ def no_contraction_recursion(eps, lam):
 
 
 def _training_time(point, size):
-    return float(D.early_stopping_time(point["tau"], point.get("rule", "fixed"), float(size)))
+    return float(D.early_stopping_time(point["tau"], point.get("rule", "fixed"), float(size),
+                                       point.get("tau_exponent", 0.4)))
+
+
+def searched_law(key, point, sizes):
+    """``τ*(N) ≈ C N^b`` for the loop's model, fitted on separate ``τ*`` searches (issue 18,
+    item 4: each generation early-stopped at its own training size's best time).
+
+    ``sims.diffusion_sweeps.tau_search`` at the loop's width for each ``N`` in ``sizes`` (own
+    keys, ``point["search_replicas"]``): per-replica ``log10 τ*``, then ``C, b`` from their
+    means (``stats.rate_exponent`` on the geometric means, SE from the replicas). Returns
+    ``(C, b, fit, log_tau_mean, log_tau_se)``.
+    """
+    logs = [sweeps.tau_search(jax.random.fold_in(key, j), _mixture(), n=int(size),
+                              width=point["width"], log_taus=TAU_SEARCH_GRID,
+                              replicas=point["search_replicas"], refine=TAU_SEARCH_REFINE,
+                              nodes=point.get("nodes", NODES), steps=point["steps"],
+                              cells=point["cells"], horizon=HORIZON, t_min=T_MIN)["log_tau"]
+            for j, size in enumerate(sizes)]
+    mean, se = _mean_se(np.stack(logs, 1))
+    geo = 10.0 ** mean
+    fit = stats.rate_exponent(np.asarray(sizes, float), geo, geo * np.log(10.0) * se,
+                              point["search_replicas"])
+    return float(np.exp(fit.intercept)), fit.slope, fit, mean, se
 
 
 def predicted_eps(key, point, sizes):
@@ -773,7 +796,8 @@ def _loop_model(point):
     return D.diffusion(point["width"], float(point["tau"]), horizon=HORIZON, steps=point["steps"],
                        draws=point.get("draws", DRAWS), t_min=T_MIN, dim=dim,
                        rule=point.get("rule", "fixed"), estimator=point.get("estimator", ESTIMATOR),
-                       nodes=point.get("nodes", NODES))
+                       nodes=point.get("nodes", NODES),
+                       tau_exponent=float(point.get("tau_exponent", 0.4)))
 
 
 def _loop_measure(key, point, shift):
@@ -898,10 +922,14 @@ def _b3_grid(mode):
     # Quick: m <= 4n (the averaged loss costs in proportion to n + m); R1 without its
     # propagation term is still violated there (lam = 0.2).
     ratios = per_mode(mode, (0, 1, 4), (0, 0.5, 1, 2, 4, 8, 16), (0, 0.25, 0.5, 1, 2, 4, 8, 16, 32))
-    replicas = per_mode(mode, 16, 48, 192)
+    replicas = per_mode(mode, 16, 64, 192)
     cells, steps = per_mode(mode, (QUICK_CELLS, QUICK_STEPS), (CELLS, STEPS), (CELLS, STEPS))
+    # rule "searched": every generation trains for tau*(N) = C N^b, fitted on separate tau*
+    # searches at these sizes (issue 18 item 4; searched_law).
     return [dict(n=50, m_over_n=list(ratios), width=64, estimator=ESTIMATOR, nodes=NODES,
-                 tau=LOOP_TAU, rule=LOOP_RULE, replicas=replicas,
+                 rule="searched", search_sizes=list(per_mode(mode, (50, 250), (50, 150, 850),
+                                                             (50, 150, 450, 1650))),
+                 search_replicas=per_mode(mode, 8, 16, 32), replicas=replicas,
                  eps_replicas=per_mode(mode, 32, 64, 192), cells=cells, steps=steps)]
 
 
@@ -930,6 +958,10 @@ def _b3_measure(key, point, shift):
     n = point["n"]
     m_grid = tuple(int(round(r * n)) for r in point["m_over_n"])
     key_loop, key_rate = jax.random.split(key)
+    law = None
+    if point.get("rule") == "searched":   # tau*(N) from separate searches (own key)
+        law = searched_law(jax.random.fold_in(key, 2), point, point["search_sizes"])
+        point = dict(point, tau=law[0], rule="power", tau_exponent=law[1])
     truth = _mixture()
     model = sweeps.with_synthetic_shift(_loop_model(point), float(shift))
     run = sweeps.b3_loop(key_loop, truth, model, n=n, m_grid=m_grid,
@@ -976,7 +1008,8 @@ def _b3_measure(key, point, shift):
     out["grid error budget"] = Measured(x, err_mean, err_se, R, "m/n")
     context = dict(alpha=-rate.slope, alpha_low=-rate.high, alpha_high=-rate.low,
                    C=float(np.exp(rate.intercept)), peaks=peaks, sizes=sizes,
-                   eps_mean=eps_mean, eps_se=eps_se, eps=eps, lam=lam, eps_replicas=eps_replicas)
+                   eps_mean=eps_mean, eps_se=eps_se, eps=eps, lam=lam, eps_replicas=eps_replicas,
+                   law=law, taus=[_training_time(point, s) for s in sizes])
     return Measurement(out, context)
 
 
@@ -1032,8 +1065,16 @@ def b3_notes(point, measured, theory, context):
     alpha = context["alpha"]
     eps = ", ".join(f"{s}: {m:.4f} ± {e:.4f}" for s, m, e in
                     zip(context["sizes"], context["eps_mean"], context["eps_se"]))
-    text = [f"B3-diffusion (reuse, n={n}, tau={point['tau']:g}, W={point['width']}, "
-            f"{point['replicas']} replicas): one-shot eps(N) [+grid] from separate runs at "
+    law = context.get("law")
+    training = (f"tau*(N) = {law[0]:.3g} N^{law[1]:.2f} [{law[2].low:.2f}, {law[2].high:.2f}] "
+                f"fitted on separate searches at N = {point['search_sizes']} (log10 tau* "
+                + ", ".join(f"{m:.2f} ± {e:.2f}" for m, e in zip(law[3], law[4]))
+                + f"; {point['search_replicas']} replicas)" if law is not None else
+                f"tau={point.get('tau', 0):g} ({point.get('rule', 'fixed')})")
+    text = [f"B3-diffusion (reuse, n={n}, {training}, W={point['width']}, "
+            f"{point['replicas']} replicas): training times at N = {list(context['sizes'])}: "
+            + ", ".join(f"{t:.3g}" for t in context["taus"])
+            + "; one-shot eps(N) [+grid] from separate runs at "
             f"N = n + m: {eps}; R4's rate fitted on them (report): alpha = {alpha:.3f} "
             f"[{context['alpha_low']:.3f}, {context['alpha_high']:.3f}]",
             "  tested: E TV(G_i) [+grid] <= R1(eps(n), eps(n+m), lam = n/(n+m)) at every m, "
@@ -1056,10 +1097,13 @@ def b3_notes(point, measured, theory, context):
         # one-sided 0.01 with the paired differences' own dof (Student t, not the normal)
         resolved = bool(np.all(diff.mean - float(stats.t_isf(0.01, diff.replicas - 1)) * diff.se
                                > 0))
+        half_width = float(stats.t_isf(0.025, diff.replicas - 1)) * diff.se   # 95% resolution
         text.append(f"  i={i}: E TV {tv.mean[0]:.4f} at m=0, {tv.mean[k]:.4f} at the interior "
                     f"peak m/n={x[k]:g}, {tv.mean[-1]:.4f} at m/n={x[-1]:g}; peak minus ends "
                     f"{diff.mean[0]:+.4f} ± {diff.se[0]:.4f}, {diff.mean[1]:+.4f} ± "
-                    f"{diff.se[1]:.4f} -> {'PEAK resolved' if resolved else 'NO resolved peak (finding)'}; "
+                    f"{diff.se[1]:.4f} (95% half-widths {half_width[0]:.4f}, {half_width[1]:.4f}"
+                    f" on {diff.replicas} held-out replicas) -> "
+                    f"{'PEAK resolved' if resolved else 'NO resolved peak (finding)'}; "
                     f"{predicted}")
         flat = measured[f"TV(G_{i}) - TV at m=0 (paired)"]
         crit = float(stats.t_isf(0.025, flat.replicas - 1))
