@@ -1,9 +1,11 @@
 """Figures of the diffusion claims (B2, B3-diffusion), drawn from saved result records only.
 
-* B2-oneshot: (a) TV and KL at the best tau against n (log-log) with the fitted line and the
-  n^(-1/5) / n^(-2/5) references; (b) TV and its Girsanov-Pinsker bound against tau for each n
+* B2-oneshot: (a) TV and KL at the best tau against n (log-log) with the fitted line, its 95%
+  band (exponent ± t SE from the replicas) and the n^(-1/5) / n^(-2/5) references; (b) TV and its Girsanov-Pinsker bound against tau for each n
   (the early-stopping trade-off); (c) KL at held-out tau against the 3-term shape fitted on
-  separate runs (drawn when the record has those rows).
+  separate runs (drawn when the record has those rows); (d) log10 tau* per replica against n:
+  the grid argmin at W = 64 and the continuous search at W = n with its fitted law and band,
+  beside the n^(2/5) reference.
 * B2-loop: TV across generations by scheme (``verify.figures.default_figure``).
 * B3-diffusion: TV against m/n for i = 1, 2, with the tested R1 bound.
 
@@ -33,6 +35,23 @@ TAU_SEARCH = "log10 tau* per replica (continuous search, W ~ n)"
 TAU_LAW = "exponent of tau* in n (sizes with a resolved minimum)"
 
 
+RATES = {"E TV(q,p0) at best tau": "exponent of E TV(q,p0) at best tau in n",
+         "E KL(p0||q) at best tau": "exponent of E KL(p0||q) at best tau in n"}
+
+
+def _fitted_band(ax, x, log10_y, rate_row, colour_, *, log_axis):
+    """The fitted power law of a ``rate``/``exact`` exponent row through the points' centre
+    (in log10), solid, and its 95% band (exponent ± t SE, dotted)."""
+    # Slim records (older, or the figure tests') may lack dof and replicas: the normal's 1.96.
+    dof = rate_row.get("dof", rate_row.get("replicas", np.inf) - 1)
+    slope, half = rate_row["measured"], float(stats.t_isf(0.025, dof)) * rate_row["se"]
+    cx, cy = np.mean(np.log10(x)), np.mean(log10_y)
+    for s_, style in ((slope, "-"), (slope - half, ":"), (slope + half, ":")):
+        y = cy + s_ * (np.log10(x) - cx)
+        ax.plot(x, 10.0 ** y if log_axis else y, style, color=colour_, lw=1,
+                label=f"fit $n^{{{slope:.2f}}}$ ± {half:.2f} (95%)" if style == "-" else None)
+
+
 def _tau_of(quantity: str) -> float:
     return float(quantity.split("tau=")[1])
 
@@ -53,7 +72,11 @@ def b2_oneshot_figure(record):
             continue
         x, mean, se, theory = series(rows)
         key.measured(rates, x, mean, se, colour_, math_label(quantity))
-        key.theory(rates, x, theory, rows[0]["kind"], colour_)  # the fitted line (a rate)
+        rate = rows_of(record, 0, RATES[quantity])
+        if rate:   # the fitted exponent with its band (from the replicas)
+            _fitted_band(rates, x, np.log10(mean), rate[0], colour_, log_axis=True)
+        else:
+            key.theory(rates, x, theory, rows[0]["kind"], colour_)  # the fitted line (a rate)
         rates.plot(x, mean[0] * (x / x[0]) ** (-reference), "-.", color="0.5", lw=1,
                    label=f"{name} reference")
     rates.set(xscale="log", yscale="log", xlabel="$n$")
@@ -91,13 +114,7 @@ def b2_oneshot_figure(record):
             key.measured(ax, x, mean, se, "C3", r"$\log_{10}\tau^*$ (search, $W \propto n$)")
             law = rows_of(record, point, TAU_LAW)
             if law:   # the fitted line through the geometric means, and its 95% band
-                slope, slope_se, dof = law[0]["measured"], law[0]["se"], law[0]["dof"]
-                half = float(stats.t_isf(0.025, dof)) * slope_se
-                centre = np.average(np.log10(x)), np.average(mean)
-                for s_, style in ((slope, "-"), (slope - half, ":"), (slope + half, ":")):
-                    ax.plot(x, centre[1] + s_ * (np.log10(x) - centre[0]), style, color="C3",
-                            lw=1, label=(f"fit $n^{{{slope:.2f}}}$ ± {half:.2f}"
-                                         if style == "-" else None))
+                _fitted_band(ax, x, mean, law[0], "C3", log_axis=False)
         ax.plot(x, mean[0] + 0.4 * np.log10(x / x[0]), "-.", color="0.5", lw=1,
                 label=r"$n^{2/5}$ reference")
         ax.set(xscale="log", xlabel="$n$", ylabel=r"$\log_{10}\tau^*$")
@@ -126,7 +143,7 @@ def b3_diffusion_figure(record):
             key.theory(ax, bx, bound, tested[0]["kind"], colour(c))
             key.rejected(ax, tested)
         ax.set_xscale("symlog", linthresh=linear)
-    ax.set(xlabel="$m/n$ (linear below the smallest $m > 0$, log above: $m = 0$ at 0)",
+    ax.set(xlabel="$m/n$ (symlog: $m = 0$ at 0)",
            ylabel=r"$\mathbb{E}\,\mathrm{TV}(G_i, p_0)$")
     ax.set_title(r"$\mathbb{E}\,\mathrm{TV}(G_i, p_0)$ against $m/n$, with $R_1$ at "
                  r"$\varepsilon(n + m)$")

@@ -263,7 +263,7 @@ def _oneshot_grid(mode):
                    taus=list(taus), replicas=replicas, cells=cells, steps=steps, dim=1, **fit)]
     # Early stopping identified (issue 18, item 3): tau*(n) by a continuous search, W = n.
     points.append(dict(
-        search="tau_star", sizes=list(per_mode(mode, (25, 50, 100), (25, 50, 100, 200),
+        search="tau_star", sizes=list(per_mode(mode, (25, 100), (25, 50, 100, 200),
                                                (25, 50, 100, 200, 400))),
         width_ratio=1.0, width_exponent=1.0, estimator=ESTIMATOR, nodes=NODES,
         log_taus=list(TAU_SEARCH_GRID), refine=TAU_SEARCH_REFINE,
