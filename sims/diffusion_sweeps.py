@@ -143,7 +143,7 @@ def _tau_search_replica(n, width, log_taus, refine, nodes, steps, cells, horizon
             kl = cell * jnp.sum(p0 * (jnp.log(p0) - jnp.log(jnp.maximum(fine, 1e-300))))
             return tv, kl
 
-        tv_grid, _ = jax.vmap(error)(log_taus)
+        tv_grid, kl_grid = jax.vmap(error)(log_taus)
         k = jnp.argmin(tv_grid)
         lo, hi = log_taus[jnp.maximum(k - 1, 0)], log_taus[jnp.minimum(k + 1, last)]
 
@@ -165,7 +165,7 @@ def _tau_search_replica(n, width, log_taus, refine, nodes, steps, cells, horizon
         better = tv_grid[k] < tv
         best = jnp.where(better, log_taus[k], best)
         tv = jnp.where(better, tv_grid[k], tv)
-        kl = jnp.where(better, error(log_taus[k])[1], kl)
+        kl = jnp.where(better, kl_grid[k], kl)
         return {"log_tau": best, "tv": tv, "kl": kl, "tv_grid": tv_grid,
                 "depth": tv_grid[-1] - tv, "at_end": (k == last).astype(jnp.float64)}
 

@@ -393,6 +393,14 @@ TAU_LAW_ROW = "exponent of tau* in n (sizes with a resolved minimum)"
 TAU_TV = "E TV(q,p0) at tau* (W ~ n)"
 
 
+def _tau_star_law(sizes, log_tau_mean, log_tau_se, replicas):
+    """The exponent of the geometric mean of ``τ*`` in ``n``: ``log10 τ*`` averaged over
+    replicas, its SE from them (``rate_exponent``'s delta method on ``10^mean`` is exact)."""
+    geo = 10.0 ** np.asarray(log_tau_mean, float)
+    return stats.rate_exponent(np.asarray(sizes, float), geo,
+                               geo * np.log(10.0) * np.asarray(log_tau_se, float), replicas)
+
+
 def _resolved(depth: Measured):
     """Sizes whose minimum is resolved: depth significantly > 0 (one-sided 1%, Student t)."""
     return depth.mean - float(stats.t_isf(0.01, depth.replicas - 1)) * depth.se > 0
@@ -419,11 +427,8 @@ def _tau_star_measure(key, point):
     resolved = _resolved(depth)
     out = {TAU_SEARCH: Measured(x, star_mean, star_se, R, "n"), TAU_DEPTH: depth,
            TAU_TV: Measured(x, tv_mean, tv_se, R, "n")}
-    # The exponent of the geometric mean of tau*: log tau* averaged over replicas, its SE
-    # from them (rate_exponent's delta method on 10^mean is exact here).
     use = resolved if resolved.sum() >= 2 else np.ones(len(x), bool)
-    geo = 10.0 ** star_mean[use]
-    fit = stats.rate_exponent(x[use], geo, geo * np.log(10.0) * star_se[use], R)
+    fit = _tau_star_law(x[use], star_mean[use], star_se[use], R)
     out[TAU_LAW_ROW] = Measured(np.zeros(1), np.array([fit.slope]), np.array([fit.se]), R,
                                 "exponent over n", dof=fit.dof)
     at_end = np.stack([r["at_end"] for r in runs], 1).mean(0)
@@ -732,9 +737,7 @@ def searched_law(key, point, sizes):
                               cells=point["cells"], horizon=HORIZON, t_min=T_MIN)["log_tau"]
             for j, size in enumerate(sizes)]
     mean, se = _mean_se(np.stack(logs, 1))
-    geo = 10.0 ** mean
-    fit = stats.rate_exponent(np.asarray(sizes, float), geo, geo * np.log(10.0) * se,
-                              point["search_replicas"])
+    fit = _tau_star_law(sizes, mean, se, point["search_replicas"])
     return float(np.exp(fit.intercept)), fit.slope, fit, mean, se
 
 
