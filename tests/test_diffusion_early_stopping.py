@@ -122,7 +122,8 @@ def test_a_budget_above_its_tolerance_is_flagged_even_when_not_significant():
         assert claim_lib.compare(rows, 1e-3)["numerical_rejected"] == 0
         lines = claims_diffusion.budget_warnings(measured, theory)
         assert bool(lines) == flagged
-        assert not flagged or ("disc above its tolerance 0.1" in lines[0] and "200: 0.1110" in lines[0])
+        assert not flagged or ("disc above its tolerance 0.1" in lines[0]
+                               and "200: 0.1110" in lines[0])
 
 
 def test_discretisation_budget_estimates_the_error_of_an_over_trained_score():

@@ -1,13 +1,14 @@
 """Figures of the diffusion claims (B2, B3-diffusion), drawn from saved result records only.
 
 * B2-oneshot: (a) TV and KL at the best tau against n (log-log) with the fitted line, its 95%
-  band (exponent ± t SE from the replicas) and the n^(-1/5) / n^(-2/5) references; (b) TV and its Girsanov-Pinsker bound against tau for each n
-  (the early-stopping trade-off); (c) KL at held-out tau against the 3-term shape fitted on
-  separate runs (drawn when the record has those rows); (d) log10 tau* per replica against n:
+  band (exponent ± t SE from the replicas) and the n^(-1/5) / n^(-2/5) references; (b) TV
+  and its Girsanov-Pinsker bound against tau for each n (the early-stopping trade-off); (c)
+  KL at held-out tau against the 3-term shape fitted on separate runs (drawn when the record
+  has those rows); (d) log10 tau* per replica against n:
   the grid argmin at W = 64 and the continuous search at W = n with its fitted law and band,
   beside the n^(2/5) reference.
 * B2-loop: TV across generations by scheme (``verify.figures.default_figure``).
-* B3-diffusion: TV against m/n for i = 1, 2, with the tested R1 bound.
+* B3-diffusion: TV against m/n for i = 1, 2, with the tested R1 bound (symlog: m = 0 at 0).
 
 Styles (measured solid with ± 2 SE band, bounds dashed, exact dotted, references dash-dot):
 ``verify.figures``.

@@ -206,7 +206,7 @@ def _eigh(matrix):
 
 
 class Spectrum(NamedTuple):
-    """The gradient flow's spectral data: ``G/W = V diag(mu) Vᵀ`` and ``Vᵀ b`` (``train_exact``)."""
+    """The gradient flow's spectral data: ``G/W = V diag(mu) Vᵀ`` and ``Vᵀ b``."""
     mu: jax.Array          # (W,) eigenvalues of G/W, clipped at 0
     vectors: jax.Array     # (W, W)
     projected: jax.Array   # (W,) or (W, d): Vᵀ b, NaN for a non-finite G
