@@ -131,7 +131,8 @@ def test_discretisation_budget_estimates_the_error_of_an_over_trained_score():
     loss, W = 64. Against an 800-step sampler on a 256-cell grid (step noise 0.10, ~2 cells)
     as the exact law, the claims' budget TV(q_K, q_{K/2}) is within [0.9, 1.5] of the true
     TV(q_K, q_exact) at K = 50, 100, 200 (first order; measured with 6 replicas, 512 cells and
-    1600 steps: ratio 1.02-1.12 at n = 200, 0.97-1.08 at n = 50, docs/diffusion.md §3.1).
+    1600 steps: per-replica ratio >= 0.96 at n = 200, >= 0.89 at n = 50 and K = 50, >= 0.99
+    from K = 100 on, docs/diffusion.md §3.1).
     Negative control: the half-size budget TV(q_K, q_{2K}) is below 0.9 of it and fails."""
     import jax.numpy as jnp
     from sims import metrics
