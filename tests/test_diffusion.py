@@ -390,7 +390,9 @@ def test_b3_diffusion_bound_rows_pass_its_peak_is_a_finding_and_wrong_bounds_fai
 @pytest.mark.fresh_measurements
 def test_b3_diffusion_fails_with_synthetic_data_shifted_by_one_and_a_half():
     claim = claims_diffusion.B3_DIFFUSION
-    point = dict(claim.grid("quick")[0], replicas=8, eps_replicas=16)
+    # Trained at 2000 N^(2/5) (B2-loop's rule): the shift control needs no tau* search.
+    point = dict(claim.grid("quick")[0], replicas=8, eps_replicas=16, rule="early",
+                 tau=claims_diffusion.LOOP_TAU)
     good, _, _ = _rows(claim, point)
     shifted, rows, _ = _rows(claim_lib.control(claim, synthetic_shift=1.5), point)
     assert good["rejected"] == 0
