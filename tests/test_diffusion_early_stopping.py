@@ -155,7 +155,7 @@ def test_discretisation_budget_estimates_the_error_of_an_over_trained_score():
         return jnp.array([[tv(dens[i], dens[-1]), tv(dens[i], dens[i - 1]),
                            tv(dens[i], dens[i + 1])] for i in (1, 2, 3)])
 
-    out = np.stack([distances(jax.random.fold_in(jax.random.key(7), r)) for r in range(2)])
+    out = np.asarray(jax.vmap(distances)(jax.random.split(jax.random.key(7), 2)))
     true, budget, half = out[..., 0], out[..., 1], out[..., 2]
     assert np.all(budget >= 0.9 * true) and np.all(budget <= 1.5 * true), out
     assert np.all(half < 0.9 * true)
