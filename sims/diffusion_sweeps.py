@@ -29,7 +29,7 @@ from sims.model import GenerativeModel
 from sims.models import diffusion as D
 from sims.models.kde import sample_mixture
 
-__all__ = ["SPAN", "grid", "oneshot", "b3_loop", "with_synthetic_shift"]
+__all__ = ["SPAN", "grid", "oneshot", "tau_search", "b3_loop", "with_synthetic_shift"]
 
 SPAN = 7.0        # the TV grid is [-SPAN, SPAN] (per axis)
 
@@ -116,6 +116,95 @@ def oneshot(key, truth, *, sizes, taus, width, replicas, estimator="averaged", d
     return run_replicas(key, replica, ("diffusion-oneshot",) + static, truth, replicas=replicas,
                         batch_size=min(batch_size, replicas), devices=devices,
                         description="diffusion one-shot")
+
+
+GOLDEN = (5 ** 0.5 - 1) / 2
+
+
+def _tau_search_replica(n, width, log_taus, refine, nodes, steps, cells, horizon, t_min):
+    the_grid = grid(cells)
+    nodes_x = jnp.asarray(metrics.grid_nodes(the_grid))
+    cell = the_grid.cell_volume
+    log_taus = jnp.asarray(log_taus)
+    last = len(log_taus) - 1
+
+    def one(key, truth):
+        key_data, key_features = jax.random.split(key)
+        data = sample_mixture(key_data, truth, n)
+        params = D.random_features(key_features, width)
+        quad = D.dsm_quadratic_averaged(params, data, jnp.ones(n), horizon, t_min, nodes)
+        spectrum = D.flow_spectrum(quad)        # one eigh; A(τ) for any τ from it
+        p0 = metrics.mixture_density(the_grid, truth)
+
+        def error(log_tau):
+            model = params._replace(readout=D.readout_at(spectrum, 10.0 ** log_tau))
+            fine, _ = D.sde_density_on_grid(model, nodes_x, horizon, steps)
+            tv, _ = metrics.tv_on_grid(the_grid, fine, p0)
+            kl = cell * jnp.sum(p0 * (jnp.log(p0) - jnp.log(jnp.maximum(fine, 1e-300))))
+            return tv, kl
+
+        tv_grid, kl_grid = jax.vmap(error)(log_taus)
+        k = jnp.argmin(tv_grid)
+        lo, hi = log_taus[jnp.maximum(k - 1, 0)], log_taus[jnp.minimum(k + 1, last)]
+
+        def section(_, state):   # golden section on [lo, hi]: one new TV per step
+            lo, hi, a, b, fa, fb = state
+            left = fa < fb            # keep [lo, b] (old a becomes b) or [a, hi] (b becomes a)
+            lo, hi = jnp.where(left, lo, a), jnp.where(left, b, hi)
+            new = jnp.where(left, hi - GOLDEN * (hi - lo), lo + GOLDEN * (hi - lo))
+            f_new = error(new)[0]
+            return (lo, hi, jnp.where(left, new, b), jnp.where(left, a, new),
+                    jnp.where(left, f_new, fb), jnp.where(left, fa, f_new))
+
+        a, b = hi - GOLDEN * (hi - lo), lo + GOLDEN * (hi - lo)
+        lo, hi, a, b, fa, fb = jax.lax.fori_loop(0, refine, section,
+                                                 (lo, hi, a, b, error(a)[0], error(b)[0]))
+        best = jnp.where(fa < fb, a, b)
+        tv, kl = error(best)
+        # The grid point may still be the better one (a kink, or a minimum at the grid's end).
+        better = tv_grid[k] < tv
+        best = jnp.where(better, log_taus[k], best)
+        tv = jnp.where(better, tv_grid[k], tv)
+        kl = jnp.where(better, kl_grid[k], kl)
+        return {"log_tau": best, "tv": tv, "kl": kl, "tv_grid": tv_grid,
+                "depth": tv_grid[-1] - tv, "at_end": (k == last).astype(jnp.float64)}
+
+    return one
+
+
+def tau_search(key, truth, *, n, width, log_taus, replicas, refine=12, nodes=16, steps=100,
+               cells=64, horizon=4.0, t_min=1e-3, batch_size=16, devices=None) -> dict:
+    """Early stopping identified (B2): each replica's best training time ``τ*``, found by a
+    search in the continuous ``τ`` of the closed-form flow.
+
+    Replica ``r``: ``n`` iid points, a first layer of ``width`` features, Li et al.'s averaged
+    loss (``nodes`` time nodes), one eigendecomposition. ``TV(q_τ, p0)`` (the ``steps``-step
+    SDE sampler's grid density) on the dense grid ``log10 τ ∈ log_taus`` in one vmapped
+    call, then ``refine`` golden-section steps on the two grid cells around the grid's argmin
+    (the bracket shrinks by 0.618 a step). Returns arrays over replicas: ``log_tau`` (log10
+    ``τ*``), ``tv`` and ``kl`` there, ``tv_grid`` ``(replicas, len(log_taus))``, ``depth`` =
+    ``TV(largest τ) − TV(τ*)`` (how deep the minimum is) and ``at_end`` (1 where the grid's
+    argmin is its largest ``τ``: the minimum is not bracketed).
+    """
+    log_taus = tuple(float(t) for t in log_taus)
+    if len(log_taus) < 3 or any(b <= a for a, b in zip(log_taus, log_taus[1:])):
+        raise ValueError(f"log_taus (log10 training times) must be >= 3 increasing values, "
+                         f"got {log_taus!r}")
+    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+        raise ValueError(f"refine (golden-section steps) must be a non-negative integer, "
+                         f"got {refine!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n (training size) must be a positive integer, got {n!r}")
+    for log_tau in (log_taus[0], log_taus[-1]):
+        D.check_diffusion_args(width, 10.0 ** log_tau, horizon, steps, 1, t_min)
+    D.check_estimator("averaged", nodes, horizon, t_min)
+    metrics.check_grid_covers(grid(cells), truth, 1e-6)
+    static = (int(n), int(width), log_taus, int(refine), int(nodes), int(steps), int(cells),
+              float(horizon), float(t_min))
+    replica = _tau_search_replica(*static)
+    return run_replicas(key, replica, ("diffusion-tau-search",) + static, truth,
+                        replicas=replicas, batch_size=min(batch_size, replicas),
+                        devices=devices, description="diffusion tau* search")
 
 
 @functools.lru_cache(maxsize=None)

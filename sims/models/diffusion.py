@@ -54,7 +54,8 @@ from sims.model import GenerativeModel
 
 __all__ = ["ScoreParams", "DsmQuadratic", "time_embedding", "ou_mean_std", "random_features",
            "dimension", "features", "score", "score_divergence", "dsm_draws", "dsm_quadratic",
-           "dsm_loss", "train_exact", "gaussian_partial_moments", "relu_product_moment",
+           "dsm_loss", "train_exact", "Spectrum", "flow_spectrum", "readout_at",
+           "gaussian_partial_moments", "relu_product_moment",
            "relu_noise_moment", "time_quadrature", "dsm_quadratic_averaged",
            "dsm_quadratic_averaged_prefixes", "sample_sde",
            "sample_ode", "grid_points",
@@ -204,14 +205,16 @@ def _eigh(matrix):
     return jax.pure_callback(host, shapes, matrix, vmap_method="expand_dims")
 
 
-def train_exact(quadratic: DsmQuadratic, tau):
-    """Gradient flow ``dA/dτ = −(W/2)∇L`` from ``A = 0`` for time ``τ``, in closed form.
+class Spectrum(NamedTuple):
+    """The gradient flow's spectral data: ``G/W = V diag(mu) Vᵀ`` and ``Vᵀ b``."""
+    mu: jax.Array          # (W,) eigenvalues of G/W, clipped at 0
+    vectors: jax.Array     # (W, W)
+    projected: jax.Array   # (W,) or (W, d): Vᵀ b, NaN for a non-finite G
 
-    ``A(τ) = V diag((1 − e^{−μτ})/μ) Vᵀ b`` with ``G/W = V diag(μ) Vᵀ``; ``μ`` is
-    clipped at 0 (round-off) and the filter written with ``expm1`` so that small
-    and zero eigenvalues give ``τ`` without cancellation. ``tau`` may be an array
-    (leading axes are broadcast: one eigendecomposition serves every ``τ``).
-    """
+
+def flow_spectrum(quadratic: DsmQuadratic) -> Spectrum:
+    """One eigendecomposition of the flow ``dA/dτ = b − (G/W) A``; ``readout_at`` then gives
+    ``A(τ)`` for any ``τ`` (a continuous training time: the early-stopping search, B2)."""
     width = quadratic.linear.shape[0]
     # Scaled so that eigh never squares entries near the overflow range: a collapsed loop's
     # samples can drift to |x| ~ 1e150 (G ~ x²), where eigh of G itself returned NaN
@@ -220,14 +223,31 @@ def train_exact(quadratic: DsmQuadratic, tau):
     scale = jnp.where(scale > 0, scale, 1.0)
     mu, vectors = _eigh(quadratic.gram / scale)
     mu = jnp.maximum(mu, 0.0) * (scale / width)
-    tau = jnp.asarray(tau, jnp.float64)[..., None]
-    filt = jnp.where(mu * tau > 1e-12, -jnp.expm1(-mu * tau) / jnp.where(mu > 0, mu, 1.0), tau)
     projected = vectors.T @ quadratic.linear                 # (W,) or (W, d): one column each
     # eigh may return finite vectors for a non-finite input: say so with NaN, never hide it.
     projected = jnp.where(jnp.all(jnp.isfinite(quadratic.gram)), projected, jnp.nan)
+    return Spectrum(mu, vectors, projected)
+
+
+def readout_at(spectrum: Spectrum, tau):
+    """``A(τ) = V diag((1 − e^{−μτ})/μ) Vᵀ b`` (``tau`` may be an array: leading axes)."""
+    mu, vectors, projected = spectrum
+    tau = jnp.asarray(tau, jnp.float64)[..., None]
+    filt = jnp.where(mu * tau > 1e-12, -jnp.expm1(-mu * tau) / jnp.where(mu > 0, mu, 1.0), tau)
     if projected.ndim == 1:
         return (filt * projected) @ vectors.T
     return vectors @ (filt[..., None] * projected)
+
+
+def train_exact(quadratic: DsmQuadratic, tau):
+    """Gradient flow ``dA/dτ = −(W/2)∇L`` from ``A = 0`` for time ``τ``, in closed form.
+
+    ``A(τ) = V diag((1 − e^{−μτ})/μ) Vᵀ b`` with ``G/W = V diag(μ) Vᵀ``; ``μ`` is
+    clipped at 0 (round-off) and the filter written with ``expm1`` so that small
+    and zero eigenvalues give ``τ`` without cancellation. ``tau`` may be an array
+    (leading axes are broadcast: one eigendecomposition serves every ``τ``).
+    """
+    return readout_at(flow_spectrum(quadratic), tau)
 
 
 # --- Li et al.'s estimator: the DSM loss averaged over (t, ε) per data point (1-D) ----------
@@ -583,9 +603,12 @@ def _sde_density_2d(score_fn, nodes, delta, times, grow, noise_std):
     return density.reshape(size, size), 1.0 - delta ** 2 * jnp.sum(density)
 
 
-def early_stopping_time(tau: float, rule: str, size):
-    """``τ`` for a training set of ``size`` points: ``tau`` (fixed) or ``tau · size^(2/5)`` (early)."""
-    return tau if rule == "fixed" else tau * size ** 0.4
+def early_stopping_time(tau: float, rule: str, size, exponent: float = 0.4):
+    """``τ`` for a training set of ``size`` points: ``tau`` (fixed), ``tau · size^(2/5)``
+    (early) or ``tau · size^exponent`` (power: a law fitted on separate runs, B3)."""
+    if rule == "fixed":
+        return tau
+    return tau * size ** (exponent if rule == "power" else 0.4)
 
 
 def check_diffusion_args(width, tau, horizon, steps, draws=1, t_min=1e-3, dim=1):
@@ -619,7 +642,8 @@ def check_estimator(estimator, nodes, horizon, t_min, dim=1):
 
 @functools.lru_cache(maxsize=None)
 def diffusion(width: int, tau: float, *, horizon: float = 4.0, steps: int = 100, draws: int = 8,
-              t_min: float = 1e-3, rule: str = "fixed", sampler: str = "sde",
+              t_min: float = 1e-3, rule: str = "fixed", tau_exponent: float = 0.4,
+              sampler: str = "sde",
               feature_scale: tuple = (2.0, 2.0, 2.0), dim: int = 1, estimator: str = "draws",
               nodes: int = 64) -> GenerativeModel:
     """Random-feature score diffusion as a ``GenerativeModel`` (data ``(N,)`` or ``(N, dim)``).
@@ -637,7 +661,8 @@ def diffusion(width: int, tau: float, *, horizon: float = 4.0, steps: int = 100,
       steps: sampler steps ``>= 1``.
       draws: DSM draws ``(t, ε)`` per data point.
       t_min: smallest training time of the DSM draws, in ``[0, T)``.
-      rule: ``"fixed"`` or ``"early"``.
+      rule: ``"fixed"``, ``"early"`` or ``"power"`` (``τ = tau · N^tau_exponent``).
+      tau_exponent: the exponent of ``rule="power"`` (finite).
       sampler: ``"sde"`` or ``"ode"``.
       feature_scale: standard deviations of the three time weights ``u``.
       dim: data dimension, 1 or 2.
@@ -647,7 +672,9 @@ def diffusion(width: int, tau: float, *, horizon: float = 4.0, steps: int = 100,
       nodes: time quadrature nodes of ``estimator="averaged"`` (unused by ``"draws"``).
     """
     check_diffusion_args(width, tau, horizon, steps, draws, t_min, dim)
-    validate.check_choice("rule", rule, ("fixed", "early"))
+    validate.check_choice("rule", rule, ("fixed", "early", "power"))
+    if not (isinstance(tau_exponent, (int, float)) and math.isfinite(tau_exponent)):
+        raise ValueError(f"tau_exponent (of rule='power') must be finite, got {tau_exponent!r}")
     validate.check_choice("sampler", sampler, ("sde", "ode"))
     check_estimator(estimator, nodes, horizon, t_min, dim)
 
@@ -660,7 +687,7 @@ def diffusion(width: int, tau: float, *, horizon: float = 4.0, steps: int = 100,
         else:
             t, eps = dsm_draws(key_draws, data.shape[0], draws, horizon, t_min, dim)
             quadratic = dsm_quadratic(params, data, weights, t, eps)
-        time = early_stopping_time(tau, rule, weights.sum())
+        time = early_stopping_time(tau, rule, weights.sum(), tau_exponent)
         return params._replace(readout=train_exact(quadratic, time))
 
     draw = sample_sde if sampler == "sde" else sample_ode
@@ -671,7 +698,8 @@ def diffusion(width: int, tau: float, *, horizon: float = 4.0, steps: int = 100,
     label = "" if dim == 1 else f"{dim}d"
     averaged = f"-avg{nodes}" if estimator == "averaged" else ""   # default names unchanged
     return GenerativeModel(
-        f"rf-diffusion{label}-W{width}-tau{tau:g}-{rule}-{sampler}{steps}{averaged}", fit, sample)
+        f"rf-diffusion{label}-W{width}-tau{tau:g}-{rule}"
+        f"{f'{tau_exponent:g}' if rule == 'power' else ''}-{sampler}{steps}{averaged}", fit, sample)
 
 
 @functools.lru_cache(maxsize=None)
