@@ -248,7 +248,7 @@ def test_loops_are_the_same_on_1_and_4_devices(tmp_path):
 SMALL = dict(dim=3, context=10, width=16, heads=2, layers=2, mlp=32, batch=64,
              learning_rate=2e-2, test_prompts=512, steps=150, warmup=15, train_prompts=2000,
              generations=4, replicas=6, lams=[0.0, 0.5])
-STABILITY = dict(stability_m=[1, 4], stability_generations=3, pairs=6,
+STABILITY = dict(stability_m=[1, 4], stability_generations=2, pairs=4,
                  architectures=[dict(layers=1)])
 
 
@@ -317,6 +317,14 @@ def test_half_the_r1_bound_is_violated():
     record = evaluate(control(_small(a4.A4, **STABILITY), bound_scale=0.5), "quick", seed=0)
     assert record["status"] == "fail"
     assert {a4.distance_row(0.0), a4.distance_row(0.5)} & _rejected(record)
+
+
+@pytest.mark.xfail(reason="not resolved at test size: the twins' TV has a coefficient of "
+                   "variation near 1 across pairs (docs/transformer.md §5), so a factor 2 in R2 "
+                   "needs about 100 pairs under Holm", strict=False)
+def test_r2_with_half_the_one_fit_constants_is_violated():
+    record = evaluate(control(_small(a4.A4, **STABILITY), eps_scale=0.5), "quick", seed=0)
+    assert {a4.r2_row(1), a4.r2_row(4)} & _rejected(record)
 
 
 def test_a_network_with_a_tenth_of_the_steps_fails_the_quality_row():

@@ -24,8 +24,9 @@ __all__ = ["a4_figure"]
 
 
 def a4_figure(record):
-    from verify.claims.transformer import (BAYES, QUALITY, architecture, constant_row,
-                                           distance_row, per_lam, r2_prediction_row, r2_row)
+    from verify.claims.transformer import (BAYES, QUALITY, architecture, architectures,
+                                           constant_row, distance_row, per_lam,
+                                           r2_prediction_row, r2_row)
 
     stability = any(p.get("stability_m") for p in record["points"])
     panels = 5 if stability else 3
@@ -72,7 +73,7 @@ def a4_figure(record):
         if point.get("stability_m"):
             axes[3].axhline(1.0, color="grey", ls=":", lw=1)  # TV <= 1: a bound above says nothing
             axes[3].set_ylim(0, 1.1)
-            for number, overrides in enumerate([{}] + list(point.get("architectures", []))):
+            for number, overrides in enumerate(architectures(point)):
                 rows = rows_of(record, index, constant_row(architecture(overrides)))
                 if rows:
                     x, mean, se, threshold = series(rows)

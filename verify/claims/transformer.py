@@ -23,10 +23,17 @@ of ``G_i`` to the Bayes predictor on fresh real test prompts:
   runs (a prediction made before, and independently of, the loops it is tested on);
 * exceeds: real data help: the excess risk at the last generation, averaged over
   ``lam > 0``, is below that of the ``lam = 0`` loop (paired per replica; per ``lam`` the
-  contrast is a report row: at ``lam = 0.1`` and 6 generations it is too small to resolve).
+  contrast is a report row: at ``lam = 0.1`` and 6 generations it is too small to resolve);
+* upper, per ``m`` and generation (R2, docs/transformer.md §5): coupled loops with ``m``
+  synthetic prompts per generation (``lam = n/(n+m)``), twins whose real sets differ in one
+  prompt: their mean TV ``gamma_i`` is at most R2 unrolled from ``gamma_0 = eps_n``,
+  ``gamma_i = eps_N (1 + m gamma_{i-1})``, with ``eps_n``, ``eps_N`` measured on twin fits in
+  separate runs; a bound ``>= 1`` is vacuous (never evidence).
 
 Report rows: the test errors and both controls per generation, the Bayes risk (ridge
-posterior mean), the effective ``gamma``.
+posterior mean), the effective ``gamma``, R2 at the constants' means with its SE, and
+``eps_n`` and ``c = N eps_N`` of every measured architecture beside R2's contraction threshold
+``N/m``.
 """
 from __future__ import annotations
 
@@ -68,8 +75,8 @@ _NETWORK = dict(dim=3, context=10, width=16, heads=2, layers=2, mlp=32, batch=64
 SIZES = {
     "quick": dict(spec=dict(_NETWORK, steps=200, warmup=20, train_prompts=3000),
                   generations=4, replicas=4, lams=(0.0, 0.5),
-                  stability=dict(stability_m=[1, 4], stability_generations=3, pairs=4,
-                                 architectures=[dict(layers=1)])),
+                  stability=dict(stability_m=[4], stability_generations=2, pairs=3,
+                                 architectures=[])),
     "default": dict(spec=dict(_NETWORK, steps=250, warmup=25, train_prompts=4000),
                     generations=6, replicas=8, lams=(0.0, 0.1, 0.3, 0.5),
                     stability=dict(stability_m=[1, 4], stability_generations=4, pairs=8,
@@ -260,7 +267,7 @@ class Measure:
 
     def __call__(self, key, point):
         spec = self.spec_of(point)
-        others = [_overrides(o) for o in point.get("architectures", [])]
+        networks = architectures(point)
         loop_key, calibration_key = jax.random.split(key)
         out = tr.run_loops(loop_key, spec, point["lams"], point["generations"],
                            point["replicas"], self.rules)
@@ -274,19 +281,22 @@ class Measure:
         ms, pairs = point["stability_m"], point["pairs"]
         gamma = tr.run_coupled(coupled_key, spec, ms, point["stability_generations"], pairs)
         stabilities = {architecture(o): tr.run_stability(
-            stability_key, self.spec_of(dict(point, **o)), ms, pairs) for o in [{}] + others}
+            stability_key, self.spec_of(dict(point, **o)), ms, pairs) for o in networks}
         quantities, context = stability_rows(gamma, stabilities, point)
         return Measurement(dict(measured.quantities, **quantities),
                            dict(measured.context, stability=context))
 
 
-def _overrides(overrides):
-    """Spec fields of an ``architectures`` entry (``ValueError`` names an unknown one)."""
-    unknown = sorted(set(overrides) - set(SPEC_FIELDS))
-    if unknown:
-        raise ValueError(f"architectures entries override spec fields {SPEC_FIELDS}, got "
-                         f"{', '.join(unknown)}")
-    return overrides
+def architectures(point) -> list[dict]:
+    """Spec overrides of every network whose one-fit constants are measured: the A4 network
+    (``{}``) first, then the point's ``architectures`` (``ValueError`` names an unknown field)."""
+    others = list(point.get("architectures", []))
+    for overrides in others:
+        unknown = sorted(set(overrides) - set(SPEC_FIELDS))
+        if unknown:
+            raise ValueError(f"architectures entries override spec fields {SPEC_FIELDS}, got "
+                             f"{', '.join(unknown)}")
+    return [{}] + others
 
 
 def best_linear_attention_risk(N, d, sigma) -> float:
@@ -334,7 +344,7 @@ class A4Theory:
                     "separate twin fits", trivial=1.0)
             threshold = Theory("report", [(n + m) / m for m in point["stability_m"]],
                                "1/(1-lam) = N/m: R2 contracts iff c (1-lam) < 1")
-            for o in [{}] + list(point.get("architectures", [])):
+            for o in architectures(point):
                 out[constant_row(architecture(o))] = threshold
         tested = point["replicas"] >= EFFECT_REPLICAS
         untested = "" if tested else f" (not tested below {EFFECT_REPLICAS} replicas)"
@@ -383,7 +393,7 @@ def _a4_notes(point, measured, theory, context):
 def _r2_notes(point, measured, theory):
     n, ms = point["train_prompts"], point["stability_m"]
     notes = []
-    for o in [{}] + list(point.get("architectures", [])):
+    for o in architectures(point):
         arch = architecture(o)
         e, c = measured[eps_n_row(arch)], measured[constant_row(arch)]
         notes.append(f"A4 R2 one-fit constants ({arch}; {e.replicas} twin pairs, separate keys): "
@@ -411,5 +421,6 @@ def a4_figure(record):
 A4 = register(Claim(
     "A4", "Trained softmax transformer learning in context, in THEORY §1's loop: learns "
     "(vs icl_risk(gamma*)), grows at lam = 0, bounded by R1 (eps from separate runs) for "
-    "lam > 0, with real-only and all-real controls",
+    "lam > 0, with real-only and all-real controls; R2 predicts the coupled loops' stability "
+    "from separately measured one-fit constants (two architectures)",
     _a4_grid, Measure(), A4Theory(), notes=_a4_notes, figure=a4_figure))
