@@ -422,5 +422,5 @@ A4 = register(Claim(
     "A4", "Trained softmax transformer learning in context, in THEORY §1's loop: learns "
     "(vs icl_risk(gamma*)), grows at lam = 0, bounded by R1 (eps from separate runs) for "
     "lam > 0, with real-only and all-real controls; R2 predicts the coupled loops' stability "
-    "from separately measured one-fit constants (two architectures)",
+    "from separately measured one-fit constants, c = N eps_N per architecture",
     _a4_grid, Measure(), A4Theory(), notes=_a4_notes, figure=a4_figure))
