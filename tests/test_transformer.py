@@ -1,10 +1,12 @@
 """A4's transformer loop (sims.models.transformer) and the claim (verify.claims.transformer).
 
 Unit tests share one tiny spec, so each compiled function is built once. The claim tests run
-A4 on a small grid (``SMALL``, about a minute) and its negative controls, each swapping one
-part of the claim (``verify.claim.control``): a loop whose teacher is always ``G_0`` (no
-compounding), a loop that drops the real prompts, an R1 bound at half its value, a network
-trained with 10% of the steps. Each must fail the row it was built to break.
+A4 on a small grid (``SMALL`` with R2's ``STABILITY`` part, measured once per module) and its
+negative controls, each swapping one part of the claim (``verify.claim.control``): a loop
+whose teacher is always ``G_0`` (no compounding), a loop that drops the real prompts, an R1
+bound at half its value, a network trained with 10% of the steps. Each must fail the row it
+was built to break. R2 with halved one-fit constants is an expected failure: not resolved at
+this size (docs/transformer.md §5).
 """
 import dataclasses
 import functools
@@ -161,6 +163,59 @@ def test_r1_bound_in_l2():
     np.testing.assert_allclose(l2_recursion_bound(0.8, 0.9, 0.0, 3), [0.8, 1.7, 2.6])
 
 
+def test_twin_distance_is_the_tv_of_two_gaussians():
+    from scipy.stats import norm
+    f, delta = np.zeros((2, 3)), np.array([[0.0, 0.3, 1.0], [2.0, 0.1, 0.5]])
+    expected = np.mean(2 * norm.cdf(delta / (2 * 0.5)) - 1, -1)
+    np.testing.assert_allclose(tr.twin_distance(f, f + delta, 0.5), expected, rtol=1e-12)
+    np.testing.assert_allclose(tr.twin_distance(f, f - delta, 0.5), expected, rtol=1e-12)
+
+
+def test_coupled_loops_give_m_back_and_validate_their_input():
+    for spec in (TINY, tr.make_spec(train_prompts=4000)):
+        ms = (1, 2, 3, 4, 8, 16, 64)
+        lams = tr.coupled_lams(spec, ms)
+        assert [int(tr.synthetic_count(spec, jnp.asarray(lam))) for lam in lams] == list(ms)
+    with pytest.raises(ValueError, match="m must"):
+        tr.coupled_lams(TINY, (1, 0))
+    with pytest.raises(TypeError, match="m must"):
+        tr.coupled_lams(TINY, (1.5,))
+    with pytest.raises(ValueError, match="ms"):
+        tr.coupled_lams(TINY, ())
+    with pytest.raises(ValueError, match="pairs"):
+        tr.run_coupled(jax.random.key(0), TINY, (1,), 2, 0)
+    with pytest.raises(ValueError, match="generations"):
+        tr.run_coupled(jax.random.key(0), TINY, (1,), 0, 2)
+    with pytest.raises(TypeError, match="spec"):
+        tr.run_stability(jax.random.key(0), dict(dim=2), (1,), 2)
+    with pytest.raises(ValueError, match="architectures"):
+        a4.Measure()(jax.random.key(0), dict(SMALL, **dict(STABILITY, architectures=[dict(depth=1)])))
+
+
+def test_coupled_twins_share_every_key_but_one_prompt():
+    """The coupled loop's gamma_0 is the one-fit eps_n of the same key (both compare the
+    twins' G_0), the same at every m; twins differ where the replaced prompt is drawn."""
+    gamma = np.asarray(tr.run_coupled(jax.random.key(2), TINY, (1, 4), 2, 2))
+    stability = tr.run_stability(jax.random.key(2), TINY, (1, 4), 2)
+    assert gamma.shape == (2, 2, 2) and stability.eps_N.shape == (2, 2)
+    np.testing.assert_array_equal(gamma[:, 0, 0], gamma[:, 0, 1])
+    np.testing.assert_allclose(gamma[:, 0, 0], stability.eps_n, rtol=1e-4, atol=1e-7)
+    # a TV in [0, 1); exactly 0 where the replaced prompt was never drawn (it happens at TINY)
+    eps_N = np.asarray(stability.eps_N)
+    assert np.all((gamma >= 0) & (gamma < 1)) and np.all((eps_N >= 0) & (eps_N < 1))
+    assert np.any(gamma[:, 1:] > 0) and np.any(eps_N > 0)
+
+
+def test_r2_bound_and_its_standard_error():
+    b = a4.r2_bound(0.2, 0.1, 4, 3)  # gamma_0 = eps_n, then eps_N (1 + m gamma)
+    np.testing.assert_allclose(b, [0.2, 0.1 * 1.8, 0.1 * (1 + 4 * 0.18)])
+    eps_n, eps_N = np.array([0.1, 0.3, 0.2]), np.array([0.05, 0.15, 0.1])
+    # a bound linear in one pair's eps: its SE is that of the linear combination
+    se = a4.r2_bound_se(eps_n, eps_N, 0, 2)
+    np.testing.assert_allclose(se, [eps_n.std(ddof=1), eps_N.std(ddof=1)] / np.sqrt(3),
+                               rtol=1e-5)
+
+
 def test_loops_are_the_same_on_1_and_4_devices(tmp_path):
     """Per-replica values of the transformer loop and of A2's linear-attention loop.
 
@@ -189,11 +244,17 @@ def test_loops_are_the_same_on_1_and_4_devices(tmp_path):
 
 # --- the claim and its negative controls --------------------------------------------------------
 # A small grid: a network that learns in context at d = 3, N = 10 (the quality row needs it),
-# fewer steps and prompts than quick, 6 replicas (the effect rows are tested from 6).
+# fewer steps and prompts than quick, 6 replicas (the effect rows are tested from 6), and R2's
+# coupled loops (m = 1, 4) with the one-fit constants of two architectures. Every claim run is a
+# module-scoped fixture: the production measurement is made once, and the controls that swap
+# theory only (half R1, half eps) reuse it (tests/conftest.py); a control that swaps the
+# measurement runs only the part its row needs (no R2 part, one lam, or generation 0 only).
 
 SMALL = dict(dim=3, context=10, width=16, heads=2, layers=2, mlp=32, batch=64,
              learning_rate=2e-2, test_prompts=512, steps=150, warmup=15, train_prompts=2000,
              generations=4, replicas=6, lams=[0.0, 0.5])
+STABILITY = dict(stability_m=[1, 4], stability_generations=2, pairs=4,
+                 architectures=[dict(layers=1)])
 
 
 def _small(claim, **point):
@@ -204,26 +265,17 @@ def _tenth_of_the_steps(point):
     return a4.spec_of(dict(point, steps=point["steps"] // 10, warmup=1))
 
 
-@functools.lru_cache(maxsize=None)
-def _run(variant=None):
-    claim = _small(a4.A4)
-    if variant == "first-teacher":
-        claim = control(claim, rules=tr.LoopRules(teacher=_first_teacher))
-    elif variant == "no-real":
-        claim = control(claim, rules=tr.LoopRules(real_count=lambda spec, lam: jnp.int32(0)))
-    elif variant == "half-bound":
-        claim = control(claim, bound_scale=0.5)
-    elif variant == "tenth-steps":  # the quality row needs generation 0 only
-        claim = _small(control(a4.A4, spec_of=_tenth_of_the_steps), generations=1)
-    return evaluate(claim, "quick", seed=0)
-
-
 def _rejected(record):
     return {r["quantity"] for r in record["rows"] if r.get("reject")}
 
 
-def test_claim_passes_on_the_small_grid():
-    record = _run()
+@pytest.fixture(scope="module")
+def production():
+    return evaluate(_small(a4.A4, **STABILITY), "quick", seed=0)
+
+
+def test_claim_passes_on_the_small_grid(production):
+    record = production
     assert record["status"] == "pass", record["message"]
     kinds = {r["quantity"]: r["kind"] for r in record["rows"]}
     assert kinds[a4.QUALITY] == "upper" and kinds[a4.GROWS] == "exceeds"
@@ -233,40 +285,65 @@ def test_claim_passes_on_the_small_grid():
     assert parts_are_production()
 
 
+def test_r2_rows_are_tested_non_vacuous_bounds_with_constants_of_both_architectures(production):
+    rows = [r for r in production["rows"] if r["quantity"] in (a4.r2_row(1), a4.r2_row(4))]
+    assert len(rows) == 2 * STABILITY["stability_generations"]
+    assert all(r["kind"] == "upper" and not r.get("vacuous") and r["theory"] < 1 for r in rows)
+    assert not {a4.r2_row(1), a4.r2_row(4)} & _rejected(production)
+    for arch in (a4.PRODUCTION, "layers=1"):
+        constants = [r for r in production["rows"] if r["quantity"] == a4.constant_row(arch)]
+        assert [r["x"] for r in constants] == [1, 4] and all(r["kind"] == "report"
+                                                             for r in constants)
+        assert all(r["measured"] > 0 for r in constants)
+
+
 def parts_are_production():
     from verify.claim import parts
     found = parts(a4.A4)
-    return found["rules"] is tr.SECTION1 and found["bound_scale"] == 1.0
+    return (found["rules"] is tr.SECTION1 and found["bound_scale"] == 1.0
+            and found["eps_scale"] == 1.0)
 
 
 def test_a_loop_taught_by_g0_does_not_grow():
-    record = _run("first-teacher")
+    record = evaluate(_small(control(a4.A4, rules=tr.LoopRules(teacher=_first_teacher)),
+                             lams=[0.0]), "quick", seed=0)
     assert record["status"] == "fail"
     assert a4.GROWS in _rejected(record)
 
 
 def test_a_loop_without_real_prompts_fails_the_lam_rows():
-    record = _run("no-real")
+    no_real = tr.LoopRules(real_count=lambda spec, lam: jnp.int32(0))
+    record = evaluate(_small(control(a4.A4, rules=no_real)), "quick", seed=0)
     assert record["status"] == "fail"
     assert a4.HELPS in _rejected(record)
 
 
 def test_half_the_r1_bound_is_violated():
-    record = _run("half-bound")
+    record = evaluate(control(_small(a4.A4, **STABILITY), bound_scale=0.5), "quick", seed=0)
     assert record["status"] == "fail"
     assert {a4.distance_row(0.0), a4.distance_row(0.5)} & _rejected(record)
 
 
+@pytest.mark.xfail(reason="not resolved at test size: the twins' TV has a coefficient of "
+                   "variation near 1 across pairs (docs/transformer.md §5), so a factor 2 in R2 "
+                   "needs about 100 pairs under Holm", strict=False)
+def test_r2_with_half_the_one_fit_constants_is_violated():
+    record = evaluate(control(_small(a4.A4, **STABILITY), eps_scale=0.5), "quick", seed=0)
+    assert {a4.r2_row(1), a4.r2_row(4)} & _rejected(record)
+
+
 def test_a_network_with_a_tenth_of_the_steps_fails_the_quality_row():
-    record = _run("tenth-steps")
+    # the quality row needs generation 0 only
+    record = evaluate(_small(control(a4.A4, spec_of=_tenth_of_the_steps), generations=1),
+                      "quick", seed=0)
     assert record["status"] == "fail"
     assert a4.QUALITY in _rejected(record)
 
 
-def test_figure_draws_from_the_record():
+def test_figure_draws_from_the_record(production):
     import matplotlib.pyplot as plt
-    fig = a4.a4_figure(_run())
-    assert len(fig.axes) >= 3
+    fig = a4.a4_figure(production)
+    assert len(fig.axes) >= 5
     plt.close(fig)
 
 

@@ -4,7 +4,11 @@
 (``G_0``: the ``n`` real prompts; dotted, markers ``s``) and the "all real" control (``n + m``
 real prompts; markers ``^``), with ``icl_risk(gamma*)`` and the Bayes risk as levels;
 (b) the distance to the Bayes predictor ``D_i`` against the R1 bound (dashed; its constants
-from separate runs); (c) the effective gamma against gamma*. Styles: ``verify.figures``.
+from separate runs); (c) the effective gamma against gamma*; (d) the coupled twins' distance
+``gamma_i`` per synthetic count ``m`` against R2's prediction (dashed, its band from the
+separately measured one-fit constants; vacuous where it reaches 1); (e) the architectures side
+by side: ``c = N eps_N`` per ``m`` against R2's contraction threshold ``N/m`` (a constant below
+it contracts). Panels (d) and (e) only when the record has R2 rows. Styles: ``verify.figures``.
 """
 from __future__ import annotations
 
@@ -20,9 +24,13 @@ __all__ = ["a4_figure"]
 
 
 def a4_figure(record):
-    from verify.claims.transformer import BAYES, QUALITY, distance_row, per_lam
+    from verify.claims.transformer import (BAYES, QUALITY, architecture, architectures,
+                                           constant_row, distance_row, per_lam,
+                                           r2_prediction_row, r2_row)
 
-    fig, axes = plt.subplots(1, 3, figsize=(11.4, 3.6), squeeze=False)
+    stability = any(p.get("stability_m") for p in record["points"])
+    panels = 5 if stability else 3
+    fig, axes = plt.subplots(1, panels, figsize=(3.8 * panels, 3.6), squeeze=False)
     axes = list(axes.flat)
     key = StyleKey()
     for index, point in enumerate(record["points"]):
@@ -51,6 +59,31 @@ def a4_figure(record):
                 key.measured(axes[2], x, mean, se, c, label)
                 if number == 0:
                     key.theory(axes[2], x, theory, "report", "k", r"$\gamma^*$")
+        for number, m in enumerate(point.get("stability_m") or []):
+            c = colour(number)
+            rows = rows_of(record, index, r2_row(m))
+            if rows:
+                x, mean, se, _ = series(rows)
+                key.measured(axes[3], x, mean, se, c, rf"$m = {m}$")
+            rows = rows_of(record, index, r2_prediction_row(m))
+            if rows:
+                x, bound, se, _ = series(rows)
+                key.theory(axes[3], x, bound, "upper", c)
+                axes[3].fill_between(x, bound - 2 * se, bound + 2 * se, color=c, alpha=0.12, lw=0)
+        if point.get("stability_m"):
+            axes[3].axhline(1.0, color="grey", ls=":", lw=1)  # TV <= 1: a bound above says nothing
+            axes[3].set_ylim(0, 1.1)
+            for number, overrides in enumerate(architectures(point)):
+                rows = rows_of(record, index, constant_row(architecture(overrides)))
+                if rows:
+                    x, mean, se, threshold = series(rows)
+                    key.measured(axes[4], x, mean, se, colour(number),
+                                 architecture(overrides), marker="os^"[number % 3])
+                    if number == 0:
+                        key.theory(axes[4], x, threshold, "report", "k",
+                                   r"$N/m$ (R2 contracts below)")
+            axes[4].set_xscale("log", base=2)
+            axes[4].set_yscale("log")
         for quantity, name in ((QUALITY, r"best linear attention, $\gamma^*$"), (BAYES, "Bayes risk")):
             rows = rows_of(record, index, quantity)
             if rows and quantity == QUALITY:
@@ -58,10 +91,12 @@ def a4_figure(record):
             elif rows:
                 axes[0].axhline(rows[0]["measured"], color="grey", ls=":", lw=1, label=name)
     titles = ("test error (fresh real prompts) and controls",
-              r"$D_i = \|f_i - f_B\|$ vs. R1 (dashed)", r"effective $\gamma$ vs. $\gamma^*$")
+              r"$D_i = \|f_i - f_B\|$ vs. R1 (dashed)", r"effective $\gamma$ vs. $\gamma^*$",
+              r"twins' TV $\gamma_i$ vs. R2 (dashed, band $\pm 2$ SE)",
+              r"architectures: $c = N\varepsilon_N$ vs. $N/m$")
     for n, (ax, title) in enumerate(zip(axes, titles)):
         ax.set_title(f"({chr(ord('a') + n)}) {title}", fontsize=9)
-        ax.set_xlabel("generation $i$")
+        ax.set_xlabel("synthetic prompts per generation $m$" if n == 4 else "generation $i$")
     suptitle(fig, record, r"real only = $G_0$ on the $n$ real prompts; all real = $n + m$ real prompts, "
              "same keys; R1's constants from separately keyed runs")
     figure_legend(fig, axes, key)

@@ -7,26 +7,17 @@ Three pieces, after von Oswald et al.'s ICL code (STYLE.md), in flax linen:
   token's output is the prediction of ``y_q``.
 * ``sample_prompts(key, spec, count)``: prompts ``x, w ~ N(0, I_d)``, ``y = w.x + sigma xi``,
   a pure function of the key.
-* ``train(key, spec, prompts, targets) -> (params, TrainInfo)``: Adam with warm-up cosine
-  schedule, the optimizer steps in one ``lax.scan``; a NaN/Inf loss is carried out as a
-  ``finite`` flag, never raised inside ``vmap``.
+* ``fit(key, spec, TrainingSet) -> (params, TrainInfo)``: Adam with warm-up cosine schedule
+  on minibatches drawn from a training set, the optimizer steps in one ``lax.scan``; a
+  NaN/Inf loss is carried out as a ``finite`` flag, never raised inside ``vmap``.
 
-``loop_trajectory`` runs one replica of the self-consuming loop of claim A4 (a ``lax.scan``
-over generations); ``run_loops`` / ``run_loop`` / ``run_coupled`` vmap it over ``lam``
-values, replicas and the two twins of the coupled-replacement experiment, all one flat
-batch under one ``jit``. ``run_loops`` uses common random numbers: replica ``r`` has the
-same prompts and keys at every ``lam``, so differences between ``lam`` values are paired.
-
-**Which labels the loop replaces.** Each replica draws one training set ``S0`` of
-``train_prompts`` prompts, reused by every generation (the ``reuse`` scheme). Generation 0
-trains on the real query targets. Generation ``i >= 1`` trains on the same prompts, but the
-query targets of all prompts with index ``>= round(lam * train_prompts)`` are replaced by
-``G_{i-1}``'s prediction plus fresh noise ``sigma xi`` (a sample of ``y | prompt`` under the
-previous model with the real noise level); the first ``round(lam * train_prompts)`` keep their
-real targets. Context labels are never replaced: they are the model's *input*, and at test
-time the model is evaluated on real prompts, so keeping them real means the loop changes
-what the network is trained to output, not the input distribution it sees (replacing them
-would mix a covariate shift into the loop, a different experiment).
+``loop_trajectory`` runs one replica of THEORY §1's loop (a ``lax.scan`` over generations,
+a ``vmap`` over ``lam`` values): ``G_0`` on ``n`` real prompts, generation ``i`` on the same
+``n`` real prompts plus ``m`` prompts sampled from ``G_{i-1}``'s joint law
+(docs/transformer.md §2). ``run_loops`` / ``run_calibration`` run it over replicas (common
+random numbers: replica ``r`` has the same prompts and keys at every ``lam``).
+``run_coupled`` / ``run_stability`` run two twins per replica whose real sets differ in one
+prompt, every key shared, and measure their distance in TV (R2, docs/transformer.md §5).
 
 Numerics: the network trains in float32 (``TransformerSpec.dtype``), which is the usual
 precision for SGD and about twice as fast on CPU (verify/bench.py measures it); every
@@ -51,7 +42,9 @@ __all__ = ["TransformerSpec", "Prompts", "TrainInfo", "ICLTransformer", "make_sp
            "train", "train_replicas", "linear_readout", "fit_gamma", "bayes_prediction",
            "TrainingSet", "draw_batch", "fit", "synthetic_count", "LoopRules",
            "SECTION1", "Measures", "LoopOutput", "Calibration", "loop_trajectory",
-           "calibration", "run_loops", "run_calibration", "run_loop"]
+           "calibration", "run_loops", "run_calibration", "run_loop", "twin_distance",
+           "Coupled", "coupled_trajectory", "Stability", "coupled_lams", "run_coupled",
+           "run_stability"]
 
 
 class TransformerSpec(NamedTuple):
@@ -268,8 +261,7 @@ def _train_replicas(keys, spec, prompts, targets):
 def train_replicas(keys: jax.Array, spec: TransformerSpec, prompts: Prompts,
                    targets: jax.Array) -> tuple[Any, TrainInfo]:
     """``train`` vmapped over a leading replica axis of ``keys``, ``prompts`` and ``targets``."""
-    if not isinstance(spec, TransformerSpec):
-        raise TypeError(f"spec must be a TransformerSpec from make_spec, got {type(spec).__name__}")
+    _check_spec(spec)
     return _train_replicas(keys, spec, prompts, targets)
 
 
@@ -434,12 +426,14 @@ class Measures(NamedTuple):
         risk over the Bayes risk (the cross term has mean 0), without label noise.
       gamma: the effective linear-attention ``gamma`` (``fit_gamma``).
       finite: the training loss stayed finite.
+      prediction: ``f(P)`` on every test prompt (the probe prompts of the coupled twins).
     """
 
     test_error: jax.Array
     excess: jax.Array
     gamma: jax.Array
     finite: jax.Array
+    prediction: jax.Array
 
 
 def _measures(params, info, spec, test, bayes):
@@ -449,7 +443,7 @@ def _measures(params, info, spec, test, bayes):
     nan = jnp.asarray(jnp.nan, jnp.float64)
     bad = lambda v: jnp.where(finite, v, nan)  # noqa: E731  (NaN is located, never averaged)
     return Measures(bad(jnp.mean((f - test.target) ** 2)), bad(jnp.mean((f - bayes) ** 2)),
-                    bad(gamma), finite)
+                    bad(gamma), finite, bad(f))
 
 
 class LoopOutput(NamedTuple):
@@ -459,6 +453,7 @@ class LoopOutput(NamedTuple):
       loop: ``Measures`` of ``G_i`` at every ``lam`` (generation 0 is shared by all ``lam``).
       all_real: the "all real" control: a network trained on ``n + m`` real prompts (the
         loop's own extra prompts with real labels, generation 1's keys); constant in ``i``.
+        ``None`` when the loop was run without controls.
       bayes_error: the Bayes predictor's test MSE (the Bayes risk, estimated).
       lsa_error: the test MSE of the optimal linear-attention layer ``gamma* s(P)``.
     """
@@ -504,7 +499,7 @@ def capacity(spec: TransformerSpec, lams) -> int:
 
 def loop_trajectory(key: jax.Array, spec: TransformerSpec, lams: jax.Array, generations: int,
                     extra_capacity: int, rules: LoopRules = SECTION1,
-                    twin: jax.Array | bool = False) -> LoopOutput:
+                    twin: jax.Array | bool = False, controls: bool = True) -> LoopOutput:
     """One replica of THEORY §1's loop at every ``lam`` in ``lams`` (common random numbers).
 
     ``G_0`` trains on the ``n`` real prompts of ``S0`` (shared by every ``lam``). Generation
@@ -513,8 +508,9 @@ def loop_trajectory(key: jax.Array, spec: TransformerSpec, lams: jax.Array, gene
     ones: fresh inputs and contexts from the input law, query label ``G_{i-1}(P) +
     N(0, sigma^2)`` (a sample of ``G_{i-1}``'s joint law; docs/transformer.md §2).
     ``extra_capacity`` (static) is at least every ``m``. ``twin`` (traced bool) replaces real
-    prompt 0 by an independent prompt: the coupled-replacement experiment. Generations are
-    one ``lax.scan``; ``lam`` values one ``vmap``.
+    prompt 0 by an independent prompt: the coupled-replacement experiment. ``controls``
+    (static) trains the "all real" control (``LoopOutput.all_real``; ``None`` without).
+    Generations are one ``lax.scan``; ``lam`` values one ``vmap``.
     """
     keys = replica_keys(key)
     n = spec.train_prompts
@@ -535,9 +531,11 @@ def loop_trajectory(key: jax.Array, spec: TransformerSpec, lams: jax.Array, gene
     keys0, keys1 = generation_keys(keys.loop, 0), generation_keys(keys.loop, 1)
     first, first_measures = train_on(keys0, extra_prompts(keys0.extra, spec, 1), n, 0,
                                      init_params(keys0.fit, spec), False)
-    extra1 = extra_prompts(keys1.extra, spec, extra_capacity)
-    _, all_real = jax.vmap(lambda lam: train_on(keys1, extra1, n, synthetic_count(spec, lam),
-                                                first, False))(lams)
+    all_real = None
+    if controls:
+        extra1 = extra_prompts(keys1.extra, spec, extra_capacity)
+        _, all_real = jax.vmap(lambda lam: train_on(keys1, extra1, n, synthetic_count(spec, lam),
+                                                    first, False))(lams)
     stacked = jax.tree.map(lambda a: jnp.broadcast_to(a, (lams.shape[0],) + a.shape), first)
 
     def generation(previous, i):
@@ -579,9 +577,13 @@ def calibration(key: jax.Array, spec: TransformerSpec, lams: jax.Array,
     return Calibration(jax.tree.map(lambda a: a[:, 0], out.loop), out.all_real)
 
 
-def _check(spec, lams, generations, replicas):
+def _check_spec(spec):
     if not isinstance(spec, TransformerSpec):
         raise TypeError(f"spec must be a TransformerSpec from make_spec, got {type(spec).__name__}")
+
+
+def _check(spec, lams, generations, replicas):
+    _check_spec(spec)
     if not lams:
         raise ValueError("lams must hold at least one lam in [0, 1), got none")
     for lam in lams:
@@ -643,3 +645,105 @@ def run_loop(key: jax.Array, spec: TransformerSpec, lam: float, generations: int
              replicas: int) -> LoopOutput:
     """``run_loops`` at one ``lam``: leading ``(replica, generation, 1)`` axes."""
     return run_loops(key, spec, (lam,), generations, replicas)
+
+
+# --- the coupled-replacement experiment (R2, docs/transformer.md §5) ----------------------------
+
+def twin_distance(f: jax.Array, g: jax.Array, noise: float) -> jax.Array:
+    """Mean over probe prompts (last axis) of ``TV(N(f, sigma^2), N(g, sigma^2))``.
+
+    Two Gaussians of equal variance: ``TV = 2 Phi(|f - g| / (2 sigma)) - 1 =
+    erf(|f - g| / (2 sqrt(2) sigma))`` (THEORY §4), float64.
+    """
+    diff = jnp.abs(jnp.asarray(f, jnp.float64) - jnp.asarray(g, jnp.float64))
+    return jnp.mean(jax.scipy.special.erf(diff / (2.0 * np.sqrt(2.0) * noise)), -1)
+
+
+class Coupled(NamedTuple):
+    """Twin distances of one replica (leading axes: generation, then ``m``).
+
+    Attributes:
+      loop: ``gamma_i``: the twins' ``G_i`` (``gamma_0``: their ``G_0``, fits on the ``n``
+        real prompts of ``S0`` and ``S0'``).
+      fit: the twins' one fit on ``n + m`` real prompts (``S0``/``S0'`` plus ``m`` shared
+        real prompts), drawn beside every generation; ``None`` when run without controls.
+    """
+
+    loop: jax.Array
+    fit: Any
+
+
+def coupled_trajectory(key: jax.Array, spec: TransformerSpec, lams: jax.Array, generations: int,
+                       extra_capacity: int, controls: bool) -> Coupled:
+    """Two ``loop_trajectory`` twins on one key (``twin`` False and True: real prompt 0
+    replaced, initialisation, minibatches, synthetic prompts and their noise shared), and
+    their ``twin_distance`` on the test prompts at every generation and ``lam``."""
+    twins = jax.vmap(lambda t: loop_trajectory(key, spec, lams, generations, extra_capacity,
+                                               twin=t, controls=controls))(
+        jnp.asarray([False, True]))
+    apart = lambda m: twin_distance(m.prediction[0], m.prediction[1], spec.noise)  # noqa: E731
+    return Coupled(apart(twins.loop), None if twins.all_real is None else apart(twins.all_real))
+
+
+class Stability(NamedTuple):
+    """One-fit replace-one constants in TV, from twin fits on i.i.d. real sets (per replica).
+
+    Attributes:
+      eps_n: twins trained on ``n`` real prompts differing in one.
+      eps_N: per ``m``: twins trained on ``N = n + m`` real prompts differing in one.
+    """
+
+    eps_n: jax.Array
+    eps_N: jax.Array
+
+
+def coupled_lams(spec: TransformerSpec, ms) -> tuple[float, ...]:
+    """``lam = n / (n + m)`` for every synthetic count ``m >= 1`` (``ValueError`` names ``m``).
+
+    ``synthetic_count(spec, lam)`` gives ``m`` back exactly (tested)."""
+    ms = tuple(np.atleast_1d(ms).tolist())
+    if not ms:
+        raise ValueError("ms must hold at least one synthetic count m >= 1, got none")
+    for m in ms:
+        validate.check_positive_int("m", m)
+    return tuple(spec.train_prompts / (spec.train_prompts + m) for m in ms)
+
+
+def _run_coupled(key, spec, ms, generations, pairs, controls, batch_size, devices, what):
+    _check_spec(spec)
+    validate.check_positive_int("pairs", pairs)
+    lams = coupled_lams(spec, ms)
+    _check(spec, lams, generations, pairs)
+    size = capacity(spec, lams)
+    return run_replicas(
+        key, lambda k, t: coupled_trajectory(k, spec, t, generations, size, controls),
+        ("transformer-coupled", spec, generations, size, controls),
+        jnp.asarray(lams, jnp.float64), replicas=pairs,
+        batch_size=_chunk(pairs, batch_size, devices), devices=devices, description=what)
+
+
+def run_coupled(key: jax.Array, spec: TransformerSpec, ms, generations: int, pairs: int, *,
+                batch_size: int | None = None, devices=None) -> jax.Array:
+    """``gamma_i`` of ``pairs`` coupled loops at every synthetic count ``m`` in ``ms``.
+
+    Loop ``m`` keeps the ``n`` real prompts and adds ``m`` synthetic prompts per generation
+    (``lam = n/(n+m)``); the twins' real sets differ in prompt 0, every other draw is shared.
+
+    Returns:
+      float64 array ``(pairs, generations, len(ms))``. Raises ``NonFiniteError`` when a
+      training run diverged, ``ValueError`` naming ``m``, ``generations`` or ``replicas``.
+    """
+    return _run_coupled(key, spec, ms, generations, pairs, False, batch_size, devices,
+                        "A4 coupled loops").loop
+
+
+def run_stability(key: jax.Array, spec: TransformerSpec, ms, pairs: int, *,
+                  batch_size: int | None = None, devices=None) -> Stability:
+    """``eps_n`` and ``eps_N`` (``N = n + m`` for ``m`` in ``ms``) of ``pairs`` twin fits on
+    i.i.d. real sets differing in one prompt, same initialisation and minibatch keys.
+
+    Use keys independent of the loops' (separate runs). Returns ``Stability`` with leading
+    axis ``pairs``.
+    """
+    out = _run_coupled(key, spec, ms, 1, pairs, True, batch_size, devices, "A4 stability")
+    return Stability(out.loop[:, 0, 0], out.fit[:, 0])

@@ -23,10 +23,17 @@ of ``G_i`` to the Bayes predictor on fresh real test prompts:
   runs (a prediction made before, and independently of, the loops it is tested on);
 * exceeds: real data help: the excess risk at the last generation, averaged over
   ``lam > 0``, is below that of the ``lam = 0`` loop (paired per replica; per ``lam`` the
-  contrast is a report row: at ``lam = 0.1`` and 6 generations it is too small to resolve).
+  contrast is a report row: at ``lam = 0.1`` and 6 generations it is too small to resolve);
+* upper, per ``m`` and generation (R2, docs/transformer.md §5): coupled loops with ``m``
+  synthetic prompts per generation (``lam = n/(n+m)``), twins whose real sets differ in one
+  prompt: their mean TV ``gamma_i`` is at most R2 unrolled from ``gamma_0 = eps_n``,
+  ``gamma_i = eps_N (1 + m gamma_{i-1})``, with ``eps_n``, ``eps_N`` measured on twin fits in
+  separate runs; a bound ``>= 1`` is vacuous (never evidence).
 
 Report rows: the test errors and both controls per generation, the Bayes risk (ridge
-posterior mean), the effective ``gamma``.
+posterior mean), the effective ``gamma``, R2 at the constants' means with its SE, and
+``eps_n`` and ``c = N eps_N`` of every measured architecture beside R2's contraction threshold
+``N/m``.
 """
 from __future__ import annotations
 
@@ -38,6 +45,7 @@ import numpy as np
 
 from bounds.models.linear_attention import gamma_star, icl_risk
 from bounds.models.transformer import l2_recursion_bound
+from bounds.stability import recursive_stability_bound
 from sims.models import transformer as tr
 from verify import stats
 from verify.claim import Claim, Measured, Measurement, Theory, per_mode, register
@@ -60,13 +68,23 @@ EFFECT_REPLICAS = 6
 # test error near 0.9 (icl_risk(gamma*) = 1.145, Bayes 0.36; docs/transformer.md §1).
 _NETWORK = dict(dim=3, context=10, width=16, heads=2, layers=2, mlp=32, batch=64,
                 learning_rate=2e-2, test_prompts=1024)
+# R2 (docs/transformer.md §5): coupled loops with m synthetic prompts per generation
+# (``stability_m``, lam = n/(n+m)) over ``stability_generations``, ``pairs`` twin pairs, and
+# the one-fit constants of the production network and of every ``architectures`` entry
+# (spec overrides) from separately keyed twin fits.
 SIZES = {
     "quick": dict(spec=dict(_NETWORK, steps=200, warmup=20, train_prompts=3000),
-                  generations=4, replicas=4, lams=(0.0, 0.5)),
+                  generations=4, replicas=4, lams=(0.0, 0.5),
+                  stability=dict(stability_m=[4], stability_generations=2, pairs=3,
+                                 architectures=[])),
     "default": dict(spec=dict(_NETWORK, steps=250, warmup=25, train_prompts=4000),
-                    generations=6, replicas=8, lams=(0.0, 0.1, 0.3, 0.5)),
+                    generations=6, replicas=8, lams=(0.0, 0.1, 0.3, 0.5),
+                    stability=dict(stability_m=[1, 4], stability_generations=4, pairs=8,
+                                   architectures=[dict(layers=1)])),
     "full": dict(spec=dict(_NETWORK, steps=400, warmup=40, train_prompts=4000),
-                 generations=10, replicas=16, lams=(0.0, 0.1, 0.3, 0.5)),
+                 generations=10, replicas=16, lams=(0.0, 0.1, 0.3, 0.5),
+                 stability=dict(stability_m=[1, 2, 4, 8], stability_generations=6, pairs=16,
+                                architectures=[dict(layers=1)])),
 }
 SPEC_FIELDS = ("dim", "context", "noise", "width", "heads", "layers", "mlp", "steps", "batch",
                "learning_rate", "warmup", "train_prompts", "test_prompts", "probe_prompts")
@@ -74,8 +92,8 @@ SPEC_FIELDS = ("dim", "context", "noise", "width", "heads", "layers", "mlp", "st
 
 def _a4_grid(mode):
     size = per_mode(mode, SIZES["quick"], SIZES["default"], SIZES["full"])
-    return [dict(size["spec"], generations=size["generations"], replicas=size["replicas"],
-                 lams=list(size["lams"]))]
+    return [dict(size["spec"], **size["stability"], generations=size["generations"],
+                 replicas=size["replicas"], lams=list(size["lams"]))]
 
 
 def spec_of(point) -> tr.TransformerSpec:
@@ -95,6 +113,28 @@ def helps_row(lam: float) -> str:
 
 
 HELPS = "excess(lam=0) - mean over lam > 0 of excess(lam), last generation (real data help)"
+PRODUCTION = "A4 network"
+
+
+def r2_row(m: int) -> str:
+    return f"gamma_i = twins' mean TV <= R2 (m={m})"
+
+
+def architecture(overrides) -> str:
+    """Label of a network: the production one, or its spec overrides."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(overrides.items())) or PRODUCTION
+
+
+def r2_prediction_row(m: int) -> str:
+    return f"R2 at the means of eps from separate twin fits (m={m})"
+
+
+def eps_n_row(arch: str) -> str:
+    return f"eps_n: twin fits on n real prompts ({arch})"
+
+
+def constant_row(arch: str) -> str:
+    return f"c = N eps_N: twin fits on N = n + m real prompts ({arch})"
 
 
 def _series(values, label=GEN, x=None, dof=None):
@@ -118,6 +158,57 @@ def bound_per_replica(first, all_real, lams, generations, recursion=l2_recursion
         eps = first if lam == 0 else all_real[:, j]
         out.append(np.stack([recursion(a, b, lam, generations) for a, b in zip(first, eps)]))
     return np.stack(out, 1)
+
+
+def _welch_se_dof(se_a, n_a, se_b, n_b):
+    """SE of a difference of two independent means and Welch's degrees of freedom."""
+    a, b = np.asarray(se_a) ** 2, np.asarray(se_b) ** 2
+    return np.sqrt(a + b), (a + b) ** 2 / (a ** 2 / (n_a - 1) + b ** 2 / (n_b - 1))
+
+
+def r2_bound(eps_n, eps_N, m, generations) -> np.ndarray:
+    """R2 unrolled: ``gamma_0 = eps_n`` (``G_0`` fits ``n`` real prompts), then
+    ``gamma_i = eps_N (1 + m gamma_{i-1})``; broadcast over a leading axis of ``eps_n``."""
+    eps_n, eps_N = np.broadcast_arrays(np.asarray(eps_n, np.float64),
+                                       np.asarray(eps_N, np.float64))
+    return np.stack([np.asarray(recursive_stability_bound(b, m, generations, gamma_0=a))
+                     for a, b in zip(eps_n.ravel(), eps_N.ravel())]).reshape(
+        eps_n.shape + (generations,))
+
+
+def r2_bound_se(eps_n, eps_N, m, generations, step=1e-6) -> np.ndarray:
+    """SE of ``r2_bound`` at the means of the per-pair ``eps_n``, ``eps_N`` (delta method:
+    each pair's linearised bound, so their correlation is counted, once)."""
+    mean_n, mean_N = float(np.mean(eps_n)), float(np.mean(eps_N))
+    base = r2_bound(mean_n, mean_N, m, generations)
+    d_n = (r2_bound(mean_n + step, mean_N, m, generations) - base) / step
+    d_N = (r2_bound(mean_n, mean_N + step, m, generations) - base) / step
+    linear = np.outer(np.asarray(eps_n), d_n) + np.outer(np.asarray(eps_N), d_N)
+    return linear.std(0, ddof=1) / np.sqrt(linear.shape[0])
+
+
+def stability_rows(gamma, stabilities, point) -> tuple[dict, dict]:
+    """R2 rows from coupled loops ``gamma`` (``(pair, generation, m)``) and the one-fit
+    constants ``stabilities`` (``{architecture: tr.Stability}``, the production one first),
+    measured on separate keys. Returns ``(quantities, context)``."""
+    ms, n = point["stability_m"], point["train_prompts"]
+    quantities, eps = {}, {}
+    for arch, st in stabilities.items():
+        eps_n, eps_N = np.asarray(st.eps_n, np.float64), np.asarray(st.eps_N, np.float64)
+        eps[arch] = (eps_n, eps_N)
+        quantities[eps_n_row(arch)] = _series(eps_n[:, None], "one fit", [n])
+        quantities[constant_row(arch)] = _series(eps_N * (n + np.asarray(ms)), "m", ms)
+    eps_n, eps_N = eps[PRODUCTION]
+    G = np.asarray(gamma).shape[1]
+    for j, m in enumerate(ms):
+        loop = _series(np.asarray(gamma)[:, :, j])
+        b_se = r2_bound_se(eps_n, eps_N[:, j], m, G)
+        se, dof = _welch_se_dof(loop.se, loop.replicas, b_se, eps_n.shape[0])
+        quantities[r2_row(m)] = loop._replace(se=se, dof=dof)
+        quantities[r2_prediction_row(m)] = Measured(  # report: R2 with its SE (the figure's band)
+            np.arange(G), r2_bound(eps_n.mean(), eps_N[:, j].mean(), m, G), b_se,
+            eps_n.shape[0], GEN)
+    return quantities, {"eps_n": float(eps_n.mean()), "eps_N": eps_N.mean(0)}
 
 
 def summarise(out: tr.LoopOutput, cal: tr.Calibration, point) -> Measurement:
@@ -146,9 +237,8 @@ def summarise(out: tr.LoopOutput, cal: tr.Calibration, point) -> Measurement:
         # adds both, with Welch's degrees of freedom.
         loop = _series(distance[:, :, j])
         b_se = bound[:, j].std(0, ddof=1) / np.sqrt(bound.shape[0])
-        a, b = loop.se ** 2, b_se ** 2
-        dof = (a + b) ** 2 / (a ** 2 / (loop.replicas - 1) + b ** 2 / (bound.shape[0] - 1))
-        quantities[distance_row(lam)] = loop._replace(se=np.sqrt(a + b), dof=dof)
+        se, dof = _welch_se_dof(loop.se, loop.replicas, b_se, bound.shape[0])
+        quantities[distance_row(lam)] = loop._replace(se=se, dof=dof)
     if 0.0 in lams and G >= 3:
         zero = lams.index(0.0)
         quantities[GROWS] = _series(stats.per_replica_slope(excess[:, 1:, zero])[:, None],
@@ -177,11 +267,36 @@ class Measure:
 
     def __call__(self, key, point):
         spec = self.spec_of(point)
+        networks = architectures(point)
         loop_key, calibration_key = jax.random.split(key)
         out = tr.run_loops(loop_key, spec, point["lams"], point["generations"],
                            point["replicas"], self.rules)
         cal = tr.run_calibration(calibration_key, spec, point["lams"], point["replicas"])
-        return summarise(out, cal, point)
+        measured = summarise(out, cal, point)
+        if not point.get("stability_m"):
+            return measured
+        # R2: coupled loops, and the one-fit constants from separate keys (the same keys for
+        # every architecture: paired).
+        coupled_key, stability_key = jax.random.split(jax.random.fold_in(key, 1))
+        ms, pairs = point["stability_m"], point["pairs"]
+        gamma = tr.run_coupled(coupled_key, spec, ms, point["stability_generations"], pairs)
+        stabilities = {architecture(o): tr.run_stability(
+            stability_key, self.spec_of(dict(point, **o)), ms, pairs) for o in networks}
+        quantities, context = stability_rows(gamma, stabilities, point)
+        return Measurement(dict(measured.quantities, **quantities),
+                           dict(measured.context, stability=context))
+
+
+def architectures(point) -> list[dict]:
+    """Spec overrides of every network whose one-fit constants are measured: the A4 network
+    (``{}``) first, then the point's ``architectures`` (``ValueError`` names an unknown field)."""
+    others = list(point.get("architectures", []))
+    for overrides in others:
+        unknown = sorted(set(overrides) - set(SPEC_FIELDS))
+        if unknown:
+            raise ValueError(f"architectures entries override spec fields {SPEC_FIELDS}, got "
+                             f"{', '.join(unknown)}")
+    return [{}] + others
 
 
 def best_linear_attention_risk(N, d, sigma) -> float:
@@ -195,10 +310,13 @@ class A4Theory:
 
     Attributes:
       bound_scale: multiplies the R1 bound (1: the bound; a control shrinks it).
+      eps_scale: multiplies both one-fit constants in R2 (1: measured; a control halves
+        them).
       reference: ``(N, d, sigma) -> risk`` the network must reach (``icl_risk(gamma*)``).
     """
 
     bound_scale: float = 1.0
+    eps_scale: float = 1.0
     reference: Callable = None  # default: best_linear_attention_risk
 
     def __call__(self, point, context):
@@ -216,6 +334,18 @@ class A4Theory:
                 "R1 in L2: (1-lam)^i eps(n) + eps(N)(1-(1-lam)^i)/lam, eps from separate runs")
             out[per_lam("effective gamma", lam)] = Theory(
                 "report", np.full(point["generations"], g_star), "gamma*")
+        if "stability" in context:
+            st, n = context["stability"], point["train_prompts"]
+            for j, m in enumerate(point["stability_m"]):
+                out[r2_row(m)] = Theory("upper", r2_bound(
+                    self.eps_scale * st["eps_n"], self.eps_scale * st["eps_N"][j], m,
+                    point["stability_generations"]),
+                    "R2: gamma_0 = eps_n, gamma_i = eps_N (1 + m gamma_{i-1}); eps from "
+                    "separate twin fits", trivial=1.0)
+            threshold = Theory("report", [(n + m) / m for m in point["stability_m"]],
+                               "1/(1-lam) = N/m: R2 contracts iff c (1-lam) < 1")
+            for o in architectures(point):
+                out[constant_row(architecture(o))] = threshold
         tested = point["replicas"] >= EFFECT_REPLICAS
         untested = "" if tested else f" (not tested below {EFFECT_REPLICAS} replicas)"
         effect = lambda label: Theory(  # noqa: E731
@@ -251,10 +381,33 @@ def _a4_notes(point, measured, theory, context):
                      f"{ctrl.se[0]:.2g}; D_{G - 1} = {d.mean[-1]:.3f} ± {d.se[-1]:.2g} vs R1 "
                      f"bound {b[-1]:.3f} (ratio {d.mean[-1] / b[-1]:.2f}; smallest ratio over i "
                      f"{np.min(d.mean[1:] / b[1:]) if G > 1 else np.nan:.2f})")
+    if "stability" in context:
+        notes += _r2_notes(point, measured, theory)
     if GROWS in measured:
         s = measured[GROWS]
         notes.append(f"A4 lam=0: excess-risk slope over i >= 1 = {s.mean[0]:.4f} ± {s.se[0]:.2g} "
                      f"per generation (replicas={s.replicas})")
+    return notes
+
+
+def _r2_notes(point, measured, theory):
+    n, ms = point["train_prompts"], point["stability_m"]
+    notes = []
+    for o in architectures(point):
+        arch = architecture(o)
+        e, c = measured[eps_n_row(arch)], measured[constant_row(arch)]
+        notes.append(f"A4 R2 one-fit constants ({arch}; {e.replicas} twin pairs, separate keys): "
+                     f"eps_n = {e.mean[0]:.3f} ± {e.se[0]:.2g}; c = N eps_N = " + ", ".join(
+                         f"{cm:.0f} ± {cs:.2g} (m={m}, c(1-lam) = m eps_N = {cm * m / (n + m):.2f})"
+                         for m, cm, cs in zip(ms, c.mean, c.se)))
+    for m in ms:
+        g, b = measured[r2_row(m)], np.asarray(theory[r2_row(m)].value)
+        tested = b < 1.0
+        notes.append(f"A4 R2 m={m}: gamma_i = " + ", ".join(f"{v:.3f}" for v in g.mean)
+                     + " vs R2 " + ", ".join(f"{v:.3f}" for v in b) + "; ratio on non-vacuous "
+                     "rows " + (", ".join(f"{v:.2f}" for v in g.mean[tested] / b[tested])
+                                if tested.any() else "none") + f" ({int((~tested).sum())} "
+                     f"vacuous, R2 >= 1; {g.replicas} pairs)")
     return notes
 
 
@@ -268,5 +421,6 @@ def a4_figure(record):
 A4 = register(Claim(
     "A4", "Trained softmax transformer learning in context, in THEORY §1's loop: learns "
     "(vs icl_risk(gamma*)), grows at lam = 0, bounded by R1 (eps from separate runs) for "
-    "lam > 0, with real-only and all-real controls",
+    "lam > 0, with real-only and all-real controls; R2 predicts the coupled loops' stability "
+    "from separately measured one-fit constants, c = N eps_N per architecture",
     _a4_grid, Measure(), A4Theory(), notes=_a4_notes, figure=a4_figure))
