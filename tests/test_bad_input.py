@@ -206,6 +206,9 @@ def test_bad_input_gives_one_clear_error(name):
 CLI_CASES = [
     ("unknown claim ID", ["--only", "P99"], "P99"),
     ("empty claim list", ["--only", ","], "--only"),
+    ("unknown skipped claim ID", ["--skip", "P99"], "P99"),
+    ("empty skip list", ["--skip", ""], "--skip"),
+    ("skip leaves nothing", ["--only", "P1", "--skip", "P1"], "--skip"),
     ("negative seed", ["--seed", "-1"], "--seed"),
     ("non-integer seed", ["--seed", "1.5"], "--seed"),
     ("zero jobs", ["--jobs", "0"], "--jobs"),
@@ -278,6 +281,13 @@ def test_unknown_claim_lists_the_known_ones(capsys):
 ])
 def test_only_selects_an_exact_id_and_its_family(only, expected):
     assert [c.id for c in verify_all.select(only)] == expected
+
+
+def test_skip_leaves_out_an_exact_id_and_its_family():
+    ids = [c.id for c in verify_all.select(None, "A2,B1,P7")]
+    assert set(ids) == set(REGISTRY) - {"A2", "A2-gamma", "P7"} - {
+        i for i in REGISTRY if i.startswith("B1-")}
+    assert [c.id for c in verify_all.select("P1,P2", "P2")] == ["P1"]
 
 
 def test_only_selects_the_exact_id_first_then_its_family(monkeypatch):

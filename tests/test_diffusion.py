@@ -208,15 +208,16 @@ from verify import claim as claim_lib  # noqa: E402
 from verify.claim import Theory  # noqa: E402
 from verify.claims import diffusion as claims_diffusion  # noqa: E402
 
+from quick_run import assert_quick_run_passes, claims_checked_in  # noqa: E402
+
 
 def _evaluate(claim, theories, seed=0, only=None):
-    """Measure the quick grid once (``only``: those point indices) and compare with each
-    theory: list of summaries."""
+    """Measure the quick grid once (``only``: those point indices; the measurements the quick
+    run uses, shared with it) and compare with each theory: list of summaries."""
     points = claim.grid("quick")
     if only is not None:   # keep each point's index (its key) but measure the chosen ones
         points = [p if k in only else None for k, p in enumerate(points)]
-    measured = [p and claim.measure(claim_lib.claim_key(seed, claim.id, k), p)
-                for k, p in enumerate(points)]
+    measured = [p and claim_lib.measure_point(claim, seed, k, p) for k, p in enumerate(points)]
     summaries = []
     for theory in theories:
         rows = []
@@ -227,9 +228,11 @@ def _evaluate(claim, theories, seed=0, only=None):
     return summaries, measured
 
 
-def _rows(claim, point, key=jax.random.key(0)):
-    """Measure one (small) point with the claim's parts and compare: (summary, rows, measured)."""
-    measured = claim.measure(key, point)
+def _rows(claim, point, key=jax.random.key(0), seed_index=None):
+    """Measure one (small) point with the claim's parts and compare: (summary, rows, measured).
+    ``seed_index``: measure as ``evaluate`` does at that seed and grid index (shared)."""
+    measured = (claim.measure(key, point) if seed_index is None
+                else claim_lib.measure_point(claim, *seed_index, point))
     rows = claim_lib.rows_for_point(0, point, measured.quantities,
                                     claim.theory(point, measured.context))
     return claim_lib.compare(rows, claim.alpha), rows, measured
@@ -276,10 +279,10 @@ def _reuse_point(**kw):
 
 
 def test_b2_loop_passes_and_wrong_theories_fail():
-    """On the quick grid's two points made small (5 generations, 12 replicas, eps from 16)."""
+    """On the quick grid (the measurements the quick run uses, shared with it)."""
     claim = claims_diffusion.B2_LOOP
-    points = [dict(p, generations=5, replicas=12, eps_replicas=16) for p in claim.grid("quick")]
-    results = [_rows(claim, p, jax.random.key(k)) for k, p in enumerate(points)]
+    points = claim.grid("quick")
+    results = [_rows(claim, p, seed_index=(0, k)) for k, p in enumerate(points)]
     assert all(good["rejected"] == 0 for good, _, _ in results)
     assert results[0][0].get("effect_rows", 0) > 0         # the collapse row (lam = 0)
     measured = [m for _, _, m in results]
@@ -633,3 +636,9 @@ def test_b2_loop_covers_every_scheme_and_feeds_accumulate_its_own_recursion():
                                tv_bounds.accumulate_tv_bound(context["eps"], 100, [100, 100])[1:])
     # Not the reuse recursion with lam = 1/2 (which would contract harder).
     assert not np.allclose(theory.value, tv_bounds.tv_recursion_bound(context["eps"], [1, .5, .5])[1:])
+
+
+def test_quick_run_passes_and_matches_the_baseline(tmp_path, capsys):
+    """The diffusion claims' part of the README's quick run (tests/quick_run.py), last in this
+    file: the tests above measured most of the same quick points in this process."""
+    assert_quick_run_passes(claims_checked_in(__file__), tmp_path, capsys)

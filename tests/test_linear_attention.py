@@ -18,6 +18,8 @@ from sims.models import ICLData, LinearAttention, icl_real_sampler, icl_task, li
 from verify.claim import control, evaluate
 from verify.claims import attention
 
+from quick_run import assert_quick_run_passes, claims_checked_in
+
 Z = 4.5  # |z| limit for a handful of simultaneous exact checks
 
 
@@ -280,6 +282,11 @@ def _run(variant=None):
 
 def _rejected(record):
     return {r["quantity"] for r in record["rows"] if r.get("reject")}
+
+
+def test_quick_run_passes_and_matches_the_baseline(tmp_path, capsys):
+    """A2's part of the README's quick run (tests/quick_run.py), on the measurements above."""
+    assert_quick_run_passes(claims_checked_in(__file__), tmp_path, capsys)
 
 
 def test_claim_passes_quick():

@@ -15,6 +15,8 @@ from sims.models import GaussianParams, gaussian
 from verify import all as verify_all, baseline, report
 from verify.claim import REGISTRY, Claim, Measured, control, evaluate
 
+import quick_run
+
 
 @functools.lru_cache(maxsize=None)
 def quick(claim_id, **overrides):
@@ -123,21 +125,30 @@ def test_baseline_catches_a_changed_constant():
 
 
 def test_quick_run_passes_every_claim_and_matches_the_committed_baseline(tmp_path, capsys):
-    """The README's main command on the quick grid, with the tightness regression check.
+    """The README's main command on the quick grid, with the tightness regression check, for
+    every claim but those a family test file runs (``tests/quick_run.py``).
 
     In this process and one claim at a time, so that it reuses the measurements the
     per-claim tests made (the same claim, seed and point measure the same); worker
     processes (``--jobs 2``) are tested in tests/test_resume.py, and
     ``test_the_cli_error_has_no_traceback_in_a_real_process`` runs the CLI as a process.
     """
-    status = verify_all.main(["--quick", "--check-baseline", "--jobs", "1", "--out",
-                              str(tmp_path / "out"), "--figures-dir", str(tmp_path / "fig")])
-    out, err = capsys.readouterr()
-    assert status == 0, out[-4000:] + err[-4000:]
-    report_data = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert {c["id"] for c in report_data["claims"]} == set(REGISTRY)
-    statuses = {c["id"]: c["status"] for c in report_data["claims"]}
-    assert all(v == "pass" for v in statuses.values()), statuses
+    report_data = quick_run.assert_quick_run_passes(list(quick_run.IN_FAMILY_FILES), tmp_path,
+                                                    capsys, skip=True)
+    family_files = {c for i in quick_run.IN_FAMILY_FILES for c in REGISTRY
+                    if c == i or c.startswith(i + "-")}  # --only A2 runs A2-gamma too
+    assert {c["id"] for c in report_data["claims"]} == set(REGISTRY) - family_files
+
+
+def test_every_claim_is_in_exactly_one_quick_run():
+    """The split quick run is the whole command: each claim a family file takes is a real
+    claim, and that file runs it."""
+    assert set(quick_run.IN_FAMILY_FILES) <= set(REGISTRY)
+    for claim_id, name in quick_run.IN_FAMILY_FILES.items():
+        text = (pathlib.Path(__file__).parent / name).read_text()
+        assert "assert_quick_run_passes(claims_checked_in(__file__)" in text, (claim_id, name)
+    assert quick_run.claims_checked_in("tests/test_diffusion.py") == [
+        "B2-oneshot", "B2-loop", "B3-diffusion"]
 
 
 def _baseline_copy(tmp_path, **changes) -> pathlib.Path:

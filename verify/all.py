@@ -73,6 +73,8 @@ def parse_args(argv):
     size.add_argument("--full", action="store_true", help="large grids and replica counts")
     parser.add_argument("--only", default=None,
                         help="comma-separated claim IDs or families, e.g. P1,P4 or B1 (= B1-*)")
+    parser.add_argument("--skip", default=None,
+                        help="claim IDs or families left out (as --only names them), e.g. A4,B2")
     parser.add_argument("--claims", action="append", default=[], metavar="SPEC",
                         help="also load the claims registered by SPEC, a module name (mypkg.claims)"
                              " or a .py file; repeatable (installed packages: entry-point group "
@@ -116,7 +118,7 @@ def parse_args(argv):
     if args.jobs < 1:
         raise UsageError(f"--jobs must be an integer >= 1, got {args.jobs}")
     # An empty value is a mistake (an unset shell variable), not "the default".
-    for flag, value in [("--only", args.only), ("--out", args.out),
+    for flag, value in [("--only", args.only), ("--skip", args.skip), ("--out", args.out),
                         ("--figures-dir", args.figures_dir), ("--baseline", args.baseline),
                         *(("--claims", spec) for spec in args.claims)]:
         if value is not None and not value.strip():
@@ -129,26 +131,42 @@ def parse_args(argv):
     return args
 
 
-def select(only: str) -> list:
-    """The claims named by ``--only`` (all when ``None``).
+def select(only: str | None, skip: str | None = None) -> list:
+    """The claims named by ``--only`` (all when ``None``), less those ``--skip`` names.
 
     A name selects the claim with that exact ID, if any, followed by its family: every
     ``name-*`` (``B1`` gives ``B1-synthetic``, ``B1-reuse``, ...; ``A2`` gives ``A2`` and
-    ``A2-*``). A name that selects nothing is an error listing the known IDs.
+    ``A2-*``). A name that selects nothing, in either list, is an error listing the known IDs;
+    so is a selection that leaves nothing.
     """
-    if only is None:
-        return list(REGISTRY.values())
-    names = _names(only)
+    chosen = dict(REGISTRY)
+    if only is not None:
+        chosen = _matching(only, "--only")
+    if skip is not None:
+        left_out = _matching(skip, "--skip")
+        chosen = {i: c for i, c in chosen.items() if i not in left_out}
+        if not chosen:
+            raise UsageError(f"--skip {skip!r} leaves no claim to run")
+    return list(chosen.values())
+
+
+def _matching(value: str, flag: str) -> dict:
+    names = _names(value)
     if not names:
-        raise UsageError(f"--only must name at least one claim, got {only!r}")
+        raise UsageError(f"{flag} must name at least one claim, got {value!r}")
     chosen = {}
     for name in names:
         matches = [i for i in REGISTRY if _named(i, [name])]
         matches.sort(key=lambda i: i != name)  # the exact ID first, then its family
         if not matches:
-            raise UsageError(f"--only: unknown claim ID {name!r}; known: {', '.join(REGISTRY)}")
+            raise UsageError(f"{flag}: unknown claim ID {name!r}; known: {', '.join(REGISTRY)}")
         chosen.update((i, REGISTRY[i]) for i in matches)
-    return list(chosen.values())
+    return chosen
+
+
+def _partial(args) -> bool:
+    """Whether ``--only`` or ``--skip`` leaves some registered claims out of this run."""
+    return args.only is not None or args.skip is not None
 
 
 def _names(only: str) -> list[str]:
@@ -206,7 +224,7 @@ def _main(argv) -> int:
         for claim in REGISTRY.values():
             print(f"{claim.id:6s} {claim.title}")
         return 0
-    claims = select(args.only)
+    claims = select(args.only, args.skip)
     mode = "quick" if args.quick else "full" if args.full else "default"
     # The baseline is read before anything is computed: a bad one wastes no run.
     pinned = _read_baseline(args, mode) if args.check_baseline or args.write_baseline else None
@@ -239,9 +257,10 @@ def _main(argv) -> int:
     status = "fail" if any(r["status"] in ("fail", "error") for r in records) else "pass"
     problems = []
     if args.check_baseline:
-        # A pinned claim that did not run is a problem, unless --only left it out.
+        # A pinned claim that did not run is a problem, unless --only or --skip left it out.
         wanted = [cid for cid in pinned["claims"]
-                  if args.only is None or _named(cid, _names(args.only))]
+                  if (args.only is None or _named(cid, _names(args.only)))
+                  and (args.skip is None or not _named(cid, _names(args.skip)))]
         problems = baseline.check(records, pinned, mode, args.seed, expected=wanted)
         for problem in problems:
             print(f"baseline: {problem}")
@@ -266,11 +285,11 @@ def _main(argv) -> int:
             print("not writing the baseline: some claims did not pass", file=sys.stderr)
             return 1
         fresh = baseline.snapshot(records, mode, args.seed)
-        # With --only, the other claims' entries are kept (mode and seed matched above).
-        if args.only is not None and pinned is not None:
+        # With --only/--skip, the other claims' entries are kept (mode and seed matched above).
+        if _partial(args) and pinned is not None:
             fresh = baseline.merge(pinned, fresh)
         report.atomic_write_json(args.baseline, fresh)
-        which = "" if args.only is None else f" ({', '.join(r['id'] for r in records)})"
+        which = f" ({', '.join(r['id'] for r in records)})" if _partial(args) else ""
         print(f"baseline written to {args.baseline}{which}")
     compiled = full["run"]["compilation"]
     untested = [r["id"] for r in records if r["status"] == "untested"]
@@ -325,7 +344,7 @@ def _read_baseline(args, mode: str) -> dict | None:
     path = Path(args.baseline)
     flag = "--check-baseline" if args.check_baseline else "--write-baseline"
     if args.write_baseline and not args.check_baseline and (
-            args.only is None or not path.exists()):
+            not _partial(args) or not path.exists()):
         return None  # written from scratch: nothing to read
     try:
         return baseline.read(path, mode, args.seed)

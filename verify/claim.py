@@ -645,6 +645,13 @@ def reuse_measurements(enabled: bool = True):
         _MEASUREMENTS = outer
 
 
+def measure_point(claim: Claim, seed: int, index: int, point: Mapping[str, Any]):
+    """What ``claim.measure`` returns at grid point ``index`` for ``seed``: the measurement
+    ``evaluate`` compares with the theory (the same key), shared within
+    ``reuse_measurements()``. For tests that compare one measurement with several theories."""
+    return _measure(claim, claim_key(seed, claim.id, index), point)
+
+
 def _measure(claim: Claim, key: jax.Array, point: Mapping[str, Any]):
     memo = _MEASUREMENTS
     if memo is None:
@@ -658,7 +665,7 @@ def _measure(claim: Claim, key: jax.Array, point: Mapping[str, Any]):
 
 def _evaluate_point(claim: Claim, seed: int, index: int, point: Mapping[str, Any]) -> dict:
     """One grid point: its rows (theory included) and notes, all JSON-friendly."""
-    measured = _measure(claim, claim_key(seed, claim.id, index), point)
+    measured = measure_point(claim, seed, index, point)
     extra = ()
     if isinstance(measured, Measurement):
         measured, extra = measured.quantities, (measured.context,)

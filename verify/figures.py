@@ -217,6 +217,9 @@ TITLES = {
           r"$\mathbb{E}\,\hat{p}_i$",
     "A1": r"$R_3$ term by term: each term of the bound on "
           r"$\mathbb{E}[R_{p_0}(h_i) - \hat{R}_{S_i}(h_i)]$ against what it bounds",
+    "A4": r"Trained softmax transformer in context, in THEORY §1's loop: learns as well as the "
+          r"best linear attention, grows at $\lambda = 0$, under $R_1$ for $\lambda > 0$; "
+          r"$R_2$ predicts the coupled loops' $\gamma_i$ (two architectures)",
 }
 
 
