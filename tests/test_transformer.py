@@ -260,6 +260,12 @@ def _small(claim, **point):
     return dataclasses.replace(claim, grid=lambda mode: [dict(SMALL, **point)])
 
 
+def _effects_tested(claim):
+    """The claim with its effect rows tested on quick's 6 replicas (quick itself reports them:
+    6 replicas do not resolve them at every seed). A theory part: the measurement is shared."""
+    return control(claim, effect_replicas=6)
+
+
 def _tenth_of_the_steps(point):
     return a4.spec_of(dict(point, steps=point["steps"] // 10, warmup=1))
 
@@ -270,7 +276,7 @@ def _rejected(record):
 
 @pytest.fixture(scope="module")
 def production():
-    return evaluate(a4.A4, "quick", seed=0)
+    return evaluate(_effects_tested(a4.A4), "quick", seed=0)
 
 
 def test_quick_run_passes_and_matches_the_baseline(production, tmp_path, capsys):
@@ -305,11 +311,12 @@ def parts_are_production():
     from verify.claim import parts
     found = parts(a4.A4)
     return (found["rules"] is tr.SECTION1 and found["bound_scale"] == 1.0
-            and found["eps_scale"] == 1.0)
+            and found["eps_scale"] == 1.0 and found["effect_replicas"] == a4.EFFECT_REPLICAS)
 
 
 def test_a_loop_taught_by_g0_does_not_grow():
-    record = evaluate(_small(control(a4.A4, rules=tr.LoopRules(teacher=_first_teacher)),
+    g0_teacher = control(a4.A4, rules=tr.LoopRules(teacher=_first_teacher))
+    record = evaluate(_small(_effects_tested(g0_teacher),
                              lams=[0.0]), "quick", seed=0)
     assert record["status"] == "fail"
     assert a4.GROWS in _rejected(record)
@@ -317,7 +324,7 @@ def test_a_loop_taught_by_g0_does_not_grow():
 
 def test_a_loop_without_real_prompts_fails_the_lam_rows():
     no_real = tr.LoopRules(real_count=lambda spec, lam: jnp.int32(0))
-    record = evaluate(_small(control(a4.A4, rules=no_real)), "quick", seed=0)
+    record = evaluate(_small(_effects_tested(control(a4.A4, rules=no_real))), "quick", seed=0)
     assert record["status"] == "fail"
     assert a4.HELPS in _rejected(record)
 
