@@ -173,7 +173,14 @@ def _welch_se_dof(se_a, n_a, se_b, n_b):
 
 def r2_bound(eps_n, eps_N, m, generations) -> np.ndarray:
     """R2 unrolled: ``gamma_0 = eps_n`` (``G_0`` fits ``n`` real prompts), then
-    ``gamma_i = eps_N (1 + m gamma_{i-1})``; broadcast over a leading axis of ``eps_n``."""
+    ``gamma_i = eps_N (1 + m gamma_{i-1})``; broadcast over a leading axis of ``eps_n``.
+
+    Claim A4 (A2's R2 for the trained transformer). Kind: upper, on the twins' mean TV
+    ``gamma_i``; ``trivial = 1`` (a bound >= 1 is vacuous). Assumptions: every fit is
+    ``eps_N`` replace-one stable in TV, with ``eps_n``, ``eps_N`` the separately measured
+    one-fit constants; R2 is proved for a maximal coupling of the synthetic draws, the loops
+    share keys instead. Proof: docs/paper_a.md §3.1 (``bounds.stability.
+    recursive_stability_bound``); its use here: docs/transformer.md §5."""
     eps_n, eps_N = np.broadcast_arrays(np.asarray(eps_n, np.float64),
                                        np.asarray(eps_N, np.float64))
     return np.stack([np.asarray(recursive_stability_bound(b, m, generations, gamma_0=a))
