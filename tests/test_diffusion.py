@@ -79,6 +79,36 @@ def test_train_exact_is_scale_equivariant_up_to_overflow_and_keeps_nans():
     assert not np.all(np.isfinite(broken))
 
 
+def test_vmapped_eigh_decomposes_one_matrix_at_a_time_and_compiles_without_callbacks():
+    """Under nested vmaps the fit's eigh must reach XLA:CPU's LAPACK kernel one matrix at a
+    time (a batched kernel waits on the intra-op pool: the B3 deadlock) and without a host
+    callback (JAX's persistent cache refuses programs that hold one; docs/engine.md §4)."""
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(3, 2, 16, 16))
+    grams = jnp.asarray(features @ np.swapaxes(features, -1, -2))
+    decompose = jax.jit(jax.vmap(jax.vmap(D._eigh)))
+    values, vectors = decompose(grams)
+    np.testing.assert_allclose(values, np.linalg.eigvalsh(np.asarray(grams)), rtol=1e-12,
+                               atol=1e-12 * float(jnp.abs(grams).max()))
+    np.testing.assert_allclose(vectors @ (values[..., None] * np.swapaxes(vectors, -1, -2)),
+                               grams, atol=1e-11 * float(jnp.abs(grams).max()))
+    np.testing.assert_array_equal(D._eigh(grams)[0], values)     # leading axes, no vmap
+    hlo = decompose.lower(grams).compile().as_text()
+    if jax.default_backend() == "cpu":
+        calls = [line for line in hlo.splitlines() if "custom_call_target=" in line]
+        assert calls and all("syevd" in line for line in calls), calls
+        assert all("custom-call(" in line and "f64[16,16]" in line.split("custom-call(")[0]
+                   for line in calls), calls
+        # The failure this guards against is visible the same way: plain vmap batches.
+        batched = jax.jit(jax.vmap(jax.vmap(jnp.linalg.eigh))).lower(grams).compile().as_text()
+        assert "f64[3,2,16,16]" in "".join(
+            line.split("custom-call(")[0] for line in batched.splitlines() if "syevd" in line)
+    nan_gram = grams.at[1, 0, 0, 0].set(jnp.nan)
+    nan_values = np.asarray(decompose(nan_gram)[0])
+    assert np.isnan(nan_values[1, 0]).any() and np.isfinite(np.delete(
+        nan_values.reshape(6, 16), 2, axis=0)).all()
+
+
 def test_exact_mixture_score_matches_autodiff():
     x = jnp.linspace(-6, 6, 41)
     for t in (0.0, 0.05, 0.7, 3.0):

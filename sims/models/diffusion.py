@@ -184,25 +184,40 @@ def dsm_loss(quadratic: DsmQuadratic, readout):
             - 2.0 * jnp.sum(readout * quadratic.linear) / width + quadratic.constant)
 
 
-def _eigh(matrix):
-    """``eigh`` of a symmetric matrix (any leading batch axes).
+@jax.custom_batching.custom_vmap
+def _eigh_one_matrix(matrix):
+    return tuple(jnp.linalg.eigh(matrix))
 
-    On CPU, through the host's LAPACK (a callback): XLA:CPU's batched ``eigh`` kernel splits
-    its batch over the intra-op thread pool and waits for it, so two of them running at once
-    (B3's loop fits the real-only and the mixed buffers side by side) each held one of a
-    2-core machine's two pool threads and waited for ever (gdb: both in ``BlockingCounter::
-    Wait`` under ``ParallelBatchMap``; docs/engine.md §4). Elsewhere, XLA's own kernel.
+
+@_eigh_one_matrix.def_vmap
+def _eigh_one_matrix_at_a_time(axis_size, in_batched, matrix):
+    # vmap would hand XLA:CPU's LAPACK kernel the whole batch; a scan hands it one matrix,
+    # which the kernel decomposes inline (a batch of one never reaches the thread pool).
+    # The scan body calls the custom function again, so an outer vmap lands here too.
+    del axis_size
+    if not in_batched[0]:
+        return _eigh_one_matrix(matrix), (False, False)
+    return jax.lax.map(_eigh_one_matrix, matrix), (True, True)
+
+
+def _eigh(matrix):
+    """``eigh`` of a symmetric matrix (any leading batch axes, and under any ``vmap``).
+
+    On CPU, one matrix at a time: XLA:CPU's batched ``eigh`` kernel splits its batch over the
+    intra-op thread pool and blocks until it is done, so two of them running at once (B3's
+    loop fits the real-only and the mixed buffers side by side) each held one of a 2-core
+    machine's two pool threads and waited for ever (gdb: both in ``BlockingCounter::Wait``
+    under ``ParallelBatchMap``). A batch of one runs inline on the calling thread (jaxlib's
+    ``ParallelBatchMap``: one chunk, no pool), so the scan cannot wedge, and unlike a host
+    callback it compiles to a program JAX's persistent cache stores (docs/engine.md §4).
+    Elsewhere, XLA's own batched kernel.
     """
     if jax.default_backend() != "cpu":
         return jnp.linalg.eigh(matrix)
-    shapes = (jax.ShapeDtypeStruct(matrix.shape[:-1], matrix.dtype),
-              jax.ShapeDtypeStruct(matrix.shape, matrix.dtype))
-    def host(a):
-        a = np.asarray(a)
-        finite = np.isfinite(a).all(axis=(-2, -1), keepdims=True)
-        # LAPACK raises on NaN: decompose the identity there; train_exact reports NaN for it.
-        return tuple(np.linalg.eigh(np.where(finite, a, np.eye(a.shape[-1]))))
-    return jax.pure_callback(host, shapes, matrix, vmap_method="expand_dims")
+    decompose = _eigh_one_matrix
+    for _ in range(matrix.ndim - 2):
+        decompose = jax.vmap(decompose)
+    return decompose(matrix)
 
 
 class Spectrum(NamedTuple):
