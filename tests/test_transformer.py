@@ -471,6 +471,27 @@ def test_figure_draws_from_the_record(production):
     plt.close(fig)
 
 
+def test_figure_draws_a_twins_panel_per_architecture_whose_loops_ran(production):
+    """Quick runs the A4 network's loops only: its R2 rows copied as the 1-layer network's
+    (a planted record) add panel (e) for that network, before the constants panel."""
+    import matplotlib.pyplot as plt
+    renamed = {a4.r2_row(m): a4.r2_row(m, OTHER) for m in QUICK["stability_m"]}
+    renamed.update({a4.r2_prediction_row(m): a4.r2_prediction_row(m, OTHER)
+                    for m in QUICK["stability_m"]})
+    record = dict(production, rows=production["rows"] + [
+        dict(r, quantity=renamed[r["quantity"]]) for r in production["rows"]
+        if r["quantity"] in renamed])
+    titles = {}
+    for name, rec in (("quick", production), ("planted", record)):
+        fig = a4.a4_figure(rec)
+        titles[name] = [ax.get_title() for ax in fig.axes if ax.get_title()]
+        plt.close(fig)
+    assert titles["quick"][3].startswith("(d) twins' TV") and a4.PRODUCTION in titles["quick"][3]
+    assert titles["quick"][4].startswith("(e) architectures")
+    assert titles["planted"][4].startswith("(e) twins' TV") and OTHER in titles["planted"][4]
+    assert titles["planted"][5].startswith("(f) architectures")
+
+
 def test_icl_risk_matches_monte_carlo():
     """``icl_risk`` against 200,000 prompts (NumPy, z-test at |z| < 4)."""
     N, d, s, count, gamma = 10, 3, 0.5, 200_000, 1.0
