@@ -486,9 +486,9 @@ def test_figure_draws_a_twins_panel_per_architecture_whose_loops_ran(production)
         fig = a4.a4_figure(rec)
         titles[name] = [ax.get_title() for ax in fig.axes if ax.get_title()]
         plt.close(fig)
-    assert titles["quick"][3].startswith("(d) twins' TV") and a4.PRODUCTION in titles["quick"][3]
+    assert titles["quick"][3].startswith(f"(d) {a4.PRODUCTION}: twins' TV")
     assert titles["quick"][4].startswith("(e) architectures")
-    assert titles["planted"][4].startswith("(e) twins' TV") and OTHER in titles["planted"][4]
+    assert titles["planted"][4].startswith(f"(e) {OTHER}: twins' TV")
     assert titles["planted"][5].startswith("(f) architectures")
 
 

@@ -6,9 +6,9 @@ real prompts; markers ``^``), with ``icl_risk(gamma*)`` and the Bayes risk as le
 (b) the distance to the Bayes predictor ``D_i`` against the R1 bound (dashed; its constants
 from separate runs); (c) the effective gamma against gamma*; (d) the coupled twins' distance
 ``gamma_i`` per synthetic count ``m`` against R2's prediction (dashed, its band from the
-separately measured one-fit constants; vacuous where it reaches 1), one panel per architecture
-whose coupled loops ran (the A4 network first; default and full also the 1-layer one), on one
-TV scale; last, the architectures side by side: ``c = N eps_N`` per ``m`` against R2's
+separately measured one-fit constants, ± 2 SE; vacuous where it reaches 1), one panel per
+architecture whose coupled loops ran (the A4 network first; default and full also the 1-layer
+one), each on its own scale up to TV's trivial 1; last, the architectures side by side: ``c = N eps_N`` per ``m`` against R2's
 contraction threshold ``N/m`` (a constant below it contracts). The R2 panels only when the
 record has R2 rows. Styles: ``verify.figures``.
 """
@@ -18,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
 from verify.figures import (  # noqa: E402
     StyleKey, colour, figure_legend, rows_of, series, suptitle)
@@ -41,6 +42,7 @@ def a4_figure(record):
     fig, axes = plt.subplots(1, panels, figsize=(3.8 * panels, 3.6), squeeze=False)
     axes = list(axes.flat)
     key = StyleKey()
+    tops = {}  # R2 panel -> highest curve (mean or bound + 2 SE) drawn
     for index, point in enumerate(record["points"]):
         for number, lam in enumerate(point["lams"]):
             c = colour(number)
@@ -74,17 +76,22 @@ def a4_figure(record):
                 if rows:
                     x, mean, se, _ = series(rows)
                     key.measured(axes[panel], x, mean, se, c, rf"$m = {m}$")
+                    tops[panel] = max(tops.get(panel, 0.0), float(np.nanmax(mean + 2 * se)))
                 rows = rows_of(record, index, r2_prediction_row(m, arch))
                 if rows:
                     x, bound, se, _ = series(rows)
                     key.theory(axes[panel], x, bound, "upper", c)
                     axes[panel].fill_between(x, bound - 2 * se, bound + 2 * se, color=c,
                                              alpha=0.12, lw=0)
+                    tops[panel] = max(tops.get(panel, 0.0), float(np.nanmax(bound + 2 * se)))
         if point.get("stability_m"):
             for panel in range(3, constants):
-                # TV <= 1: a bound above says nothing; one scale so the networks compare
-                axes[panel].axhline(1.0, color="grey", ls=":", lw=1)
-                axes[panel].set_ylim(0, 1.1)
+                # each network on its own scale (the 1-layer twins sit ~5x lower), never past
+                # TV's trivial 1, where a bound says nothing (dotted when in view)
+                top = min(1.1, 1.15 * tops.get(panel, 1.0))
+                if top > 1.0:
+                    axes[panel].axhline(1.0, color="grey", ls=":", lw=1)
+                axes[panel].set_ylim(0, top)
             for number, overrides in enumerate(architectures(point)):
                 rows = rows_of(record, index, constant_row(architecture(overrides)))
                 if rows:
@@ -105,7 +112,7 @@ def a4_figure(record):
     titles = ["test error (fresh real prompts) and controls",
               r"$D_i = \|f_i - f_B\|$ vs. R1 (dashed)", r"effective $\gamma$ vs. $\gamma^*$"]
     if stability:
-        titles += [rf"twins' TV $\gamma_i$ vs. R2 ({a}; dashed, band $\pm 2$ SE)" for a in looped]
+        titles += [rf"{a}: twins' TV $\gamma_i$ vs. R2 (dashed)" for a in looped]
         titles.append(r"architectures: $c = N\varepsilon_N$ vs. $N/m$")
     for n, (ax, title) in enumerate(zip(axes, titles)):
         ax.set_title(f"({chr(ord('a') + n)}) {title}", fontsize=9)
