@@ -8,9 +8,9 @@ from separate runs); (c) the effective gamma against gamma*; (d) the coupled twi
 ``gamma_i`` per synthetic count ``m`` against R2's prediction (dashed, its band from the
 separately measured one-fit constants, ± 2 SE; vacuous where it reaches 1), one panel per
 architecture whose coupled loops ran (the A4 network first; default and full also the 1-layer
-one), each on its own scale up to TV's trivial 1; last, the architectures side by side: ``c = N eps_N`` per ``m`` against R2's
-contraction threshold ``N/m`` (a constant below it contracts). The R2 panels only when the
-record has R2 rows. Styles: ``verify.figures``.
+one), each on its own scale up to TV's trivial 1; last, the architectures side by side:
+``c = N eps_N`` per ``m`` against R2's contraction threshold ``N/m`` (a constant below it
+contracts). The R2 panels only when the record has R2 rows. Styles: ``verify.figures``.
 """
 from __future__ import annotations
 

@@ -79,9 +79,9 @@ _NETWORK = dict(dim=3, context=10, width=16, heads=2, layers=2, mlp=32, batch=64
 # (``stability_m``, lam = n/(n+m)) over ``stability_generations``, ``pairs`` twin pairs, and
 # the one-fit constants of the production network and of every ``architectures`` entry
 # (spec overrides) from separately keyed twin fits. Coupled loops run for every architecture
-# where ``coupled_architectures`` (default, full: m = 8 is where the two networks' point
-# estimates fall on opposite sides of m eps_N < 1), for the production network alone in quick
-# (its grid, and the baseline's quick point, stay as they were).
+# where ``coupled_architectures`` (default, full; m = 8 is where c(m = 4) put the two networks
+# on opposite sides of m eps_N < 1; measured at default, both are below 1: docs §5), for the
+# production network alone in quick (its grid, and the baseline's quick point, stay as they were).
 SIZES = {
     # quick is the tests' grid too (tests/test_transformer.py), so the test suite measures it
     # once: 6 replicas (its effect rows are reports, tested from EFFECT_REPLICAS = 8; the tests
