@@ -6,7 +6,8 @@ negative controls, each swapping one part of the claim (``verify.claim.control``
 whose teacher is always ``G_0`` (no compounding), a loop that drops the real prompts, an R1
 bound at half its value, a network trained with 10% of the steps. Each must fail the row it
 was built to break. R2 with halved one-fit constants is not resolved on the network at this
-size (docs/transformer.md §5); a planted precise measurement shows the R2 rows can fail it.
+size (docs/transformer.md §5); a planted precise measurement shows the R2 rows can fail it, and
+planted measurements of two architectures show each one's R2 rows use its own constants.
 """
 import dataclasses
 import functools
@@ -252,7 +253,8 @@ def test_loops_are_the_same_on_1_and_4_devices(tmp_path):
 # the measurement runs only the part its row needs (no R2 part, one lam, or generation 0 only).
 
 QUICK = a4.A4.grid("quick")[0]
-STABILITY_KEYS = ("stability_m", "stability_generations", "pairs", "architectures")
+STABILITY_KEYS = ("stability_m", "stability_generations", "pairs", "architectures",
+                  "coupled_architectures")
 SMALL = {k: v for k, v in QUICK.items() if k not in STABILITY_KEYS}  # the loops alone
 
 
@@ -350,7 +352,7 @@ def test_r2_rows_fail_halved_constants_when_the_twins_are_measured_precisely():
         (pairs, G))) for m in ms], -1)
     stabilities = {a4.PRODUCTION: tr.Stability(eps_n, eps_N)}
     point = dict(SMALL, lams=[], stability_m=ms, stability_generations=G)
-    quantities, stability = a4.stability_rows(gamma, stabilities, point)
+    quantities, stability = a4.stability_rows({a4.PRODUCTION: gamma}, stabilities, point)
     context = {"stability": stability, "bound": []}
     picked = {q: quantities[q] for q in (a4.r2_row(1), a4.r2_row(4))}
     summary = {}
@@ -360,6 +362,99 @@ def test_r2_rows_fail_halved_constants_when_the_twins_are_measured_precisely():
         summary[name] = compare(rows_for_point(0, point, picked, theory), a4.A4.alpha)
     assert summary["true"]["rejected"] == 0
     assert summary["halved"]["rejected"] >= 1 and summary["halved"]["violations"] >= 1
+
+
+# --- R2 per architecture (issue 17, item 6) ----------------------------------------------------
+# Planted measurements (synthetic numbers through ``stability_rows``, no training): the R2 rows
+# of every architecture whose coupled loops ran, each from its own one-fit constants.
+
+OTHER = "layers=1"
+
+
+def _planted_architectures(ms=(1, 4), G=3, pairs=400):
+    """Two architectures, the second twice as unstable as the first; each one's loops sit at
+    0.95 of its own R2, with the network's spread (coefficient of variation 0.5)."""
+    rng = np.random.default_rng(1)
+    own = {a4.PRODUCTION: (0.05, 0.04), OTHER: (0.1, 0.08)}
+    stabilities, gammas = {}, {}
+    for arch, (e_n, e_N) in own.items():
+        stabilities[arch] = tr.Stability(e_n * (1 + 0.5 * rng.standard_normal(pairs)),
+                                         e_N * (1 + 0.5 * rng.standard_normal((pairs, len(ms)))))
+        gammas[arch] = np.stack([a4.r2_bound(e_n, e_N, m, G) * 0.95
+                                 * (1 + 0.5 * rng.standard_normal((pairs, G))) for m in ms], -1)
+    point = dict(SMALL, lams=[], stability_m=list(ms), stability_generations=G,
+                 architectures=[dict(layers=1)], coupled_architectures=True)
+    return gammas, stabilities, point
+
+
+def _planted_rows(gammas, stabilities, point):
+    quantities, stability = a4.stability_rows(gammas, stabilities, point)
+    theory = a4.A4Theory()(point, {"stability": stability, "bound": []})
+    picked = {q: quantities[q] for q in quantities if q in theory}
+    rows = rows_for_point(0, point, picked, {q: theory[q] for q in picked})
+    return rows, compare(rows, a4.A4.alpha)
+
+
+def test_every_coupled_architecture_has_upper_r2_rows_under_its_own_constants():
+    gammas, stabilities, point = _planted_architectures()
+    rows, summary = _planted_rows(gammas, stabilities, point)
+    for arch in (a4.PRODUCTION, OTHER):
+        for m in point["stability_m"]:
+            r2 = [r for r in rows if r["quantity"] == a4.r2_row(m, arch)]
+            assert len(r2) == point["stability_generations"]
+            assert all(r["kind"] == "upper" and r["trivial"] == 1.0 for r in r2)
+            e_n, e_N = np.mean(stabilities[arch].eps_n), np.mean(stabilities[arch].eps_N[:, 0
+                                                                  if m == 1 else 1])
+            np.testing.assert_allclose([r["theory"] for r in r2],
+                                       a4.r2_bound(e_n, e_N, m, point["stability_generations"]))
+            growth = [r for r in rows if r["quantity"] == a4.growth_row(m, arch)]
+            assert [r["kind"] for r in growth] == ["report"]
+    # the production network keeps the row names the committed baseline keys on
+    assert a4.r2_row(4, a4.PRODUCTION) == a4.r2_row(4) == "gamma_i = twins' mean TV <= R2 (m=4)"
+    assert a4.r2_row(4, OTHER) != a4.r2_row(4)
+    assert summary["rejected"] == 0
+
+
+def test_r2_rows_fail_when_the_architectures_constants_are_swapped():
+    """Each architecture's R2 row uses its own constants: the less stable network's loops,
+    tested against the more stable one's constants, reject R2 (and only its rows)."""
+    gammas, stabilities, point = _planted_architectures()
+    swapped = {a4.PRODUCTION: stabilities[OTHER], OTHER: stabilities[a4.PRODUCTION]}
+    rows, summary = _planted_rows(gammas, swapped, point)
+    rejected = {r["quantity"] for r in rows if r.get("reject")}
+    assert summary["rejected"] >= 1
+    assert rejected & {a4.r2_row(m, OTHER) for m in point["stability_m"]}
+    assert not rejected & {a4.r2_row(m) for m in point["stability_m"]}
+
+
+def test_r2_notes_say_each_architectures_side_of_the_condition_and_what_its_loop_did():
+    gammas, stabilities, point = _planted_architectures(ms=(1, 30))
+    # m = 30: m eps_N = 2.4 for the unstable network, 1.2 for the other; m = 1: both below
+    gammas[OTHER][:, -1, 1] += 0.5  # its loop grows after generation 1
+    quantities, stability = a4.stability_rows(gammas, stabilities, point)
+    theory = a4.A4Theory()(point, {"stability": stability, "bound": []})
+    notes = [n for n in a4._r2_notes(point, quantities, theory) if n.startswith("A4 R2 side")]
+    assert len(notes) == 4
+    side = {(arch, m): next(n for n in notes if f"({arch}, m={m}," in n)
+            for arch in (a4.PRODUCTION, OTHER) for m in (1, 30)}
+    assert "contracting side (m eps_N < 1)" in side[a4.PRODUCTION, 1]
+    assert "non-contracting side (m eps_N > 1)" in side[OTHER, 30]
+    assert ": grew" in side[OTHER, 30] and "predicts nothing beyond it" in side[OTHER, 30]
+    assert ": grew" not in side[a4.PRODUCTION, 1]
+    assert "R2 predicts a bounded" in side[a4.PRODUCTION, 1]
+
+
+def test_coupled_loops_of_every_architecture_run_where_the_point_says(production):
+    assert a4.coupled_architectures(QUICK) == [{}]  # quick: constants only (its budget)
+    default = a4.A4.grid("default")[0]
+    assert default["stability_m"] == [1, 4, 8]
+    assert a4.coupled_architectures(default) == a4.architectures(default) == [{}, dict(layers=1)]
+    with pytest.raises(TypeError, match="coupled_architectures"):
+        a4.coupled_architectures(dict(QUICK, coupled_architectures="yes"))
+    quantities = {r["quantity"] for r in production["rows"]}
+    assert a4.r2_row(1) in quantities and a4.r2_row(1, OTHER) not in quantities
+    with pytest.raises(ValueError, match="gammas"):
+        a4.stability_rows({OTHER: np.zeros((2, 2, 1))}, {}, dict(QUICK, stability_m=[1]))
 
 
 def test_a_network_with_a_tenth_of_the_steps_fails_the_quality_row():
@@ -375,6 +470,27 @@ def test_figure_draws_from_the_record(production):
     fig = a4.a4_figure(production)
     assert len(fig.axes) >= 5
     plt.close(fig)
+
+
+def test_figure_draws_a_twins_panel_per_architecture_whose_loops_ran(production):
+    """Quick runs the A4 network's loops only: its R2 rows copied as the 1-layer network's
+    (a planted record) add panel (e) for that network, before the constants panel."""
+    import matplotlib.pyplot as plt
+    renamed = {a4.r2_row(m): a4.r2_row(m, OTHER) for m in QUICK["stability_m"]}
+    renamed.update({a4.r2_prediction_row(m): a4.r2_prediction_row(m, OTHER)
+                    for m in QUICK["stability_m"]})
+    record = dict(production, rows=production["rows"] + [
+        dict(r, quantity=renamed[r["quantity"]]) for r in production["rows"]
+        if r["quantity"] in renamed])
+    titles = {}
+    for name, rec in (("quick", production), ("planted", record)):
+        fig = a4.a4_figure(rec)
+        titles[name] = [ax.get_title() for ax in fig.axes if ax.get_title()]
+        plt.close(fig)
+    assert titles["quick"][3].startswith(f"(d) {a4.PRODUCTION}: twins' TV")
+    assert titles["quick"][4].startswith("(e) architectures")
+    assert titles["planted"][4].startswith(f"(e) {OTHER}: twins' TV")
+    assert titles["planted"][5].startswith("(f) architectures")
 
 
 def test_icl_risk_matches_monte_carlo():

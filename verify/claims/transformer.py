@@ -28,12 +28,18 @@ of ``G_i`` to the Bayes predictor on fresh real test prompts:
   synthetic prompts per generation (``lam = n/(n+m)``), twins whose real sets differ in one
   prompt: their mean TV ``gamma_i`` is at most R2 unrolled from ``gamma_0 = eps_n``,
   ``gamma_i = eps_N (1 + m gamma_{i-1})``, with ``eps_n``, ``eps_N`` measured on twin fits in
-  separate runs; a bound ``>= 1`` is vacuous (never evidence).
+  separate runs; a bound ``>= 1`` is vacuous (never evidence). One set of rows per
+  architecture whose coupled loops ran (``coupled_architectures``: default and full run every
+  one of ``architectures``, on the same keys; quick the A4 network only), each from its own
+  constants (``r2_row(m, arch)``; the A4 network's rows keep their names).
 
 Report rows: the test errors and both controls per generation, the Bayes risk (ridge
 posterior mean), the effective ``gamma``, R2 at the constants' means with its SE, and
 ``eps_n`` and ``c = N eps_N`` of every measured architecture beside R2's contraction threshold
-``N/m``.
+``N/m``, and per coupled architecture and ``m`` the paired change ``gamma_last - gamma_1``.
+Notes say per architecture and ``m`` which side of ``m eps_N < 1`` it is on and whether its loop
+grew; R2 is an upper bound, so on the non-contracting side it predicts nothing beyond possible
+growth.
 """
 from __future__ import annotations
 
@@ -72,7 +78,10 @@ _NETWORK = dict(dim=3, context=10, width=16, heads=2, layers=2, mlp=32, batch=64
 # R2 (docs/transformer.md §5): coupled loops with m synthetic prompts per generation
 # (``stability_m``, lam = n/(n+m)) over ``stability_generations``, ``pairs`` twin pairs, and
 # the one-fit constants of the production network and of every ``architectures`` entry
-# (spec overrides) from separately keyed twin fits.
+# (spec overrides) from separately keyed twin fits. Coupled loops run for every architecture
+# where ``coupled_architectures`` (default, full; m = 8 is where c(m = 4) put the two networks
+# on opposite sides of m eps_N < 1; measured at default, both are below 1: docs §5), for the
+# production network alone in quick (its grid, and the baseline's quick point, stay as they were).
 SIZES = {
     # quick is the tests' grid too (tests/test_transformer.py), so the test suite measures it
     # once: 6 replicas (its effect rows are reports, tested from EFFECT_REPLICAS = 8; the tests
@@ -84,12 +93,12 @@ SIZES = {
                                  architectures=[dict(layers=1)])),
     "default": dict(spec=dict(_NETWORK, steps=250, warmup=25, train_prompts=4000),
                     generations=6, replicas=8, lams=(0.0, 0.1, 0.3, 0.5),
-                    stability=dict(stability_m=[1, 4], stability_generations=4, pairs=8,
-                                   architectures=[dict(layers=1)])),
+                    stability=dict(stability_m=[1, 4, 8], stability_generations=4, pairs=8,
+                                   architectures=[dict(layers=1)], coupled_architectures=True)),
     "full": dict(spec=dict(_NETWORK, steps=400, warmup=40, train_prompts=4000),
                  generations=10, replicas=16, lams=(0.0, 0.1, 0.3, 0.5),
                  stability=dict(stability_m=[1, 2, 4, 8], stability_generations=6, pairs=16,
-                                architectures=[dict(layers=1)])),
+                                architectures=[dict(layers=1)], coupled_architectures=True)),
 }
 SPEC_FIELDS = ("dim", "context", "noise", "width", "heads", "layers", "mlp", "steps", "batch",
                "learning_rate", "warmup", "train_prompts", "test_prompts", "probe_prompts")
@@ -121,8 +130,17 @@ HELPS = "excess(lam=0) - mean over lam > 0 of excess(lam), last generation (real
 PRODUCTION = "A4 network"
 
 
-def r2_row(m: int) -> str:
-    return f"gamma_i = twins' mean TV <= R2 (m={m})"
+def _arch_suffix(arch: str) -> str:
+    # the production network keeps its row names (the committed baseline keys on them)
+    return "" if arch == PRODUCTION else f", {arch}"
+
+
+def r2_row(m: int, arch: str = PRODUCTION) -> str:
+    return f"gamma_i = twins' mean TV <= R2 (m={m}{_arch_suffix(arch)})"
+
+
+def growth_row(m: int, arch: str = PRODUCTION) -> str:
+    return f"gamma_last - gamma_1 of the coupled loops, paired (m={m}{_arch_suffix(arch)})"
 
 
 def architecture(overrides) -> str:
@@ -130,8 +148,8 @@ def architecture(overrides) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(overrides.items())) or PRODUCTION
 
 
-def r2_prediction_row(m: int) -> str:
-    return f"R2 at the means of eps from separate twin fits (m={m})"
+def r2_prediction_row(m: int, arch: str = PRODUCTION) -> str:
+    return f"R2 at the means of eps from separate twin fits (m={m}{_arch_suffix(arch)})"
 
 
 def eps_n_row(arch: str) -> str:
@@ -199,28 +217,43 @@ def r2_bound_se(eps_n, eps_N, m, generations, step=1e-6) -> np.ndarray:
     return linear.std(0, ddof=1) / np.sqrt(linear.shape[0])
 
 
-def stability_rows(gamma, stabilities, point) -> tuple[dict, dict]:
-    """R2 rows from coupled loops ``gamma`` (``(pair, generation, m)``) and the one-fit
-    constants ``stabilities`` (``{architecture: tr.Stability}``, the production one first),
-    measured on separate keys. Returns ``(quantities, context)``."""
+def stability_rows(gammas, stabilities, point) -> tuple[dict, dict]:
+    """R2 rows from coupled loops and one-fit constants measured on separate keys.
+
+    ``gammas``: ``{architecture: gamma}``, each ``(pair, generation, m)``, for the
+    architectures whose loops ran (the production one at least); ``stabilities``:
+    ``{architecture: tr.Stability}`` of every measured architecture. Each architecture's R2
+    rows use its own constants. Returns ``(quantities, context)``; ``ValueError`` names
+    ``gammas`` when a loop has no constants or the production loop is missing.
+    """
     ms, n = point["stability_m"], point["train_prompts"]
+    if PRODUCTION not in gammas or set(gammas) - set(stabilities):
+        raise ValueError(f"gammas must hold the {PRODUCTION!r} loops and only architectures "
+                         f"with measured constants {sorted(stabilities)}, got {sorted(gammas)}")
     quantities, eps = {}, {}
     for arch, st in stabilities.items():
         eps_n, eps_N = np.asarray(st.eps_n, np.float64), np.asarray(st.eps_N, np.float64)
         eps[arch] = (eps_n, eps_N)
         quantities[eps_n_row(arch)] = _series(eps_n[:, None], "one fit", [n])
         quantities[constant_row(arch)] = _series(eps_N * (n + np.asarray(ms)), "m", ms)
-    eps_n, eps_N = eps[PRODUCTION]
-    G = np.asarray(gamma).shape[1]
-    for j, m in enumerate(ms):
-        loop = _series(np.asarray(gamma)[:, :, j])
-        b_se = r2_bound_se(eps_n, eps_N[:, j], m, G)
-        se, dof = _welch_se_dof(loop.se, loop.replicas, b_se, eps_n.shape[0])
-        quantities[r2_row(m)] = loop._replace(se=se, dof=dof)
-        quantities[r2_prediction_row(m)] = Measured(  # report: R2 with its SE (the figure's band)
-            np.arange(G), r2_bound(eps_n.mean(), eps_N[:, j].mean(), m, G), b_se,
-            eps_n.shape[0], GEN)
-    return quantities, {"eps_n": float(eps_n.mean()), "eps_N": eps_N.mean(0)}
+    for arch, gamma in gammas.items():
+        gamma, (eps_n, eps_N) = np.asarray(gamma, np.float64), eps[arch]
+        G = gamma.shape[1]
+        for j, m in enumerate(ms):
+            loop = _series(gamma[:, :, j])
+            b_se = r2_bound_se(eps_n, eps_N[:, j], m, G)
+            se, dof = _welch_se_dof(loop.se, loop.replicas, b_se, eps_n.shape[0])
+            quantities[r2_row(m, arch)] = loop._replace(se=se, dof=dof)
+            quantities[r2_prediction_row(m, arch)] = Measured(  # report: R2 ± SE (figure band)
+                np.arange(G), r2_bound(eps_n.mean(), eps_N[:, j].mean(), m, G), b_se,
+                eps_n.shape[0], GEN)
+            if G >= 3:  # did the loop grow after generation 1? (paired per twin pair)
+                quantities[growth_row(m, arch)] = _series(
+                    (gamma[:, -1, j] - gamma[:, 1, j])[:, None], GEN, [G - 1])
+    context = {"eps": {arch: (float(eps[arch][0].mean()), eps[arch][1].mean(0))
+                       for arch in gammas},
+               "coupled": list(gammas)}
+    return quantities, context
 
 
 def summarise(out: tr.LoopOutput, cal: tr.Calibration, point) -> Measurement:
@@ -288,13 +321,15 @@ class Measure:
         if not point.get("stability_m"):
             return measured
         # R2: coupled loops, and the one-fit constants from separate keys (the same keys for
-        # every architecture: paired).
+        # every architecture: paired, so architectures differ by the network alone).
         coupled_key, stability_key = jax.random.split(jax.random.fold_in(key, 1))
         ms, pairs = point["stability_m"], point["pairs"]
-        gamma = tr.run_coupled(coupled_key, spec, ms, point["stability_generations"], pairs)
+        gammas = {architecture(o): tr.run_coupled(
+            coupled_key, self.spec_of(dict(point, **o)), ms, point["stability_generations"],
+            pairs) for o in coupled_architectures(point)}
         stabilities = {architecture(o): tr.run_stability(
             stability_key, self.spec_of(dict(point, **o)), ms, pairs) for o in networks}
-        quantities, context = stability_rows(gamma, stabilities, point)
+        quantities, context = stability_rows(gammas, stabilities, point)
         return Measurement(dict(measured.quantities, **quantities),
                            dict(measured.context, stability=context))
 
@@ -309,6 +344,17 @@ def architectures(point) -> list[dict]:
             raise ValueError(f"architectures entries override spec fields {SPEC_FIELDS}, got "
                              f"{', '.join(unknown)}")
     return [{}] + others
+
+
+def coupled_architectures(point) -> list[dict]:
+    """Spec overrides of the networks whose coupled loops run: every one of
+    ``architectures(point)`` where the point's ``coupled_architectures`` is true (default and
+    full), else the A4 network alone (quick: the second network's loops would cost more than
+    quick's budget; its constants are still measured). ``TypeError`` names the flag."""
+    flag = point.get("coupled_architectures", False)
+    if not isinstance(flag, bool):
+        raise TypeError(f"coupled_architectures must be a bool, got {flag!r}")
+    return architectures(point) if flag else [{}]
 
 
 def best_linear_attention_risk(N, d, sigma) -> float:
@@ -351,12 +397,18 @@ class A4Theory:
                 "report", np.full(point["generations"], g_star), "gamma*")
         if "stability" in context:
             st, n = context["stability"], point["train_prompts"]
-            for j, m in enumerate(point["stability_m"]):
-                out[r2_row(m)] = Theory("upper", r2_bound(
-                    self.eps_scale * st["eps_n"], self.eps_scale * st["eps_N"][j], m,
-                    point["stability_generations"]),
-                    "R2: gamma_0 = eps_n, gamma_i = eps_N (1 + m gamma_{i-1}); eps from "
-                    "separate twin fits", trivial=1.0)
+            G = point["stability_generations"]
+            for arch in st["coupled"]:  # each architecture's R2 from its own constants
+                eps_n, eps_N = st["eps"][arch]
+                for j, m in enumerate(point["stability_m"]):
+                    out[r2_row(m, arch)] = Theory("upper", r2_bound(
+                        self.eps_scale * eps_n, self.eps_scale * eps_N[j], m, G),
+                        f"R2 ({arch}'s eps): gamma_0 = eps_n, gamma_i = eps_N (1 + m "
+                        "gamma_{i-1}); eps from separate twin fits", trivial=1.0)
+                    if G >= 3:
+                        out[growth_row(m, arch)] = Theory(
+                            "report", 0.0, "0: no growth after generation 1 (R2 bounds the "
+                            "level only where m eps_N < 1; above, it predicts nothing)")
             threshold = Theory("report", [(n + m) / m for m in point["stability_m"]],
                                "1/(1-lam) = N/m: R2 contracts iff c (1-lam) < 1")
             for o in architectures(point):
@@ -405,8 +457,34 @@ def _a4_notes(point, measured, theory, context):
     return notes
 
 
+def _side(value, se) -> str:
+    """Which side of R2's contraction condition ``m eps_N < 1`` an estimate is on (2 SE)."""
+    if value + 2 * se < 1:
+        return "contracting side (m eps_N < 1)"
+    if value - 2 * se > 1:
+        return "non-contracting side (m eps_N > 1)"
+    return "side unresolved (1 within 2 SE)"
+
+
+def _trend(change, se) -> str:
+    if change > 2 * se:
+        return "grew"
+    return "shrank" if change < -2 * se else "did not change resolvably"
+
+
+def _prediction(side: str) -> str:
+    """What R2, an upper bound, predicts on a side of its condition (nothing more)."""
+    if side.startswith("contracting"):
+        return "R2 predicts a bounded loop (below R2 at every generation: the upper rows)"
+    if side.startswith("non-contracting"):
+        return "R2 allows growth here and predicts nothing beyond it"
+    return ("R2 predicts a bounded loop if m eps_N < 1 and nothing beyond possible growth "
+            "otherwise (side unresolved)")
+
+
 def _r2_notes(point, measured, theory):
     n, ms = point["train_prompts"], point["stability_m"]
+    coupled = [architecture(o) for o in coupled_architectures(point)]
     notes = []
     for o in architectures(point):
         arch = architecture(o)
@@ -415,14 +493,44 @@ def _r2_notes(point, measured, theory):
                      f"eps_n = {e.mean[0]:.3f} ± {e.se[0]:.2g}; c = N eps_N = " + ", ".join(
                          f"{cm:.0f} ± {cs:.2g} (m={m}, c(1-lam) = m eps_N = {cm * m / (n + m):.2f})"
                          for m, cm, cs in zip(ms, c.mean, c.se)))
-    for m in ms:
-        g, b = measured[r2_row(m)], np.asarray(theory[r2_row(m)].value)
-        tested = b < 1.0
-        notes.append(f"A4 R2 m={m}: gamma_i = " + ", ".join(f"{v:.3f}" for v in g.mean)
-                     + " vs R2 " + ", ".join(f"{v:.3f}" for v in b) + "; ratio on non-vacuous "
-                     "rows " + (", ".join(f"{v:.2f}" for v in g.mean[tested] / b[tested])
-                                if tested.any() else "none") + f" ({int((~tested).sum())} "
-                     f"vacuous, R2 >= 1; {g.replicas} pairs)")
+    for arch in coupled:
+        for m in ms:
+            g, b = measured[r2_row(m, arch)], np.asarray(theory[r2_row(m, arch)].value)
+            tested = b < 1.0
+            notes.append(f"A4 R2 m={m}{_arch_suffix(arch)}: gamma_i = "
+                         + ", ".join(f"{v:.3f}" for v in g.mean)
+                         + " vs R2 " + ", ".join(f"{v:.3f}" for v in b) + "; ratio on non-vacuous "
+                         "rows " + (", ".join(f"{v:.2f}" for v in g.mean[tested] / b[tested])
+                                    if tested.any() else "none") + f" ({int((~tested).sum())} "
+                         f"vacuous, R2 >= 1; {g.replicas} pairs)")
+    # Which side of the condition, and what the loop did. R2 is an upper bound: on the
+    # contracting side it caps gamma_i by eps_N / (1 - m eps_N); on the other it allows
+    # growth and predicts nothing more (a loop that does not grow does not contradict it).
+    for o in architectures(point):
+        arch = architecture(o)
+        c = measured[constant_row(arch)]
+        for j, m in enumerate(ms):
+            factor, factor_se = c.mean[j] * m / (n + m), c.se[j] * m / (n + m)
+            side = _side(factor, factor_se)
+            text = (f"A4 R2 side ({arch}, m={m}, lam={n / (n + m):.4f}): m eps_N = {factor:.2f} ± "
+                    f"{factor_se:.2g}, {side}")
+            if factor < 1:
+                fixed = c.mean[j] / (n + m) / (1 - factor)
+                text += (f"; R2's fixed point eps_N/(1 - m eps_N) = {fixed:.3f}"
+                         + (" (vacuous, >= 1)" if fixed >= 1 else ""))
+            if arch not in coupled:
+                notes.append(text + "; coupled loops not run at this size (constants only)")
+                continue
+            g = measured[r2_row(m, arch)]
+            if growth_row(m, arch) in measured:
+                d = measured[growth_row(m, arch)]
+                text += (f"; loop: gamma_1 = {g.mean[1]:.3f}, gamma_{len(g.mean) - 1} = "
+                         f"{g.mean[-1]:.3f}, change {d.mean[0]:+.3f} ± {d.se[0]:.2g} (paired): "
+                         f"{_trend(d.mean[0], d.se[0])}")
+            else:
+                text += (f"; loop: gamma_{len(g.mean) - 1} = {g.mean[-1]:.3f} "
+                         "(too few generations to see a trend)")
+            notes.append(text + "; " + _prediction(side))
     return notes
 
 
