@@ -433,6 +433,24 @@ def test_b3_diffusion_fails_with_synthetic_data_shifted_by_one_and_a_half():
                                        if r["kind"] == "upper"]
 
 
+def test_b3_peak_rows_are_tested_from_peak_replicas_on_and_reported_below():
+    """Production tests B3's peak (exceeds) where the held-out half has the power sized on
+    default pilot runs (full: 192 replicas), and reports it below (quick, default)."""
+    theory = claims_diffusion.B3Theory()
+    context = dict(alpha=0.5, C=1.0, eps=np.full((3, 3), 0.1),
+                   lam=np.tile([1.0, 0.5, 0.5], (3, 1)))
+    point = dict(claims_diffusion.B3_DIFFUSION.grid("quick")[0], m_over_n=[0, 1, 4])
+    peak = "TV(G_2) at interior peak minus ends (paired)"
+    kinds = {r: theory(dict(point, replicas=r), context)[peak].kind
+             for r in (64, claims_diffusion.PEAK_REPLICAS - 1, claims_diffusion.PEAK_REPLICAS)}
+    assert kinds == {64: "report", claims_diffusion.PEAK_REPLICAS - 1: "report",
+                     claims_diffusion.PEAK_REPLICAS: "exceeds"}
+    assert claims_diffusion.B3_DIFFUSION.grid("full")[0]["replicas"] >= claims_diffusion.PEAK_REPLICAS
+    assert claims_diffusion.B3_DIFFUSION.grid("default")[0]["replicas"] < claims_diffusion.PEAK_REPLICAS
+    never = claims_diffusion.B3Theory(assert_peak=False)(dict(point, replicas=10 ** 4), context)
+    assert never[peak].kind == "report"
+
+
 def test_diffusion_claims_parts_are_their_controls():
     assert claim_lib.parts(claims_diffusion.B2_LOOP) == {
         "synthetic_shift": 0.0, "recursion": claims_diffusion.r1_recursion}
