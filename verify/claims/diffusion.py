@@ -921,10 +921,10 @@ B2_LOOP = register(Claim(
 
 B3_GENERATIONS = (1, 2)
 # Replicas from which B3's peak rows are tested (half choose the peak, half test it). Default's 64
-# resolved the peak at 1% in 3 of 8 (seed, generation) cases at seeds 0-3, with peak - ends
-# +0.003..+0.022 at SE ~0.0045 on 32 held-out replicas: under-powered. To detect +0.01 at 1%
-# with power 0.9 the held-out SE must be ~0.01 / (2.33 + 1.28) = 0.0028, i.e. ~83 held-out
-# replicas: full (192) is above, default (64) below.
+# resolved the peak at 1% in 3 of 8 (seed, generation) cases at seeds 0-3: peak - m=0 from
+# -0.005 to +0.022, mean +0.010, SE ~0.0045 on 32 held-out replicas (docs/diffusion.md §6).
+# To detect +0.01 at 1% with power 0.9 the held-out SE must be ~0.01 / (2.33 + 1.28) = 0.0028,
+# i.e. ~83 held-out replicas: full (192) is above, default (64) below.
 PEAK_REPLICAS = 160
 
 
