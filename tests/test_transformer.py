@@ -446,9 +446,10 @@ def test_r2_notes_say_each_architectures_side_of_the_condition_and_what_its_loop
 
 def test_coupled_loops_of_every_architecture_run_where_the_point_says(production):
     assert a4.coupled_architectures(QUICK) == [{}]  # quick: constants only (its budget)
-    default = a4.A4.grid("default")[0]
-    assert default["stability_m"] == [1, 4, 8]
-    assert a4.coupled_architectures(default) == a4.architectures(default) == [{}, dict(layers=1)]
+    default, full = a4.A4.grid("default")[0], a4.A4.grid("full")[0]
+    assert default["stability_m"] == [1, 4] and 8 in full["stability_m"]  # m = 8: full only
+    for point in (default, full):
+        assert a4.coupled_architectures(point) == a4.architectures(point) == [{}, dict(layers=1)]
     with pytest.raises(TypeError, match="coupled_architectures"):
         a4.coupled_architectures(dict(QUICK, coupled_architectures="yes"))
     quantities = {r["quantity"] for r in production["rows"]}
