@@ -401,8 +401,14 @@ def _evaluate_all(claims, mode: str, seed: int, store, jobs: int, figures_dir, c
                                                   callback=finished) for c in longest_first}
                 done = [pending[c.id].get() for c in claims]
                 pool.close()
-            except BaseException:  # Ctrl-C included: stop every worker now
+            except KeyboardInterrupt:  # stop every worker now: a point in flight is lost
                 pool.terminate()
+                raise
+            except BaseException:
+                # A worker's error: the other claims finish (their points are kept), then it is
+                # raised. Not terminate(): it can kill a worker that holds the result queue's
+                # lock, and then waits for ever on its own task thread (a test run hung so).
+                pool.close()
                 raise
             finally:
                 pool.join()
