@@ -444,6 +444,16 @@ def test_r2_notes_say_each_architectures_side_of_the_condition_and_what_its_loop
     assert "R2 predicts a bounded" in side[a4.PRODUCTION, 1]
 
 
+def test_side_and_trend_use_student_t_for_few_pairs():
+    """8 pairs: 2.2 SE below 1 is inside the 95% t interval (2.36 SE), so unresolved; the
+    normal tail (1.96) would call it contracting."""
+    assert a4._side(1 - 2.2 * 0.05, 0.05, 8).startswith("side unresolved")
+    assert a4._side(1 - 2.2 * 0.05, 0.05, 10 ** 4).startswith("contracting")
+    assert a4._side(1 + 2.5 * 0.05, 0.05, 8).startswith("non-contracting")
+    assert a4._trend(2.2, 1.0, 8) == "did not change resolvably"
+    assert a4._trend(2.5, 1.0, 8) == "grew" and a4._trend(-2.5, 1.0, 8) == "shrank"
+
+
 def test_coupled_loops_of_every_architecture_run_where_the_point_says(production):
     assert a4.coupled_architectures(QUICK) == [{}]  # quick: constants only (its budget)
     default, full = a4.A4.grid("default")[0], a4.A4.grid("full")[0]

@@ -458,19 +458,27 @@ def _a4_notes(point, measured, theory, context):
     return notes
 
 
-def _side(value, se) -> str:
-    """Which side of R2's contraction condition ``m eps_N < 1`` an estimate is on (2 SE)."""
-    if value + 2 * se < 1:
+def _half_width(se, replicas) -> float:
+    """95% two-sided half-width from ``replicas`` pairs: Student t, not the normal tail (8 pairs:
+    2.36 SE, not 2)."""
+    return float(stats.t_isf(0.025, replicas - 1)) * se
+
+
+def _side(value, se, replicas) -> str:
+    """Which side of R2's contraction condition ``m eps_N < 1`` an estimate is on (95%, t)."""
+    half = _half_width(se, replicas)
+    if value + half < 1:
         return "contracting side (m eps_N < 1)"
-    if value - 2 * se > 1:
+    if value - half > 1:
         return "non-contracting side (m eps_N > 1)"
-    return "side unresolved (1 within 2 SE)"
+    return "side unresolved (1 within the 95% t interval)"
 
 
-def _trend(change, se) -> str:
-    if change > 2 * se:
+def _trend(change, se, replicas) -> str:
+    half = _half_width(se, replicas)
+    if change > half:
         return "grew"
-    return "shrank" if change < -2 * se else "did not change resolvably"
+    return "shrank" if change < -half else "did not change resolvably"
 
 
 def _prediction(side: str) -> str:
@@ -512,7 +520,7 @@ def _r2_notes(point, measured, theory):
         c = measured[constant_row(arch)]
         for j, m in enumerate(ms):
             factor, factor_se = c.mean[j] * m / (n + m), c.se[j] * m / (n + m)
-            side = _side(factor, factor_se)
+            side = _side(factor, factor_se, c.replicas)
             text = (f"A4 R2 side ({arch}, m={m}, lam={n / (n + m):.4f}): m eps_N = {factor:.2f} ± "
                     f"{factor_se:.2g}, {side}")
             if factor < 1:
@@ -527,7 +535,7 @@ def _r2_notes(point, measured, theory):
                 d = measured[growth_row(m, arch)]
                 text += (f"; loop: gamma_1 = {g.mean[1]:.3f}, gamma_{len(g.mean) - 1} = "
                          f"{g.mean[-1]:.3f}, change {d.mean[0]:+.3f} ± {d.se[0]:.2g} (paired): "
-                         f"{_trend(d.mean[0], d.se[0])}")
+                         f"{_trend(d.mean[0], d.se[0], d.replicas)}")
             else:
                 text += (f"; loop: gamma_{len(g.mean) - 1} = {g.mean[-1]:.3f} "
                          "(too few generations to see a trend)")
