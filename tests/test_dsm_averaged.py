@@ -75,6 +75,42 @@ def test_relu_moments_are_symmetric_and_finite_at_extreme_shifts():
     np.testing.assert_allclose(vals[4, 4], 1e6 + 1.0, rtol=1e-14)
 
 
+def _per_point_reference(params, data, weights, nodes):
+    """The averaged quadratic the direct way: one ``relu_product_moment`` per point, node and
+    pair (``N·nodes·W²``), against which the kink-sum assembly of ``_averaged`` is checked."""
+    t, q = D.time_quadrature(HORIZON, T_MIN, nodes)
+    mean, std = D.ou_mean_std(t)
+    drift = D.time_embedding(t) @ params.time_weights.T
+    a = data[:, None, None] * mean[:, None] * params.slope + drift           # (N, Q, W)
+    c = jnp.broadcast_to(std[:, None] * params.slope, a.shape)
+    pair = D.relu_product_moment(a[..., :, None], c[..., :, None], a[..., None, :],
+                                 c[..., None, :])
+    noise = D.relu_noise_moment(a, c) / std[:, None]
+    omega = weights / weights.sum()
+    return (jnp.einsum("n,q,nqab->ab", omega, q, pair),
+            -jnp.einsum("n,q,nqa->a", omega, q, noise))
+
+
+@pytest.mark.parametrize("where", ["mixture", "far"])
+def test_averaged_quadratic_is_the_sum_of_per_point_pair_moments(where):
+    """Summing partial moments at the kinks before pairing is exact, not an approximation:
+    to round-off against the per-point closed form, with constant features (``w = 0``, one
+    always and one never active) and, for a collapsed loop, every point at 1e150."""
+    params, data, weights = _problem(n=40, width=24, seed=11)
+    slope = params.slope.at[3].set(0.0).at[7].set(0.0)
+    weights_u = params.time_weights.at[3, 0].set(5.0).at[7, 0].set(-5.0)  # d > 0 and d < 0
+    params = params._replace(slope=slope, time_weights=weights_u)
+    if where == "far":
+        data = 1e150 + 1e140 * data
+    gram, linear = _per_point_reference(params, data, weights, 24)
+    q = D.dsm_quadratic_averaged(params, data, weights, HORIZON, T_MIN, 24)
+    for got, ref in ((q.gram, gram), (q.linear, linear)):
+        scale = float(jnp.abs(ref).max())                   # max norm: 1e298² would overflow
+        assert float(jnp.abs(got - ref).max()) < 1e-13 * scale
+    np.testing.assert_array_equal(q.gram[7], 0.0)                           # never active
+    assert float(q.gram[3, 3]) > 0
+
+
 # (b) the J-draw loss converges to the average ----------------------------------------------
 
 def test_draw_estimate_converges_to_the_average_like_inverse_sqrt_draws():
@@ -131,9 +167,10 @@ def test_averaged_gram_is_symmetric_positive_semidefinite_and_weights_drop_empty
     # An empty slot (weight 0) holding any finite value changes nothing.
     moved = D.dsm_quadratic_averaged(params, data.at[0].set(37.0), weights, HORIZON, T_MIN, 32)
     np.testing.assert_allclose(moved.gram, q.gram, rtol=1e-13, atol=1e-15)
-    # Blocks of the scan: 512 nodes at W = 16 give 8 points per block, so 37 points are 5
+    # Blocks of the scan: 512 nodes at W = 64 give 8 points per block, so 37 points are 5
     # blocks (3 padded slots) and the halves 3 each (4 and 7 padded): the same numbers.
-    assert D.AVERAGED_BLOCK // (512 * 16 * 16) == 8
+    params = D.random_features(jax.random.key(8), 64)
+    assert D._points_per_block(512, 64) == 8
     data = sample_mixture(jax.random.key(6), TRUTH, 37)
     weights = jax.random.uniform(jax.random.key(7), (37,), jnp.float64) + 0.5
     full = D.dsm_quadratic_averaged(params, data, weights, HORIZON, T_MIN, 512)

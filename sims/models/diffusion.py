@@ -47,7 +47,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import ndtr
+from jax.scipy.special import erfc, ndtr
 
 from bounds import validate
 from sims.model import GenerativeModel
@@ -269,10 +269,9 @@ def train_exact(quadratic: DsmQuadratic, tau):
 # ±CLIP stands for ±∞ in the Gaussian partial moments: φ(40) and Φ(−40) underflow to 0 in
 # float64, so the clipped tails are exact to round-off and no ∞·0 = nan can arise.
 CLIP = 40.0
-# Elements of one (points, nodes, W, W) block of the averaged Gram: bounds the memory of a
-# scan step (8 MB a float64 block; a few are live; under vmap, one set per replica) whatever
-# N is. Measured: 16 vmapped fits at n = 200, W = 64, 64 nodes peak at 675 MB RSS.
-AVERAGED_BLOCK = 2 ** 20
+# (points, nodes, W) elements of one scan step of the averaged moments: bounds its memory
+# (six float64 moments each, 12 MB a block; under vmap, one block per replica) whatever N is.
+AVERAGED_BLOCK = 2 ** 18
 ESTIMATORS = ("draws", "averaged")
 
 
@@ -400,9 +399,10 @@ def dsm_quadratic_averaged(params: ScoreParams, data, weights, horizon, t_min,
     + σ_t ε`` feature ``j`` is ``relu(a_j + c_j ε)`` with ``a_j = w_j x e^{-t} + u_j·e(t)``,
     ``c_j = w_j σ_t``, so ``E[φ_j φ_k]`` is ``relu_product_moment`` and
     ``E[φ_j y] = −relu_noise_moment/σ_t``; ``c = E_t[1/σ_t²]`` in closed form
-    (``½ log(e^{2t} − 1)`` is its antiderivative). Weights as in ``dsm_quadratic`` (zero
-    weights drop out). 1-D only. Memory: a ``lax.scan`` over blocks of data points keeps one
-    ``(points, nodes, W, W)`` block under ``AVERAGED_BLOCK`` elements.
+    (``½ log(e^{2t} − 1)`` is its antiderivative). Computed without a per-point pair: the
+    moments are summed over the points at the data-independent kinks first (``_averaged``).
+    Weights as in ``dsm_quadratic`` (zero weights drop out). 1-D only. Memory: a ``lax.scan``
+    over blocks of data points keeps one ``(points, nodes, W)`` block under ``AVERAGED_BLOCK``.
     """
     if params.slope.ndim != 1:
         raise ValueError("dsm_quadratic_averaged is 1-D only (closed-form Gaussian moments of "
@@ -421,8 +421,8 @@ def dsm_quadratic_averaged_prefixes(params: ScoreParams, data, weight_sets, hori
     """``dsm_quadratic_averaged`` for several weightings of one data set at the cost of one.
 
     ``weight_sets`` is ``(S, N)`` (e.g. the indicators of nested prefixes ``n_1 < … < n_S``):
-    the pair moments, the expensive part, depend on the points only, and each weighting is one
-    more contraction. Returns a ``DsmQuadratic`` with a leading axis ``S`` on every field.
+    the moment evaluations, the expensive part, depend on the points only, and each weighting
+    is one more contraction. Returns a ``DsmQuadratic`` with a leading axis ``S`` on every field.
     """
     if params.slope.ndim != 1:
         raise ValueError("dsm_quadratic_averaged_prefixes is 1-D only; in 2-D use draws")
@@ -436,44 +436,105 @@ def dsm_quadratic_averaged_prefixes(params: ScoreParams, data, weight_sets, hori
     return quadratic._replace(constant=jnp.broadcast_to(quadratic.constant, (sets,)))
 
 
+def _points_per_block(nodes: int, width: int) -> int:
+    return max(1, AVERAGED_BLOCK // (nodes * width))
+
+
 @functools.partial(jax.jit, static_argnames="nodes")
 def _averaged(params, data, weights, horizon, t_min, nodes):
-    """Averaged quadratic for each row of ``weights`` (S, N): gram (S, W, W), linear (S, W)."""
+    """Averaged quadratic for each row of ``weights`` (S, N): gram (S, W, W), linear (S, W).
+
+    In terms of ``y = x_t = x e^{-t} + σ_t ε`` feature ``j`` is ``relu(w_j y + d_j(t))``,
+    ``d_j = u_j·e(t)``: it is active on a half-line cut at the kink ``κ_j = −d_j/w_j``, which
+    does not depend on the data point. So a pair's product is ``(w_j y + d_j)(w_k y + d_k)``
+    on an interval whose ends are kinks (or ±∞) for every point alike, and its expectation is
+    linear in the partial moments ``E[y^r; y ≶ κ]``, ``r ≤ 2``. Summing those over the
+    weighted points first (``N·nodes·W``) leaves ``nodes·W²`` pair terms independent of ``N``
+    (docs/diffusion.md §1.1): the same numbers as ``relu_product_moment`` per point and pair,
+    ``W`` times less work. The linear term is Stein's ``E[φ_j ε]/σ_t = w_j P(j active)``.
+    """
     width = params.slope.shape[0]
+    slope = params.slope
     t, q = time_quadrature(horizon, t_min, nodes)
     mean, std = ou_mean_std(t)                                         # (Q,)
-    drift = time_embedding(t) @ params.time_weights.T                  # (Q, W)
-    slope_t = mean[:, None] * params.slope                             # (Q, W)
-    c = std[:, None] * params.slope                                    # (Q, W)
+    drift = time_embedding(t) @ params.time_weights.T                  # (Q, W): d_j(t)
+    flat = slope == 0                                                  # constant features
+    kink = -drift / jnp.where(flat, 1.0, slope)                        # (Q, W)
 
-    per_block = max(1, AVERAGED_BLOCK // (nodes * width * width))
+    per_block = _points_per_block(nodes, width)
     size = data.shape[0]
     blocks = -(-size // per_block)
     pad = blocks * per_block - size
-    # Padded slots: x = 0 (finite features) with weight 0, like empty buffer slots.
+    # Padded slots: x = 0 (finite moments) with weight 0, like empty buffer slots.
     sets = weights.shape[0]
     x = jnp.pad(data, (0, pad)).reshape(blocks, per_block)
     omega = jnp.pad(weights / weights.sum(axis=1, keepdims=True), ((0, 0), (0, pad)))
     omega = omega.reshape(sets, blocks, per_block).transpose(1, 0, 2)     # (blocks, S, P)
 
     def block(carry, inputs):
-        gram, linear = carry
         xb, wb = inputs
-        a = xb[:, None, None] * slope_t + drift                        # (P, Q, W)
-        cb = jnp.broadcast_to(c, a.shape)
-        lo, hi = _features_tables(a, cb)
-        pair = _pair_moment(a[..., :, None], cb[..., :, None],
-                            (lo[..., :, None, :], hi[..., :, None, :]),
-                            a[..., None, :], cb[..., None, :],
-                            (lo[..., None, :, :], hi[..., None, :, :]))   # (P, Q, W, W)
-        noise = _noise_moment(a, cb, (lo, hi)) / std[:, None]           # E[φ ε]/σ_t
-        rows = wb[:, :, None] * q                                       # (S, P, Q)
-        gram = gram + jnp.einsum("spq,pqab->sab", rows, pair)
-        linear = linear - jnp.einsum("spq,pqa->sa", rows, noise)
-        return (gram, linear), None
+        mu = xb[:, None] * mean                                         # (P, Q)
+        z = jnp.clip((kink - mu[..., None]) / std[:, None], -CLIP, CLIP)  # (P, Q, W)
+        # Φ(z) and Φ(−z) each from its own erfc (exact far out; ndtr costs 3× as much).
+        below = 0.5 * erfc(-z / math.sqrt(2.0))
+        above = 0.5 * erfc(z / math.sqrt(2.0))
+        density = jnp.exp(-0.5 * z ** 2) / math.sqrt(2.0 * math.pi)
+        powers = wb[:, :, None, None] * jnp.stack([jnp.ones_like(mu), mu, mu ** 2], axis=-1)
+        # Σ_points ω μ^r g(z) for g = Φ(z), Φ(−z), φ(z): matrix products batched over nodes.
+        sums = tuple(c + jnp.einsum("spqr,pqw->sqwr", powers, g)
+                     for c, g in zip(carry[:3], (below, above, density)))
+        return sums + (carry[3] + powers.sum(axis=1),), None
 
-    zeros = (jnp.zeros((sets, width, width)), jnp.zeros((sets, width)))
-    (gram, linear), _ = jax.lax.scan(block, zeros, (x, omega))
+    zeros = (*(jnp.zeros((sets, nodes, width, 3)),) * 3, jnp.zeros((sets, nodes, 3)))
+    (b, a, e, totals), _ = jax.lax.scan(block, zeros, (x, omega))
+    # E[y^r; y ≶ κ] for y ~ N(μ, σ²), r = 0, 1, 2, summed over the weighted points:
+    # E[y; y < κ] = μΦ(z) − σφ(z), E[y²; y < κ] = (μ² + σ²)Φ(z) − σφ(z)(μ + κ); mirrored above.
+    sd = std[:, None]                                                  # (Q, 1)
+    var = std[:, None] ** 2
+    edge = sd * (e[..., 1] + kink * e[..., 0])                         # Σ ω σφ(z)(μ + κ)
+    below = jnp.stack([b[..., 0], b[..., 1] - sd * e[..., 0],
+                       b[..., 2] + var * b[..., 0] - edge], axis=-1)   # (S, Q, W, 3)
+    above = jnp.stack([a[..., 0], a[..., 1] + sd * e[..., 0],
+                       a[..., 2] + var * a[..., 0] + edge], axis=-1)
+    totals = totals.at[..., 2].add(std ** 2 * totals[..., 0])          # E[y^r]: (S, Q, 3)
+    total = jnp.broadcast_to(totals[:, :, None, :], below.shape)       # the same at every kink
+    none = jnp.zeros_like(total)
+    # Each feature's active set as [lo, hi] with the moments at each end (F: below, T: above).
+    rising, falling = slope > 0, slope < 0
+    everywhere = flat & (drift > 0)                                    # (Q, W)
+    inf = jnp.inf
+    lo = jnp.where(rising, kink, jnp.where(falling | everywhere, -inf, inf))
+    hi = jnp.where(falling, kink, jnp.where(rising | everywhere, inf, -inf))
+    lo_f = jnp.where(rising[..., None], below, jnp.where((falling | everywhere)[..., None],
+                                                           none, total))
+    lo_t = jnp.where(rising[..., None], above, jnp.where((falling | everywhere)[..., None],
+                                                           total, none))
+    hi_f = jnp.where(falling[..., None], below, jnp.where((rising | everywhere)[..., None],
+                                                            total, none))
+    hi_t = jnp.where(falling[..., None], above, jnp.where((rising | everywhere)[..., None],
+                                                            none, total))
+
+    def pick(first, values, second):
+        """Pairwise ``(…, W, W, 3)``: ``first``'s table of j where ``values`` chose j, else k's."""
+        return jnp.where(values[..., None], first[..., :, None, :], second[..., None, :, :])
+
+    take_j_lo = lo[:, :, None] >= lo[:, None, :]                       # (Q, W, W): max lo
+    take_j_hi = hi[:, :, None] <= hi[:, None, :]                       # min hi
+    pair_lo_f, pair_lo_t = pick(lo_f, take_j_lo, lo_f), pick(lo_t, take_j_lo, lo_t)
+    pair_hi_f, pair_hi_t = pick(hi_f, take_j_hi, hi_f), pick(hi_t, take_j_hi, hi_t)
+    inside = jnp.maximum(lo[:, :, None], lo[:, None, :]) < jnp.minimum(hi[:, :, None],
+                                                                        hi[:, None, :])
+    # Subtract the smaller pair of sums: tails when the interval is right of most of the mass.
+    tails = pair_lo_t[..., :1] <= pair_hi_f[..., :1]
+    moments = jnp.where(inside[..., None], jnp.where(tails, pair_lo_t - pair_hi_t,
+                                                     pair_hi_f - pair_lo_f), 0.0)
+    m0, m1, m2 = moments[..., 0], moments[..., 1], moments[..., 2]     # (S, Q, W, W)
+    w_j, d_j = slope[:, None], drift[:, :, None]
+    w_k, d_k = slope[None, :], drift[:, None, :]
+    pair = w_j * w_k * m2 + (w_j * d_k + w_k * d_j) * m1 + d_j * d_k * m0
+    gram = jnp.einsum("q,sqab->sab", q, pair)
+    active = jnp.where(rising, above[..., 0], below[..., 0])            # P(j active), w ≠ 0
+    linear = -jnp.einsum("q,sqa->sa", q, slope * active)
     constant = (jnp.log(jnp.expm1(2.0 * horizon)) - jnp.log(jnp.expm1(2.0 * t_min))) / (
         2.0 * (horizon - t_min))
     return DsmQuadratic(gram, linear, constant)
