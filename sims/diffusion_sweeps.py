@@ -48,21 +48,22 @@ def _quadratics(params, data, weight_sets, key_draws, *, estimator, draws, nodes
     return jax.vmap(lambda w: D.dsm_quadratic(params, data, w, t, eps))(weight_sets)
 
 
-def _oneshot_replica(sizes, taus, width, estimator, draws, nodes, steps, cells, with_bound, dim,
+def _oneshot_replica(sizes, width, estimator, draws, nodes, steps, cells, with_bound, dim,
                      horizon, t_min):
     n_max = max(sizes)
     the_grid = grid(cells, dim)
     nodes_x = jnp.asarray(metrics.grid_nodes(the_grid))
     cell = the_grid.cell_volume
 
-    def one(key, truth):
+    def one(key, inputs):
+        truth, taus = inputs                     # traced: new training times, same program
         key_data, key_features, key_draws = jax.random.split(key, 3)
         data = sample_mixture(key_data, truth, n_max)
         params = D.random_features(key_features, width, dim=dim)
         prefixes = (jnp.arange(n_max)[None, :] < jnp.asarray(sizes)[:, None]).astype(jnp.float64)
         quads = _quadratics(params, data, prefixes, key_draws, estimator=estimator, draws=draws,
                             nodes=nodes, horizon=horizon, t_min=t_min, dim=dim)
-        readouts = jax.vmap(lambda q: D.train_exact(q, jnp.asarray(taus)))(quads)  # (S, T, W..)
+        readouts = jax.vmap(lambda q: D.train_exact(q, taus))(quads)     # (S, T, W..)
         p0 = metrics.mixture_density(the_grid, truth)
         p0_tail = 0.5 * metrics.mixture_tail_mass(the_grid, truth)
 
@@ -110,10 +111,13 @@ def oneshot(key, truth, *, sizes, taus, width, replicas, estimator="averaged", d
         D.check_diffusion_args(width, tau, horizon, steps, draws, t_min, dim)
     D.check_estimator(estimator, nodes, horizon, t_min, dim)
     metrics.check_grid_covers(grid(cells, dim), truth, 1e-6)
-    static = (sizes, taus, int(width), estimator, int(draws), int(nodes), int(steps), int(cells),
+    static = (sizes, int(width), estimator, int(draws), int(nodes), int(steps), int(cells),
               bool(with_bound), int(dim), float(horizon), float(t_min))
     replica = _oneshot_replica(*static)
-    return run_replicas(key, replica, ("diffusion-oneshot",) + static, truth, replicas=replicas,
+    # The times are data (only their count is in the program): B3's eps sweep trains for a
+    # law fitted per seed, and a new seed must not compile a new program.
+    inputs = (truth, jnp.asarray(taus, jnp.float64))
+    return run_replicas(key, replica, ("diffusion-oneshot",) + static, inputs, replicas=replicas,
                         batch_size=min(batch_size, replicas), devices=devices,
                         description="diffusion one-shot")
 
@@ -230,18 +234,20 @@ def _b3_replica(n, m_grid, generations, model, cells, steps, horizon):
         out = metric(None, Generation(0, params, params, None, None), truth)
         return jnp.stack([out["tv"], out["tv_error"]])
 
-    def one(key, truth):
+    def one(key, inputs):
+        truth, times = inputs          # times: None (the model's rule) or (1 + len(m_grid),)
+        time = (lambda j: None) if times is None else (lambda j: times[j])
         key_real, key_loop = jax.random.split(key)
         real = sample_mixture(key_real, truth, n)
-        first = model.fit(jax.random.fold_in(key_loop, 0), real, jnp.ones(n))
+        first = model.fit(jax.random.fold_in(key_loop, 0), real, jnp.ones(n), time=time(0))
         rows = []
-        for m in m_grid:                # static sizes: each m trains on exactly n + m points
+        for j, m in enumerate(m_grid):  # static sizes: each m trains on exactly n + m points
             params, tvs = first, [tv_of(first, truth)]
             for i in range(1, generations + 1):
                 key_sample, key_fit = jax.random.split(jax.random.fold_in(key_loop, i))
                 data = real if m == 0 else jnp.concatenate(
                     [real, model.sample(key_sample, params, m)])
-                params = model.fit(key_fit, data, jnp.ones(n + m))
+                params = model.fit(key_fit, data, jnp.ones(n + m), time=time(j + 1))
                 tvs.append(tv_of(params, truth))
             rows.append(jnp.stack(tvs))                              # (G + 1, 2)
         table = jnp.stack(rows, axis=1)                              # (G + 1, M, 2)
@@ -251,14 +257,16 @@ def _b3_replica(n, m_grid, generations, model, cells, steps, horizon):
 
 
 def b3_loop(key, truth, model: GenerativeModel, *, n, m_grid, generations, replicas, cells=128,
-            steps=100, horizon=4.0, batch_size=16, devices=None) -> dict:
+            steps=100, horizon=4.0, training_times=None, batch_size=16, devices=None) -> dict:
     """The ``reuse`` loop (``n`` real points reused, ``m`` fresh synthetic ones) for every ``m``.
 
     Generation 0 is fit on the ``n`` real points and shared by every ``m``; generation ``i``
     of every ``m`` uses the same keys (first layer, sampler noise stream), so differences
     between ``m`` values are paired. ``m = 0`` refits on the real points alone (a fresh fit per
     generation). ``model`` must sample with ``steps`` steps (its ``sample`` is what the loop
-    draws from; the grid density is that sampler's law).
+    draws from; the grid density is that sampler's law). ``training_times``, when given, is
+    ``(τ(n), τ(n + m) for m in m_grid)``, passed to ``model.fit(..., time=)`` as data (the
+    diffusion model's override): B3's per-seed fitted law then reuses one compiled program.
 
     Returns ``tv`` and ``tv_error`` of shape ``(replicas, generations + 1, len(m_grid))``.
 
@@ -272,8 +280,15 @@ def b3_loop(key, truth, model: GenerativeModel, *, n, m_grid, generations, repli
     if generations < 1:
         raise ValueError(f"generations must be >= 1, got {generations!r}")
     metrics.check_grid_covers(grid(cells), truth, 1e-6)
+    if training_times is not None:
+        training_times = jnp.asarray(training_times, jnp.float64)
+        if training_times.shape != (1 + len(m_grid),) or not bool(
+                jnp.all(jnp.isfinite(training_times) & (training_times > 0))):
+            raise ValueError("training_times must be 1 + len(m_grid) positive finite times "
+                             f"(tau(n), tau(n + m) for m in m_grid), got {training_times!r}")
     static = (int(n), m_grid, int(generations), model, int(cells), int(steps), float(horizon))
     replica = _b3_replica(*static)
-    return run_replicas(key, replica, ("diffusion-b3",) + static, truth, replicas=replicas,
+    return run_replicas(key, replica, ("diffusion-b3",) + static, (truth, training_times),
+                        replicas=replicas,
                         batch_size=min(batch_size, replicas), devices=devices,
                         description="diffusion B3")

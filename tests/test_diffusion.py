@@ -109,6 +109,33 @@ def test_vmapped_eigh_decomposes_one_matrix_at_a_time_and_compiles_without_callb
         nan_values.reshape(6, 16), 2, axis=0)).all()
 
 
+def test_training_times_are_data_so_a_new_law_reuses_the_compiled_sweeps():
+    """B3 fits its law tau*(N) = C N^b per seed: the loop's and the eps sweep's training times
+    go in as data, so a second law compiles nothing, and the times given are the ones used."""
+    from sims import diffusion_sweeps as S
+    from sims import loop as engine
+    truth = Mixture(jnp.asarray([-2.0, 2.0]), jnp.asarray([0.5, 0.5]), jnp.asarray([1.0, 1.0]))
+    model = D.diffusion(8, 50.0, steps=8, estimator="averaged", nodes=4, rule="early")
+    common = dict(n=10, m_grid=(0, 10), generations=2, replicas=2, cells=32, steps=8,
+                  batch_size=2)
+    by_rule = S.b3_loop(jax.random.key(2), truth, model, **common)
+    times = [float(D.early_stopping_time(50.0, "early", float(size))) for size in (10, 10, 20)]
+    given = S.b3_loop(jax.random.key(2), truth, model, training_times=times, **common)
+    np.testing.assert_allclose(given["tv"], by_rule["tv"], rtol=1e-12)
+    compiled = len(engine._COMPILED)
+    other = S.b3_loop(jax.random.key(2), truth, model, training_times=[5.0, 5.0, 500.0], **common)
+    one = S.oneshot(jax.random.key(1), truth, sizes=(12,), taus=(1e2, 1e4), width=8, replicas=2,
+                    nodes=4, steps=8, cells=32, with_bound=False, batch_size=2)
+    compiled_after_first = len(engine._COMPILED)
+    two = S.oneshot(jax.random.key(1), truth, sizes=(12,), taus=(1e3, 1e5), width=8, replicas=2,
+                    nodes=4, steps=8, cells=32, with_bound=False, batch_size=2)
+    assert compiled_after_first == compiled + 1 and len(engine._COMPILED) == compiled + 1
+    assert not np.allclose(other["tv"][:, 1:], given["tv"][:, 1:])    # the times are used
+    assert not np.allclose(one["tv"], two["tv"])
+    with pytest.raises(ValueError, match="training_times"):
+        S.b3_loop(jax.random.key(2), truth, model, training_times=[5.0, 5.0], **common)
+
+
 def test_exact_mixture_score_matches_autodiff():
     x = jnp.linspace(-6, 6, 41)
     for t in (0.0, 0.05, 0.7, 3.0):

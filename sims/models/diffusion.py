@@ -724,10 +724,11 @@ def diffusion(width: int, tau: float, *, horizon: float = 4.0, steps: int = 100,
               nodes: int = 64) -> GenerativeModel:
     """Random-feature score diffusion as a ``GenerativeModel`` (data ``(N,)`` or ``(N, dim)``).
 
-    ``fit(key, data, weights)`` draws a fresh random first layer and fresh DSM draws
-    from ``key`` (``estimator="averaged"``: no draws, the loss averaged over them) and
+    ``fit(key, data, weights, time=None)`` draws a fresh random first layer and fresh DSM
+    draws from ``key`` (``estimator="averaged"``: no draws, the loss averaged over them) and
     trains the readout exactly for time ``τ`` (``rule="early"``:
-    ``τ = tau · N^(2/5)``, ``N = Σ weights``); ``sample`` runs the reverse SDE
+    ``τ = tau · N^(2/5)``, ``N = Σ weights``; ``time``, possibly traced, overrides the
+    rule); ``sample`` runs the reverse SDE
     (exponential integrator) or the probability-flow ODE for ``steps`` steps.
 
     Args:
@@ -754,7 +755,9 @@ def diffusion(width: int, tau: float, *, horizon: float = 4.0, steps: int = 100,
     validate.check_choice("sampler", sampler, ("sde", "ode"))
     check_estimator(estimator, nodes, horizon, t_min, dim)
 
-    def fit(key, data, weights):
+    def fit(key, data, weights, time=None):
+        """``time``, when given (may be traced), replaces the rule's training time: a caller
+        that varies the time with its inputs (B3's fitted law) then compiles once."""
         # The same key split for both estimators: equal keys give equal first layers.
         key_features, key_draws = jax.random.split(key)
         params = random_features(key_features, width, feature_scale, dim)
@@ -763,7 +766,8 @@ def diffusion(width: int, tau: float, *, horizon: float = 4.0, steps: int = 100,
         else:
             t, eps = dsm_draws(key_draws, data.shape[0], draws, horizon, t_min, dim)
             quadratic = dsm_quadratic(params, data, weights, t, eps)
-        time = early_stopping_time(tau, rule, weights.sum(), tau_exponent)
+        if time is None:
+            time = early_stopping_time(tau, rule, weights.sum(), tau_exponent)
         return params._replace(readout=train_exact(quadratic, time))
 
     draw = sample_sde if sampler == "sde" else sample_ode

@@ -974,9 +974,12 @@ def _b3_measure(key, point, shift):
         point = dict(point, tau=law[0], rule="power", tau_exponent=law[1])
     truth = _mixture()
     model = sweeps.with_synthetic_shift(_loop_model(point), float(shift))
+    # The times as data, so the per-seed law does not make a new program.
+    times = [_training_time(point, n + m) for m in (0,) + m_grid]
     run = sweeps.b3_loop(key_loop, truth, model, n=n, m_grid=m_grid,
                          generations=max(B3_GENERATIONS), replicas=point["replicas"],
-                         cells=point["cells"], steps=point["steps"], horizon=HORIZON)
+                         cells=point["cells"], steps=point["steps"], horizon=HORIZON,
+                         training_times=times)
     # (R, generations + 1, len(m)) -> (R, len(m), generations + 1)
     tv, tv_error = (np.swapaxes(run[k], 1, 2) for k in ("tv", "tv_error"))
     tv_high = tv + tv_error
