@@ -40,7 +40,7 @@ from sims.loop import run_replicas
 __all__ = ["TransformerSpec", "Prompts", "TrainInfo", "ICLTransformer", "make_spec",
            "sample_prompts", "replica_data", "ReplicaData", "tokens", "init_params", "predict",
            "train", "train_replicas", "linear_readout", "fit_gamma", "bayes_prediction",
-           "TrainingSet", "draw_batch", "fit", "synthetic_count", "LoopRules",
+           "TrainingSet", "synthetic_labels", "draw_batch", "fit", "synthetic_count", "LoopRules",
            "SECTION1", "Measures", "LoopOutput", "Calibration", "loop_trajectory",
            "calibration", "run_loops", "run_calibration", "run_loop", "twin_distance",
            "Coupled", "coupled_trajectory", "Stability", "coupled_lams", "run_coupled",
@@ -322,9 +322,10 @@ class TrainingSet(NamedTuple):
     label is ``teacher(extra[k]) + sigma * extra_noise[k]`` when ``synthetic`` (a sample of
     the teacher's joint law), else its real label (the "all real" control). Only the first
     ``extra_count`` rows of ``extra`` belong to the set (counts are traced, the arrays have a
-    static capacity). Synthetic labels are computed when a minibatch reaches a prompt: the
-    label of ``extra[k]`` is a fixed function of ``k`` (its noise is drawn once), so this is
-    the same as labelling all ``m`` prompts first, at the cost of the prompts drawn.
+    static capacity). The label of ``extra[k]`` is a fixed function of ``k`` (its noise is
+    drawn once), so ``fit`` labels all prompts first or each minibatch's slots as it draws
+    them, whichever is fewer forward passes: the same labels. ``synthetic`` is a bool
+    (``False``, a Python bool, skips the teacher statically) or a traced boolean.
     """
 
     real: Prompts
@@ -336,10 +337,20 @@ class TrainingSet(NamedTuple):
     synthetic: jax.Array
 
 
-def draw_batch(key: jax.Array, spec: TransformerSpec, data: TrainingSet) -> tuple[Prompts,
-                                                                                 jax.Array]:
+def synthetic_labels(spec: TransformerSpec, data: TrainingSet) -> jax.Array:
+    """Every extra prompt's synthetic label ``teacher(extra[k]) + sigma * extra_noise[k]``."""
+    return jax.lax.stop_gradient(predict(data.teacher, spec, data.extra)) + \
+        spec.noise * data.extra_noise
+
+
+def draw_batch(key: jax.Array, spec: TransformerSpec, data: TrainingSet,
+               labels: jax.Array | None = None) -> tuple[Prompts, jax.Array]:
     """A minibatch of ``spec.batch`` prompts drawn uniformly (with replacement) from ``data``,
-    and the query labels the network is trained to output."""
+    and the query labels the network is trained to output.
+
+    ``labels``: the extra prompts' synthetic labels when already computed
+    (``synthetic_labels``); ``None`` labels the minibatch's slots with the teacher here.
+    """
     size = data.real_count + data.extra_count
     index = jax.random.randint(key, (spec.batch,), 0, jnp.maximum(size, 1))
     is_real = index < data.real_count
@@ -348,11 +359,16 @@ def draw_batch(key: jax.Array, spec: TransformerSpec, data: TrainingSet) -> tupl
     batch = jax.tree.map(lambda a, b: jnp.where(
         is_real.reshape((-1,) + (1,) * (a.ndim - 1)), a[real_rows], b[extra_rows]),
         data.real, data.extra)
-    # The teacher labels every slot (a where is cheaper than gathering the synthetic ones);
-    # its output is used for the synthetic prompts only.
-    taught = jax.lax.stop_gradient(predict(data.teacher, spec, batch)) + \
-        spec.noise * data.extra_noise[extra_rows]
-    return batch, jnp.where(is_real | ~data.synthetic, batch.target, taught)
+    if data.synthetic is False:               # static: real labels only, no teacher at all
+        return batch, batch.target
+    if labels is None:
+        # The teacher labels every slot (a where is cheaper than gathering the synthetic
+        # ones); its output is used for the synthetic prompts only.
+        taught = jax.lax.stop_gradient(predict(data.teacher, spec, batch)) + \
+            spec.noise * data.extra_noise[extra_rows]
+    else:
+        taught = labels[extra_rows]
+    return batch, jnp.where(is_real | ~jnp.asarray(data.synthetic), batch.target, taught)
 
 
 def fit(key: jax.Array, spec: TransformerSpec, data: TrainingSet) -> tuple[Any, TrainInfo]:
@@ -365,13 +381,18 @@ def fit(key: jax.Array, spec: TransformerSpec, data: TrainingSet) -> tuple[Any, 
     init_key, batch_key = jax.random.split(key)
     params = init_params(init_key, spec)
     opt = optimizer(spec)
+    # Label every extra prompt once when there are fewer of them than minibatch slots (the
+    # teacher's pass per step cost about 30% of training); else label the slots drawn.
+    labels = None
+    if data.synthetic is not False and data.extra.target.shape[0] <= spec.steps * spec.batch:
+        labels = synthetic_labels(spec, data)
 
     def loss_fn(p, batch, y):
         return jnp.mean((predict(p, spec, batch) - y) ** 2)
 
     def step(carry, t):
         p, state, finite = carry
-        batch, y = draw_batch(jax.random.fold_in(batch_key, t), spec, data)
+        batch, y = draw_batch(jax.random.fold_in(batch_key, t), spec, data, labels)
         loss, grads = jax.value_and_grad(loss_fn)(p, batch, y)
         updates, state = opt.update(grads, state, p)
         return (optax.apply_updates(p, updates), state, finite & jnp.isfinite(loss)), loss
@@ -523,8 +544,9 @@ def loop_trajectory(key: jax.Array, spec: TransformerSpec, lams: jax.Array, gene
     lsa = g_star * linear_readout(test)
 
     def train_on(keys_i, extra, real_count, extra_count, teacher, synthetic):
+        # ``synthetic`` stays a Python bool: a set with real labels only never runs a teacher.
         data = TrainingSet(real, jnp.asarray(real_count, jnp.int32), extra[0], extra[1],
-                           jnp.asarray(extra_count, jnp.int32), teacher, jnp.asarray(synthetic))
+                           jnp.asarray(extra_count, jnp.int32), teacher, synthetic)
         params, info = fit(keys_i.fit, spec, data)
         return params, _measures(params, info, spec, test, bayes)
 
