@@ -82,10 +82,18 @@ def test_a_minibatch_takes_synthetic_labels_from_the_teacher_and_real_labels_fro
         else:  # an extra prompt: teacher + sigma xi_k, with its own fixed noise
             k = np.flatnonzero(np.isclose(np.asarray(extra.query)[:, 0], batch.query[b, 0]))[0]
             assert abs(label[b] - (taught[b] + TINY.noise * noise[k])) < 1e-5
-    # "all real": the same prompts keep their real labels
-    real_labels = data._replace(synthetic=jnp.asarray(False))
-    batch, label = tr.draw_batch(jax.random.key(5), TINY, real_labels)
-    np.testing.assert_array_equal(label, batch.target)
+    # Labelling every extra prompt first (fit's choice when they are fewer than the minibatch
+    # slots) gives the same labels as labelling the slots drawn.
+    labels = tr.synthetic_labels(TINY, data)
+    batch_first, label_first = tr.draw_batch(jax.random.key(5), TINY, data, labels)
+    jax.tree.map(np.testing.assert_array_equal, batch_first, batch)
+    np.testing.assert_allclose(label_first, label, rtol=1e-6, atol=1e-6)
+    assert not np.allclose(label, batch.target)                 # some labels are synthetic
+    # "all real": the same prompts keep their real labels, traced or static (no teacher run)
+    for synthetic in (jnp.asarray(False), False):
+        real_labels = data._replace(synthetic=synthetic)
+        batch, label = tr.draw_batch(jax.random.key(5), TINY, real_labels)
+        np.testing.assert_array_equal(label, batch.target)
 
 
 # --- the loop ---------------------------------------------------------------------------------
@@ -93,6 +101,25 @@ def test_a_minibatch_takes_synthetic_labels_from_the_teacher_and_real_labels_fro
 @functools.lru_cache(maxsize=None)
 def _loops(rules=tr.SECTION1, seed=0):
     return tr.run_loops(jax.random.key(seed), TINY, (0.0, 0.5), 3, 2, rules)
+
+
+def test_every_training_of_a_loop_is_one_of_two_traced_fits():
+    """G_0, the all-real control and the loop's generations share ``fit``'s jit: one trace
+    with real labels, one with synthetic ones (tracing the flax network dominated A4's
+    start-up when each training traced it again)."""
+    spec = TINY._replace(steps=TINY.steps + 1)          # a trace no other test has made
+    traces = []
+    optimizer = tr.optimizer                            # built once per trace of the fit
+
+    def counting(spec):
+        traces.append(spec)
+        return optimizer(spec)
+
+    lams, size = jnp.asarray([0.0, 0.5]), tr.capacity(spec, (0.0, 0.5))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tr, "optimizer", counting)
+        jax.make_jaxpr(lambda k: tr.loop_trajectory(k, spec, lams, 3, size))(jax.random.key(0))
+    assert len(traces) == 2
 
 
 def test_loop_shapes_controls_and_pairing():

@@ -378,6 +378,17 @@ def fit(key: jax.Array, spec: TransformerSpec, data: TrainingSet) -> tuple[Any, 
     same key and sets differing in one prompt see the same initialisation and minibatch
     indices (the coupling of THEORY §4).
     """
+    real_labels = data.synthetic is False
+    return _fit(key, spec, data._replace(synthetic=True) if real_labels else data, real_labels)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 3))
+def _fit(key, spec, data, real_labels):
+    # One trace per (spec, set shapes, real_labels), shared by every training of every loop,
+    # calibration and twin run in the process: tracing the flax network dominated A4's
+    # start-up (about 2 s a trace, a dozen traces), far more than it costs to run.
+    if real_labels:
+        data = data._replace(synthetic=False)
     init_key, batch_key = jax.random.split(key)
     params = init_params(init_key, spec)
     opt = optimizer(spec)
@@ -551,8 +562,10 @@ def loop_trajectory(key: jax.Array, spec: TransformerSpec, lams: jax.Array, gene
         return params, _measures(params, info, spec, test, bayes)
 
     keys0, keys1 = generation_keys(keys.loop, 0), generation_keys(keys.loop, 1)
-    first, first_measures = train_on(keys0, extra_prompts(keys0.extra, spec, 1), n, 0,
-                                     init_params(keys0.fit, spec), False)
+    # Extra prompts of the same capacity as every later set (none is used: count 0), so
+    # that G_0's training is the same traced program as the all-real control's.
+    first, first_measures = train_on(keys0, extra_prompts(keys0.extra, spec, extra_capacity), n,
+                                     0, init_params(keys0.fit, spec), False)
     all_real = None
     if controls:
         extra1 = extra_prompts(keys1.extra, spec, extra_capacity)
