@@ -157,7 +157,7 @@ def run_coupled(key: jax.Array, model: GenerativeModel, truth: Any, plan: LoopPl
                 metric: CoupledMetric, *, replaced_index: int, replicas: int,
                 coupler: Coupler | None = None, batch_size: int = 256,
                 real_sampler: Callable | None = None, reduce: bool = True,
-                progress: bool = False, devices=None) -> Any:
+                progress: bool | None = None, devices=None) -> Any:
     """Run ``replicas`` coupled pairs of loops (``S0`` vs ``S0'``) and measure them.
 
     Args:

@@ -15,10 +15,12 @@ the host too, so memory is flat in the replica count.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
 import os
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -328,7 +330,7 @@ def _check_truth_shapes(model, plan, real_sampler, treedef, spec, key_spec) -> N
 
 def run(key: jax.Array, model: GenerativeModel, truth: Any, plan: LoopPlan, metric: Metric, *,
         replicas: int, batch_size: int = 256, real_sampler: Callable | None = None,
-        reduce: bool = False, progress: bool = False, devices=None) -> Any:
+        reduce: bool = False, progress: bool | None = None, devices=None) -> Any:
     """Run ``replicas`` independent self-consuming loops and measure every generation.
 
     Args:
@@ -348,7 +350,7 @@ def run(key: jax.Array, model: GenerativeModel, truth: Any, plan: LoopPlan, metr
       real_sampler: ``(key, truth, n) -> data`` for real data (default ``model.sample``).
       reduce: if True, return running ``Moments`` (memory flat in ``replicas``);
         otherwise the full trajectories.
-      progress: show a progress bar over chunks.
+      progress: show a progress bar over chunks (``None``: as ``chunk_progress`` says).
       devices: devices to shard replicas over (default: all of ``jax.devices()``).
 
     Returns:
@@ -371,9 +373,25 @@ def run(key: jax.Array, model: GenerativeModel, truth: Any, plan: LoopPlan, metr
         devices=devices, description=f"{model.name}/{plan.scheme}")
 
 
+_CHUNK_PROGRESS = contextvars.ContextVar("chunk_progress", default=False)
+
+
+@contextlib.contextmanager
+def chunk_progress(show: bool = True) -> Iterator[None]:
+    """Within the block, every ``run_replicas`` call that does not say otherwise shows a bar
+    over its chunks (``verify.all`` turns it on for a claim it runs in its own process on a
+    terminal: a ``--full`` point can run for minutes in one call)."""
+    token = _CHUNK_PROGRESS.set(bool(show))
+    try:
+        yield
+    finally:
+        _CHUNK_PROGRESS.reset(token)
+
+
 def run_replicas(key: jax.Array, replica_fn: Callable[[jax.Array, Any], Any], static_key: tuple,
                  truth: Any, *, replicas: int, batch_size: int = 256, reduce: bool = False,
-                 progress: bool = False, devices=None, description: str = "replicas") -> Any:
+                 progress: bool | None = None, devices=None,
+                 description: str = "replicas") -> Any:
     """The driver behind ``run``: any per-replica function, chunked, sharded, compiled once.
 
     Args:
@@ -405,7 +423,7 @@ def run_replicas(key: jax.Array, replica_fn: Callable[[jax.Array, Any], Any], st
                 f"{have / 2**30:.2f} GiB available: use reduce=True (running moments)")
     n_chunks = math.ceil(replicas / chunk)
     starts = range(0, n_chunks * chunk, chunk)
-    if progress and n_chunks > 1:
+    if (_CHUNK_PROGRESS.get() if progress is None else progress) and n_chunks > 1:
         from tqdm.auto import tqdm
         starts = tqdm(starts, total=n_chunks, desc=description, unit="chunk", leave=False)
 

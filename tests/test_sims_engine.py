@@ -241,3 +241,25 @@ def test_moments_of_trajectories_are_what_the_reducing_driver_returns():
     for q in reduced.mean:
         np.testing.assert_allclose(of.mean[q], reduced.mean[q], rtol=1e-12)
         np.testing.assert_allclose(of.se[q], reduced.se[q], rtol=1e-10)
+
+
+def test_chunk_progress_shows_a_bar_over_chunks_only_where_asked(capsys):
+    """A ``--full`` point can be one ``run_replicas`` call of many chunks: under
+    ``chunk_progress`` it shows a bar over them; elsewhere, and for one chunk, nothing."""
+    def replica(key, truth):
+        return {"x": jax.random.normal(key, (1,)) + truth}
+
+    def run(**kwargs):
+        return loop.run_replicas(jax.random.key(0), replica, ("progress-test",), jnp.float64(0.0),
+                                 replicas=4, description="progress-test", **kwargs)
+
+    quiet = run(batch_size=1)
+    assert "progress-test" not in capsys.readouterr().err
+    with loop.chunk_progress():
+        shown = run(batch_size=1)
+        assert "progress-test" in capsys.readouterr().err
+        run(batch_size=4)                                   # one chunk: no bar
+        assert "progress-test" not in capsys.readouterr().err
+        run(batch_size=1, progress=False)                   # the caller's word wins
+        assert "progress-test" not in capsys.readouterr().err
+    np.testing.assert_array_equal(quiet["x"], shown["x"])

@@ -39,7 +39,7 @@ verify.configure_cpu_runtime()  # before JAX's backend exists (see its docstring
 
 import jax  # noqa: E402
 from verify import baseline, plugins, report
-from sims.loop import compile_count
+from sims.loop import chunk_progress, compile_count
 from verify.cache import compile_stats, enable_compilation_cache
 from verify.claim import REGISTRY, evaluate
 from verify.store import PointStore
@@ -387,10 +387,12 @@ def _evaluate_all(claims, mode: str, seed: int, store, jobs: int, figures_dir, c
     try:
         if jobs == 1 or len(claims) == 1:
             done = []
-            for claim in claims:
-                done.append(_evaluate_one(claim, mode, seed, store, figures_dir,
-                                          progress=bar is not None))
-                finished(done[-1])
+            # In this process and on a terminal: bars over points and over a sweep's chunks.
+            with chunk_progress(bar is not None):
+                for claim in claims:
+                    done.append(_evaluate_one(claim, mode, seed, store, figures_dir,
+                                              progress=bar is not None))
+                    finished(done[-1])
         else:
             pool = multiprocessing.get_context("spawn").Pool(
                 min(jobs, len(claims)), initializer=_worker_init, initargs=(cache, tuple(specs)))
