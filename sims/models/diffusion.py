@@ -498,30 +498,29 @@ def _averaged(params, data, weights, horizon, t_min, nodes):
                        a[..., 2] + var * a[..., 0] + edge], axis=-1)
     totals = totals.at[..., 2].add(std ** 2 * totals[..., 0])          # E[y^r]: (S, Q, 3)
     total = jnp.broadcast_to(totals[:, :, None, :], below.shape)       # the same at every kink
-    none = jnp.zeros_like(total)
-    # Each feature's active set as [lo, hi] with the moments at each end (F: below, T: above).
+    # Each feature's active set [lo, hi]; at each end its value and the sums (F: below, T:
+    # above) there: a kink's own sums, at −∞ (0, total), at +∞ (total, 0).
     rising, falling = slope > 0, slope < 0
     everywhere = flat & (drift > 0)                                    # (Q, W)
-    inf = jnp.inf
-    lo = jnp.where(rising, kink, jnp.where(falling | everywhere, -inf, inf))
-    hi = jnp.where(falling, kink, jnp.where(rising | everywhere, inf, -inf))
-    lo_f = jnp.where(rising[..., None], below, jnp.where((falling | everywhere)[..., None],
-                                                           none, total))
-    lo_t = jnp.where(rising[..., None], above, jnp.where((falling | everywhere)[..., None],
-                                                           total, none))
-    hi_f = jnp.where(falling[..., None], below, jnp.where((rising | everywhere)[..., None],
-                                                            total, none))
-    hi_t = jnp.where(falling[..., None], above, jnp.where((rising | everywhere)[..., None],
-                                                            none, total))
 
-    def pick(first, values, second):
-        """Pairwise ``(…, W, W, 3)``: ``first``'s table of j where ``values`` chose j, else k's."""
-        return jnp.where(values[..., None], first[..., :, None, :], second[..., None, :, :])
+    def end(at_kink, at_minus_inf):
+        value = jnp.where(at_kink, kink, jnp.where(at_minus_inf, -jnp.inf, jnp.inf))
+        at_kink, at_minus_inf = at_kink[..., None], at_minus_inf[..., None]
+        below_end = jnp.where(at_kink, below, jnp.where(at_minus_inf, 0.0, total))
+        above_end = jnp.where(at_kink, above, jnp.where(at_minus_inf, total, 0.0))
+        return value, below_end, above_end
+
+    lo, lo_f, lo_t = end(rising, falling | everywhere)
+    hi, hi_f, hi_t = end(falling, ~(rising | falling | everywhere))    # a never-active one: empty
+
+    def pick(table, take_j):
+        """Pairwise ``(…, W, W, 3)``: feature j's sums where ``take_j``, else feature k's."""
+        return jnp.where(take_j[..., None], table[..., :, None, :], table[..., None, :, :])
 
     take_j_lo = lo[:, :, None] >= lo[:, None, :]                       # (Q, W, W): max lo
     take_j_hi = hi[:, :, None] <= hi[:, None, :]                       # min hi
-    pair_lo_f, pair_lo_t = pick(lo_f, take_j_lo, lo_f), pick(lo_t, take_j_lo, lo_t)
-    pair_hi_f, pair_hi_t = pick(hi_f, take_j_hi, hi_f), pick(hi_t, take_j_hi, hi_t)
+    pair_lo_f, pair_lo_t = pick(lo_f, take_j_lo), pick(lo_t, take_j_lo)
+    pair_hi_f, pair_hi_t = pick(hi_f, take_j_hi), pick(hi_t, take_j_hi)
     inside = jnp.maximum(lo[:, :, None], lo[:, None, :]) < jnp.minimum(hi[:, :, None],
                                                                         hi[:, None, :])
     # Subtract the smaller pair of sums: tails when the interval is right of most of the mass.

@@ -379,6 +379,8 @@ def fit(key: jax.Array, spec: TransformerSpec, data: TrainingSet) -> tuple[Any, 
     indices (the coupling of THEORY §4).
     """
     real_labels = data.synthetic is False
+    # jit would trace the Python False as an array: pass the fact as a static argument and a
+    # placeholder leaf in its place (``_fit`` puts the static False back).
     return _fit(key, spec, data._replace(synthetic=True) if real_labels else data, real_labels)
 
 
