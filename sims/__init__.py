@@ -10,11 +10,11 @@ the exact identities are checked in float64, switched on by ``verify.enable_floa
 """
 from sims.model import GenerativeModel
 from sims.schemes import LoopPlan, make_plan, SCHEMES
-from sims.loop import run, Generation, Moments, NonFiniteError
+from sims.loop import run, diverged, Generation, Moments, NonFiniteError
 
 import importlib
 
-__all__ = ["GenerativeModel", "LoopPlan", "make_plan", "SCHEMES", "run", "Generation",
+__all__ = ["GenerativeModel", "LoopPlan", "make_plan", "SCHEMES", "run", "diverged", "Generation",
            "Moments", "NonFiniteError", "coupled", "gap_metrics", "metrics", "models", "sampling",
            "sweeps"]
 _SUBMODULES = ("coupled", "gap_metrics", "metrics", "models", "sampling", "sweeps")

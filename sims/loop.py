@@ -263,6 +263,26 @@ def _first_nonfinite(tree: Any, offset: int) -> None:
                                  int(replica) + offset)
 
 
+def diverged(trajectories: Any, settled: int = 2) -> np.ndarray:
+    """Where each replica has diverged: ``(replicas, generations)`` bool, True from the first
+    generation at which any of its metrics is NaN/Inf on (a non-finite model stays so).
+
+    For trajectories from ``run(..., nonfinite="return")``. A replica that is non-finite
+    within its first ``settled`` generations raises ``NonFiniteError``: ``G_0`` is fitted on
+    real data only, so a NaN there is a broken run, not a loop that diverged, and a trend
+    needs two generations.
+    """
+    leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(trajectories)]
+    replicas, generations = leaves[0].shape[:2]
+    bad = np.zeros((replicas, generations), bool)
+    for leaf in leaves:
+        if np.issubdtype(leaf.dtype, np.floating):
+            bad |= ~np.isfinite(leaf.reshape(replicas, generations, -1)).all(axis=2)
+    out = np.logical_or.accumulate(bad, axis=1)
+    _first_nonfinite(jax.tree.map(lambda a: np.asarray(a)[:, :settled], trajectories), 0)
+    return out
+
+
 def _merge(moments: Moments | None, chunk: Any) -> Moments:
     """Chan et al.'s pairwise merge of running moments with one chunk's replicas."""
     count = jax.tree.leaves(chunk)[0].shape[0]
@@ -330,7 +350,8 @@ def _check_truth_shapes(model, plan, real_sampler, treedef, spec, key_spec) -> N
 
 def run(key: jax.Array, model: GenerativeModel, truth: Any, plan: LoopPlan, metric: Metric, *,
         replicas: int, batch_size: int = 256, real_sampler: Callable | None = None,
-        reduce: bool = False, progress: bool | None = None, devices=None) -> Any:
+        reduce: bool = False, progress: bool | None = None, devices=None,
+        nonfinite: str = "raise") -> Any:
     """Run ``replicas`` independent self-consuming loops and measure every generation.
 
     Args:
@@ -352,6 +373,10 @@ def run(key: jax.Array, model: GenerativeModel, truth: Any, plan: LoopPlan, metr
         otherwise the full trajectories.
       progress: show a progress bar over chunks (``None``: as ``chunk_progress`` says).
       devices: devices to shard replicas over (default: all of ``jax.devices()``).
+      nonfinite: ``"raise"`` (default): a NaN/Inf is an error. ``"return"``: hand the
+        trajectories back with their NaN/Inf, for a caller that gives a diverged replica a
+        defined outcome (B2-loop's 2-D fully synthetic loop overflows; docs/diffusion.md §7).
+        Not with ``reduce`` (running moments cannot hold a NaN meaningfully).
 
     Returns:
       The metric pytree with leading axes ``(replicas, generations)``, or ``Moments``.
@@ -370,7 +395,7 @@ def run(key: jax.Array, model: GenerativeModel, truth: Any, plan: LoopPlan, metr
         key, lambda k, data: trajectory(k, model, data[0], layout, metric, real_sampler, data[1]),
         ("trajectory", model, layout, metric, real_sampler), (truth, plan.sizes()),
         replicas=replicas, batch_size=batch_size, reduce=reduce, progress=progress,
-        devices=devices, description=f"{model.name}/{plan.scheme}")
+        devices=devices, description=f"{model.name}/{plan.scheme}", nonfinite=nonfinite)
 
 
 _CHUNK_PROGRESS = contextvars.ContextVar("chunk_progress", default=False)
@@ -391,7 +416,7 @@ def chunk_progress(show: bool = True) -> Iterator[None]:
 def run_replicas(key: jax.Array, replica_fn: Callable[[jax.Array, Any], Any], static_key: tuple,
                  truth: Any, *, replicas: int, batch_size: int = 256, reduce: bool = False,
                  progress: bool | None = None, devices=None,
-                 description: str = "replicas") -> Any:
+                 description: str = "replicas", nonfinite: str = "raise") -> Any:
     """The driver behind ``run``: any per-replica function, chunked, sharded, compiled once.
 
     Args:
@@ -400,7 +425,7 @@ def run_replicas(key: jax.Array, replica_fn: Callable[[jax.Array, Any], Any], st
       static_key: hashable tuple identifying ``replica_fn`` (its compilation cache key).
       truth: the traced data of every replica (any pytree of arrays: ``p0``'s
         parameters, per-generation sizes...); new values, same shapes: no recompilation.
-      replicas, batch_size, reduce, progress, devices: as in ``run``.
+      replicas, batch_size, reduce, progress, devices, nonfinite: as in ``run``.
       description: progress-bar label.
 
     Returns:
@@ -410,6 +435,11 @@ def run_replicas(key: jax.Array, replica_fn: Callable[[jax.Array, Any], Any], st
     if replicas > MAX_REPLICAS:  # replica indices are uint32: more would repeat keys
         raise ValueError(f"replicas must be an integer in [1, 2**32], got {replicas}")
     batch_size = validate.check_positive_int("batch_size", batch_size)
+    if nonfinite not in ("raise", "return"):
+        raise ValueError(f"nonfinite must be 'raise' or 'return', got {nonfinite!r}")
+    if nonfinite == "return" and reduce:
+        raise ValueError("nonfinite='return' needs the trajectories (reduce=False): running "
+                         "moments cannot carry a diverged replica")
     devices = tuple(devices or jax.devices())
     chunk = batch_size * len(devices)
     compiled, sharding = _compiled_chunk(replica_fn, static_key, batch_size, devices, key, truth)
@@ -443,22 +473,23 @@ def run_replicas(key: jax.Array, replica_fn: Callable[[jax.Array, Any], Any], st
             jax.block_until_ready(pending[1])
         launched = launch(start)
         if pending is not None:
-            moments = _collect(pending, replicas, moments, pieces, reduce)
+            moments = _collect(pending, replicas, moments, pieces, reduce, nonfinite)
         pending = launched
-    moments = _collect(pending, replicas, moments, pieces, reduce)
+    moments = _collect(pending, replicas, moments, pieces, reduce, nonfinite)
     if reduce:
         return moments
     return jax.tree.map(lambda *parts: np.concatenate(parts), *pieces)
 
 
-def _collect(pending, replicas, moments, pieces, reduce):
+def _collect(pending, replicas, moments, pieces, reduce, nonfinite):
     start, out = pending
     keep = min(replicas - start, jax.tree.leaves(out)[0].shape[0])
     if jax.process_count() > 1:  # every process gets the whole chunk, in replica order
         from jax.experimental import multihost_utils
         out = multihost_utils.process_allgather(out, tiled=True)
     host = jax.tree.map(lambda a: np.asarray(a)[:keep], out)
-    _first_nonfinite(host, start)
+    if nonfinite == "raise":
+        _first_nonfinite(host, start)
     if reduce:
         return _merge(moments, host)
     pieces.append(host)

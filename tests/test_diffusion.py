@@ -261,7 +261,7 @@ def test_nan_sampler_output_is_reported_with_generation_and_replica():
 
 # --- claims (quick grids) and negative controls -------------------------------------------
 
-from verify import claim as claim_lib  # noqa: E402
+from verify import claim as claim_lib, stats  # noqa: E402
 from verify.claim import Theory  # noqa: E402
 from verify.claims import diffusion as claims_diffusion  # noqa: E402
 
@@ -387,6 +387,61 @@ def test_b2_loop_fails_with_synthetic_data_shifted_by_one_and_a_half():
     assert good["rejected"] == 0
     assert shifted["violations"] > 0, [(r["measured"], r["theory"], r["se"]) for r in rows
                                        if r["kind"] == "upper"]
+
+
+def _planted_loop(point, diverge_from=None, replicas=64, seed=0):
+    """B2-loop's rows from planted trajectories (TV 0.10 ± 0.01, no simulation); the first
+    half of the replicas turn NaN from generation ``diverge_from`` on."""
+    rng = np.random.default_rng(seed)
+    shape = (replicas, point["generations"])
+    traj = {"tv": 0.10 + 0.01 * rng.standard_normal(shape), "tv_error": np.full(shape, 1e-3),
+            "disc": np.full(shape, 0.01)}
+    if diverge_from is not None:
+        for leaf in traj.values():
+            leaf[: replicas // 2, diverge_from:] = np.nan
+    plan = claims_diffusion._loop_plan(point)
+    sizes = tuple(sorted({int(s) for s in claims_diffusion.training_sizes(plan)}))
+    eps = np.linspace(0.09, 0.08, len(sizes))
+    return traj, claims_diffusion.loop_rows(traj, plan, sizes, eps, np.full(len(sizes), 2e-3), 48)
+
+
+def test_b2_loop_counts_a_diverged_replica_against_every_row_it_could_pass():
+    """The 2-D fully synthetic loop overflows in some replicas (docs/diffusion.md §7). A diverged
+    replica is TV 1 in the R1 rows (so half the replicas diverging fails R1 at lam = 0.5, where
+    a finite loop at the same TV passes), its collapse slope uses only the generations it has,
+    the numerical budgets leave it out, and the share is a report row and a note."""
+    claim = claims_diffusion.B2_LOOP
+    reuse, synthetic = claim.grid("quick")[1], claim.grid("quick")[0]
+
+    def summary(point, measured):
+        return claim_lib.compare(claim_lib.rows_for_point(
+            0, point, measured.quantities, claim.theory(point, measured.context)), claim.alpha)
+
+    _, finite = _planted_loop(reuse)
+    traj, broken = _planted_loop(reuse, diverge_from=3)
+    assert summary(reuse, finite)["rejected"] == 0
+    assert summary(reuse, broken)["violations"] > 0
+    r1 = broken.quantities[claims_diffusion.R1_ROW]
+    high = np.where(np.isnan(traj["tv"]), 1.0, traj["tv"] + traj["tv_error"])
+    np.testing.assert_allclose(r1.mean, high.mean(0)[1:])
+    share = broken.quantities[claims_diffusion.DIVERGED]
+    np.testing.assert_allclose(share.mean, np.where(np.arange(reuse["generations"]) >= 3, 0.5, 0))
+    budget = broken.quantities["grid error budget"]
+    assert np.all(np.isfinite(budget.mean)) and np.allclose(budget.mean, 1e-3)
+    notes = claims_diffusion.b2_loop_notes(reuse, broken.quantities,
+                                           claim.theory(reuse, broken.context), broken.context)
+    assert "32 of 64 replicas diverged" in notes[-1] and "generation 3" in notes[-1]
+    assert "diverged" not in " ".join(claims_diffusion.b2_loop_notes(
+        reuse, finite.quantities, claim.theory(reuse, finite.context), finite.context))
+    # lam = 0: the slope of the planted flat TV stays ~0 (the 1s would have made it a "rise")
+    traj, broken = _planted_loop(synthetic, diverge_from=3)
+    slope = broken.quantities[claims_diffusion.TREND]
+    expected = stats.per_replica_slope(traj["tv"], where=np.isfinite(traj["tv"]))
+    np.testing.assert_allclose(slope.mean, expected.mean())
+    assert summary(synthetic, broken)["effects_unresolved"] == 1   # no collapse is claimed
+    # A NaN in G_0 or G_1 is a broken run, not a divergence: an error naming it.
+    with pytest.raises(NonFiniteError, match="generation 1"):
+        _planted_loop(reuse, diverge_from=1)
 
 
 def test_squared_contraction_recursion_is_the_named_wrong_r1():
@@ -690,6 +745,23 @@ def test_b2_loop_2d_point_measures_and_is_only_in_the_full_grid():
     assert np.all(measurement.context["eps"] > 0)
     np.testing.assert_allclose(bound.value, tv_bounds.tv_recursion_bound(
         measurement.context["eps"], [1.0] + [0.5] * (TINY_2D["generations"] - 1))[1:])
+
+
+def test_b2_loop_2d_fully_synthetic_point_is_reported_not_tested_and_says_why():
+    """Its law leaves the grid (docs/diffusion.md §7): every row report, the reason in the notes;
+    every other point keeps its tested rows."""
+    claim = claims_diffusion.B2_LOOP
+    for point in claim.grid("full"):
+        point = dict(point, generations=4)
+        _, planted = _planted_loop(point)
+        theory = claim.theory(point, planted.context)
+        kinds = {th.kind for th in theory.values()}
+        notes = " ".join(claims_diffusion.b2_loop_notes(point, planted.quantities, theory,
+                                                        planted.context))
+        if point.get("dim", 1) == 2 and point["lam"] == 0:
+            assert kinds == {"report"} and "reported, not tested" in notes
+        else:
+            assert "upper" in kinds and "numerical" in kinds and "not tested" not in notes
 
 
 def test_b2_loop_covers_every_scheme_and_feeds_accumulate_its_own_recursion():

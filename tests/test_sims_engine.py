@@ -152,6 +152,29 @@ def test_nonfinite_values_name_the_generation():
         sims.run(jax.random.key(0), gaussian(1), TRUTH, plan, exploding, replicas=4, batch_size=4)
 
 
+def test_nonfinite_return_hands_back_the_nans_and_diverged_marks_them_from_then_on():
+    def exploding(key, gen, truth):   # replica-dependent: the metric's mean moves per replica
+        return {"x": jnp.where((gen.index >= 3) & (gen.params.mean[0] > 0), jnp.nan, 1.0),
+                "y": gen.params.mean[0]}
+    plan = sims.make_plan("synthetic", n=10, generations=5)
+    args = (jax.random.key(0), gaussian(1), TRUTH, plan, exploding)
+    out = sims.run(*args, replicas=8, batch_size=4, nonfinite="return")
+    bad = ~np.isfinite(out["x"])
+    assert bad.any() and not bad[:, :3].any() and np.isfinite(out["y"]).all()
+    gone = sims.diverged(out)
+    first = np.argmax(bad, axis=1)
+    expected = bad.any(1)[:, None] & (np.arange(5) >= np.where(bad.any(1), first, 5)[:, None])
+    np.testing.assert_array_equal(gone, expected)   # cumulative from the first NaN
+    with pytest.raises(sims.NonFiniteError, match="generation 3"):
+        sims.diverged(out, settled=4)            # a NaN in the first settled generations: error
+    with pytest.raises(sims.NonFiniteError):
+        sims.run(*args, replicas=8, batch_size=4)   # the default still raises
+    with pytest.raises(ValueError, match="nonfinite"):
+        sims.run(*args, replicas=8, batch_size=4, nonfinite="ignore")
+    with pytest.raises(ValueError, match="reduce"):
+        sims.run(*args, replicas=8, batch_size=4, nonfinite="return", reduce=True)
+
+
 def test_impossible_memory_requests_fail_early_with_a_suggestion():
     plan = sims.make_plan("synthetic", n=10, generations=5)
     with pytest.raises(MemoryError, match="reduce=True"):

@@ -142,6 +142,14 @@ def test_per_replica_slope_is_ols_over_the_chosen_generations():
     values = np.array([[0.0, 1.0, 2.0, 3.0], [5.0, 5.0, 5.0, 9.0]])
     np.testing.assert_allclose(stats.per_replica_slope(values), [1.0, 1.2])
     np.testing.assert_allclose(stats.per_replica_slope(values, start=2), [1.0, 4.0])
+    # where: each replica's own generations (a diverged replica's prefix); NaN outside is unread
+    gapped = np.array([[0.0, 1.0, 2.0, np.nan], [5.0, 5.0, 5.0, 9.0]])
+    use = np.isfinite(gapped)
+    np.testing.assert_allclose(stats.per_replica_slope(gapped, where=use), [1.0, 1.2])
+    np.testing.assert_allclose(stats.per_replica_slope(values, where=np.ones((2, 4), bool)),
+                               stats.per_replica_slope(values))
+    with pytest.raises(ValueError, match="two generations"):
+        stats.per_replica_slope(gapped, where=use & (np.arange(4) < 1))
 
 
 def test_rate_exponent_takes_its_se_from_the_replicas_not_the_residuals():

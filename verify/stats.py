@@ -209,16 +209,27 @@ def power_law_upper(fit, N):
     sd = np.sqrt(np.einsum("...i,ij,...j->...", x, np.asarray(fit["log_cov"]), x))
     return np.exp(centre + fit["t"] * sd)
 
-def per_replica_slope(values, start: int = 0) -> np.ndarray:
+def per_replica_slope(values, start: int = 0, where=None) -> np.ndarray:
     """OLS slope over generations ``start .. G-1`` (the last axis) of each replica's values.
 
     A per-replica statistic: its mean and SE over replicas are then tested with Student t at
     ``replicas - 1`` dof (a trend test that pools every generation into one row).
+    ``where`` (bool, the shape of ``values``): the generations each replica's fit uses, e.g.
+    those before it diverged; every replica needs two of them from ``start`` on. Values
+    outside ``where`` (NaN included) are never read.
     """
     values = np.asarray(values, np.float64)[..., start:]
     i = np.arange(values.shape[-1], dtype=np.float64)
-    centred = i - i.mean()
-    return (values - values.mean(-1, keepdims=True)) @ centred / (centred @ centred)
+    if where is None:
+        centred = i - i.mean()
+        return (values - values.mean(-1, keepdims=True)) @ centred / (centred @ centred)
+    use = np.broadcast_to(np.asarray(where, bool)[..., start:], values.shape)
+    count = use.sum(-1, keepdims=True)
+    if np.any(count < 2):
+        raise ValueError("where must leave every replica two generations to fit a slope")
+    y = np.where(use, values, 0.0)
+    centred = np.where(use, i - (use * i).sum(-1, keepdims=True) / count, 0.0)
+    return (centred * (y - y.sum(-1, keepdims=True) / count)).sum(-1) / (centred ** 2).sum(-1)
 
 
 class RateFit(NamedTuple):

@@ -133,6 +133,16 @@ def _mean_se(samples, axis=0):
     return samples.mean(axis=axis), samples.std(axis=axis, ddof=1) / np.sqrt(samples.shape[axis])
 
 
+def _mean_se_where(samples, use):
+    """Mean and SE over replicas (axis 0) of the entries in ``use`` only (a diagnostic's)."""
+    samples, use = np.asarray(samples, np.float64), np.asarray(use, bool)
+    count = use.sum(0)
+    mean = np.where(use, samples, 0.0).sum(0) / np.maximum(count, 1)
+    var = np.where(use, (samples - mean) ** 2, 0.0).sum(0) / np.maximum(count - 1, 1)
+    return (np.where(count > 0, mean, np.nan),
+            np.where(count > 1, np.sqrt(var / np.maximum(count, 1)), np.nan))
+
+
 # --- one-generation sweep over (n, τ): sims.diffusion_sweeps.oneshot -------------------------
 
 def oneshot_sweep(key, sizes, taus, *, width, replicas, estimator=ESTIMATOR, draws=DRAWS,
@@ -676,6 +686,13 @@ B2_ONESHOT = register(Claim(
 LOOP_TAU, LOOP_RULE = 2e3, "early"
 # The full mode's 2-D loop points (points without "dim" are 1-D).
 LOOP_2D_GENERATIONS, LOOP_2D_REPLICAS = 10, 32
+# Why the 2-D fully synthetic point (key ``tested=False``) is reported, not tested: measured at
+# seed 0 (docs/diffusion.md §7).
+UNMEASURABLE_2D = ("reported, not tested: the 2-D fully synthetic loop's law leaves the "
+                   "48 x 48 grid on [-7, 7]^2 (grid budget 0.029 at i = 1, 0.18 at i = 9, "
+                   "tolerance 0.02; the relu score extrapolates and the loop refits its "
+                   "escaped samples, some replicas until they overflow), so its TV is not "
+                   "measured within budget; collapse is tested on the 1-D synthetic point")
 
 
 def _loop_grid(mode):
@@ -696,7 +713,8 @@ def _loop_grid(mode):
         base_2d = dict(base, generations=LOOP_2D_GENERATIONS, replicas=LOOP_2D_REPLICAS,
                        cells=CELLS_2D, steps=QUICK_STEPS, dim=2, estimator="draws", draws=DRAWS,
                        tau=1e3, rule="fixed")
-        points += [dict(base_2d, scheme="synthetic", lam=0.0), dict(base_2d, scheme="reuse", lam=0.5)]
+        points += [dict(base_2d, scheme="synthetic", lam=0.0, tested=False),
+                   dict(base_2d, scheme="reuse", lam=0.5)]
     return points
 
 
@@ -781,6 +799,12 @@ def _r1_standard_error(recursion, plan, sizes, eps_sizes, eps_mean, eps_se):
 
 
 TREND = "slope of TV(G_i,p0) over i (per replica)"
+# A replica whose model turned non-finite from generation 2 on (sims.diverged; earlier is
+# an error) has diverged. Each row counts it against its own pass: the R1 rows and the growth
+# rows take its TV as 1 (a TV's maximum) from then on; the collapse slope uses only the
+# generations it has (never the 1s, which would manufacture a rise); the numerical budgets
+# leave it out. This row is the share of replicas diverged by each generation (report).
+DIVERGED = "share of replicas diverged (model non-finite), TV taken as 1"
 R1_ROW = "E TV(G_i,p0) [+grid error] vs R1(eps from separate runs)"
 
 
@@ -815,22 +839,35 @@ def _loop_measure(key, point, shift):
     traj = sims.run(key_loop, model, truth, plan,
                     D.diffusion_tv_metric(grid, HORIZON, steps, steps // 2),
                     replicas=point["replicas"], batch_size=min(point["replicas"], 32),
-                    real_sampler=gaussian_mixture_sampler)
+                    real_sampler=gaussian_mixture_sampler, nonfinite="return")
+    eps_sizes = tuple(sorted({int(s) for s in training_sizes(plan)}))
+    return loop_rows(traj, plan, eps_sizes, *predicted_eps(key_eps, point, eps_sizes))
+
+
+def loop_rows(traj, plan, eps_sizes, eps_mean, eps_se, eps_replicas) -> Measurement:
+    """B2-loop's rows from the loop's trajectories (``tv``, ``tv_error``, ``disc``: shape
+    ``(replicas, generations)``, NaN where a replica diverged) and eps from separate runs.
+
+    A replica whose model overflowed (the 2-D fully synthetic loop: the relu score
+    extrapolates, escaped samples are refitted; docs/diffusion.md §7) has diverged: every
+    row counts it the way least favourable to its own pass (see ``DIVERGED``).
+    """
+    gone = sims.diverged(traj)
     sizes = [int(s) for s in training_sizes(plan)]                  # N_i, i = 0..G-1
-    eps_sizes = tuple(sorted(set(sizes)))
-    eps_mean, eps_se, eps_replicas = predicted_eps(key_eps, point, eps_sizes)
     eps_schedule = np.asarray([eps_mean[eps_sizes.index(s)] for s in sizes])
     bound_se = _r1_standard_error(r1_recursion, plan, sizes, eps_sizes, eps_mean, eps_se)
-    tv = traj["tv"]
-    tv_high = tv + traj["tv_error"]
+    tv = np.where(gone, 1.0, traj["tv"])          # a diverged model: TV at its maximum, 1
+    tv_high = np.where(gone, 1.0, traj["tv"] + traj["tv_error"])
     i = np.arange(plan.generations)
     mid = max(plan.generations // 2, 1)
     R = tv.shape[0]
     tv_mean, tv_se = _mean_se(tv_high)
     growth_mean, growth_se = _mean_se(tv - tv[:, :1])
-    trend_mean, trend_se = _mean_se(stats.per_replica_slope(tv))
-    disc_mean, disc_se = _mean_se(traj["disc"])
-    err_mean, err_se = _mean_se(traj["tv_error"])
+    # Collapse (a rise) is asserted from the generations a replica has, never from the 1s.
+    trend_mean, trend_se = _mean_se(stats.per_replica_slope(traj["tv"], where=~gone))
+    disc_mean, disc_se = _mean_se_where(traj["disc"], ~gone)
+    err_mean, err_se = _mean_se_where(traj["tv_error"], ~gone)
+    share = gone.mean(0)
     # eps's uncertainty enters once: R1 at the eps means, its SE in quadrature with the loop's;
     # the smaller sample sets the degrees of freedom.
     r1_se = np.hypot(tv_se, bound_se)
@@ -844,6 +881,7 @@ def _loop_measure(key, point, shift):
         TREND: Measured(np.zeros(1), trend_mean[None], trend_se[None], R, "all generations"),
         "discretisation budget TV(q_K,q_K/2)": Measured(i, disc_mean, disc_se, R, GEN),
         "grid error budget": Measured(i, err_mean, err_se, R, GEN),
+        DIVERGED: Measured(i, share, np.sqrt(share * (1 - share) / R), R, GEN),
     }
     context = dict(eps=eps_schedule, eps_sizes=list(eps_sizes), eps_mean=eps_mean,
                    eps_se=eps_se, eps_replicas=eps_replicas, tv_se=tv_se, bound_se=bound_se)
@@ -884,6 +922,9 @@ class LoopTheory:
             "report", bound[mid:] - bound[0], "R1 bound minus eps(n)")
         out[TREND] = Theory("exceeds" if point["lam"] == 0 else "report", np.zeros(1),
                             "> 0 (collapse at lam = 0: TV grows, per-replica slope)")
+        out[DIVERGED] = Theory("report", np.zeros(len(i)), "none expected to diverge")
+        if not point.get("tested", True):     # UNMEASURABLE_2D
+            out = {q: Theory("report", th.value, th.label) for q, th in out.items()}
         return out
 
 
@@ -908,7 +949,17 @@ def b2_loop_notes(point, measured, theory, context):
             f"{context['tv_se'][-1]:.4f} against R1 {bound[-1]:.4f} ± {context['bound_se'][-1]:.4f}; "
             f"TV/R1 on non-vacuous rows {np.min(ratio):.2f}..{np.max(ratio):.2f} "
             f"({int((~tested).sum())} vacuous rows, R1 >= 1); paired growth TV_i - TV_0 at the "
-            f"last generation {growth.mean[-1]:+.4f} ± {growth.se[-1]:.4f}"]
+            f"last generation {growth.mean[-1]:+.4f} ± {growth.se[-1]:.4f}"] + _diverged_note(
+                measured[DIVERGED]) + ([] if point.get("tested", True) else [UNMEASURABLE_2D])
+
+
+def _diverged_note(share: Measured) -> list[str]:
+    if not np.any(share.mean > 0):
+        return []
+    first = int(share.x[np.argmax(share.mean > 0)])
+    return [f"{round(share.mean[-1] * share.replicas)} of {share.replicas} replicas diverged "
+            f"(model non-finite, first at generation {first}): their TV is taken as 1 from "
+            f"then on in the R1 and growth rows, their slope uses the generations before"]
 
 
 B2_LOOP = register(Claim(
