@@ -59,6 +59,23 @@ def test_bayes_predictor_is_the_ridge_posterior_mean_and_beats_linear_attention(
     assert bayes < 0.4 < 1.0 < lsa  # 0.36 vs icl_risk(gamma*) = 1.14 (docs/transformer.md §1)
 
 
+@pytest.mark.parametrize("d", [1, 3, 7])
+def test_spd_solve_matches_lapack_and_a4s_programs_hold_no_lapack_call(d):
+    """A4 runs its programs two at a time; XLA:CPU's batched LAPACK kernels block on the
+    intra-op pool (docs/engine.md §4), so the Bayes predictor solves without them."""
+    rng = np.random.default_rng(d)
+    x = rng.standard_normal((4, 3, 20, d))
+    a, b = np.einsum("...nd,...ne->...de", x, x) + 0.25 * np.eye(d), rng.standard_normal((4, 3, d))
+    np.testing.assert_allclose(tr.spd_solve(a, b), np.linalg.solve(a, b[..., None])[..., 0],
+                               rtol=1e-12, atol=1e-12)
+    if d == 3:
+        lams, size = jnp.asarray([0.0, 0.5]), tr.capacity(TINY, (0.0, 0.5))
+        text = jax.jit(jax.vmap(lambda k: tr.loop_trajectory(k, TINY, lams, 2, size))).lower(
+            jax.random.split(jax.random.key(0), 2)).as_text()
+        assert "custom_call" not in text
+        assert "custom_call" in jax.jit(jnp.linalg.solve).lower(a, b[..., None]).as_text()
+
+
 def test_synthetic_count_and_capacity():
     n = TINY.train_prompts
     counts = [int(tr.synthetic_count(TINY, jnp.asarray(lam))) for lam in (0.0, 0.1, 0.5)]

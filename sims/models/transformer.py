@@ -183,15 +183,24 @@ def network(spec: TransformerSpec) -> ICLTransformer:
     return ICLTransformer(spec.width, spec.heads, spec.layers, spec.mlp, jnp.dtype(spec.dtype))
 
 
+# The flax module is traced once per process and shape: as jitted functions, every program
+# that trains or evaluates the network (loops, calibrations, coupled twins; under vmap and
+# grad) reuses one jaxpr instead of tracing flax again (docs/transformer.md §6).
+@functools.partial(jax.jit, static_argnums=1)
 def init_params(key: jax.Array, spec: TransformerSpec) -> Any:
     """Fresh parameters from a key."""
     dummy = jnp.zeros((1, spec.context + 1, spec.dim + 2), spec.dtype)
     return network(spec).init(key, dummy)
 
 
+@functools.partial(jax.jit, static_argnums=1)
+def _apply(params: Any, spec: TransformerSpec, toks: jax.Array) -> jax.Array:
+    return network(spec).apply(params, toks)
+
+
 def predict(params: Any, spec: TransformerSpec, prompts: Prompts) -> jax.Array:
     """The network's prediction of every prompt's query label (float64)."""
-    return network(spec).apply(params, tokens(prompts)).astype(jnp.float64)
+    return _apply(params, spec, tokens(prompts)).astype(jnp.float64)
 
 
 class TrainInfo(NamedTuple):
@@ -308,8 +317,34 @@ def bayes_prediction(prompts: Prompts, noise: float) -> jax.Array:
     """
     x, y = prompts.x.astype(jnp.float64), prompts.y.astype(jnp.float64)
     gram = jnp.einsum("...nd,...ne->...de", x, x) + noise ** 2 * jnp.eye(x.shape[-1])
-    w = jnp.linalg.solve(gram, jnp.einsum("...nd,...n->...d", x, y)[..., None])[..., 0]
+    w = spd_solve(gram, jnp.einsum("...nd,...n->...d", x, y))
     return jnp.einsum("...d,...d->...", w, prompts.query.astype(jnp.float64))
+
+
+def spd_solve(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``a⁻¹ b`` for symmetric positive definite ``a`` (``(..., d, d)``, ``b``: ``(..., d)``).
+
+    Cholesky and two triangular solves in plain arithmetic, ``d`` steps each: no LAPACK call.
+    XLA:CPU's batched LAPACK kernels split their batch over the intra-op pool and block on it,
+    so two of A4's programs running at once could each hold one of a 2-core machine's two
+    pool threads and wait for ever (the diffusion fit's ``eigh`` did; docs/engine.md §4).
+    """
+    d = a.shape[-1]
+    rows = jnp.arange(d)
+    chol = jnp.zeros_like(a)
+    for j in range(d):   # column j of L: (a[:, j] - L[:, :j] L[j, :j]) / L[j, j], rows >= j
+        col = a[..., :, j] - jnp.einsum("...ik,...k->...i", chol[..., :, :j], chol[..., j, :j])
+        col = jnp.where(rows >= j, col / jnp.sqrt(col[..., j:j + 1]), 0.0)
+        chol = chol.at[..., :, j].set(col)
+    z = jnp.zeros_like(b)
+    for i in range(d):                      # L z = b
+        z = z.at[..., i].set((b[..., i] - jnp.einsum("...k,...k->...", chol[..., i, :i],
+                                                     z[..., :i])) / chol[..., i, i])
+    out = jnp.zeros_like(b)
+    for i in reversed(range(d)):            # Lᵀ out = z
+        out = out.at[..., i].set((z[..., i] - jnp.einsum("...k,...k->...", chol[..., i + 1:, i],
+                                                         out[..., i + 1:])) / chol[..., i, i])
+    return out
 
 
 # --- training sets of the loop, drawn lazily ---------------------------------------------------

@@ -43,6 +43,7 @@ growth.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 from typing import Any, Callable
 
@@ -67,6 +68,8 @@ GROWS = "lam = 0: slope of excess risk over i >= 1 (grows)"
 # resolve the effect at nearly every seed; docs/statistics.md section 5: quick's 6 replicas
 # failed the growth row at seed 1, t = 2.96 against 3.36).
 EFFECT_REPLICAS = 8
+# A4's independent runs (loops, calibration, coupled loops, one-fit constants) in flight at once.
+RUNS_AT_ONCE = 2
 
 # --- every size of A4 in one place -------------------------------------------------------------
 # Work is (replicas + calibration replicas) x trainings x steps x batch. Per replica the loop
@@ -313,24 +316,31 @@ class Measure:
 
     def __call__(self, key, point):
         spec = self.spec_of(point)
-        networks = architectures(point)
         loop_key, calibration_key = jax.random.split(key)
-        out = tr.run_loops(loop_key, spec, point["lams"], point["generations"],
-                           point["replicas"], self.rules)
-        cal = tr.run_calibration(calibration_key, spec, point["lams"], point["replicas"])
-        measured = summarise(out, cal, point)
-        if not point.get("stability_m"):
-            return measured
         # R2: coupled loops, and the one-fit constants from separate keys (the same keys for
         # every architecture: paired, so architectures differ by the network alone).
         coupled_key, stability_key = jax.random.split(jax.random.fold_in(key, 1))
-        ms, pairs = point["stability_m"], point["pairs"]
-        gammas = {architecture(o): tr.run_coupled(
-            coupled_key, self.spec_of(dict(point, **o)), ms, point["stability_generations"],
-            pairs) for o in coupled_architectures(point)}
-        stabilities = {architecture(o): tr.run_stability(
-            stability_key, self.spec_of(dict(point, **o)), ms, pairs) for o in networks}
-        quantities, context = stability_rows(gammas, stabilities, point)
+        ms, pairs = point.get("stability_m"), point.get("pairs")
+        # The runs are independent programs: two at a time, so one is traced while another
+        # computes (numbers do not depend on it: each run has its own keys and program).
+        with concurrent.futures.ThreadPoolExecutor(RUNS_AT_ONCE) as pool:
+            out = pool.submit(tr.run_loops, loop_key, spec, point["lams"], point["generations"],
+                              point["replicas"], self.rules)
+            cal = pool.submit(tr.run_calibration, calibration_key, spec, point["lams"],
+                              point["replicas"])
+            if ms:
+                gammas = {architecture(o): pool.submit(
+                    tr.run_coupled, coupled_key, self.spec_of(dict(point, **o)), ms,
+                    point["stability_generations"], pairs) for o in coupled_architectures(point)}
+                stabilities = {architecture(o): pool.submit(
+                    tr.run_stability, stability_key, self.spec_of(dict(point, **o)), ms, pairs)
+                    for o in architectures(point)}
+        measured = summarise(out.result(), cal.result(), point)
+        if not ms:
+            return measured
+        quantities, context = stability_rows({a: f.result() for a, f in gammas.items()},
+                                             {a: f.result() for a, f in stabilities.items()},
+                                             point)
         return Measurement(dict(measured.quantities, **quantities),
                            dict(measured.context, stability=context))
 
