@@ -321,6 +321,10 @@ class Measure:
         # every architecture: paired, so architectures differ by the network alone).
         coupled_key, stability_key = jax.random.split(jax.random.fold_in(key, 1))
         ms, pairs = point.get("stability_m"), point.get("pairs")
+        # Every spec is built (and validated) before any run starts.
+        specs = {architecture(o): self.spec_of(dict(point, **o))
+                 for o in (architectures(point) if ms else [])}
+        coupled = [architecture(o) for o in coupled_architectures(point)] if ms else []
         # The runs are independent programs: two at a time, so one is traced while another
         # computes (numbers do not depend on it: each run has its own keys and program).
         with concurrent.futures.ThreadPoolExecutor(RUNS_AT_ONCE) as pool:
@@ -329,12 +333,10 @@ class Measure:
             cal = pool.submit(tr.run_calibration, calibration_key, spec, point["lams"],
                               point["replicas"])
             if ms:
-                gammas = {architecture(o): pool.submit(
-                    tr.run_coupled, coupled_key, self.spec_of(dict(point, **o)), ms,
-                    point["stability_generations"], pairs) for o in coupled_architectures(point)}
-                stabilities = {architecture(o): pool.submit(
-                    tr.run_stability, stability_key, self.spec_of(dict(point, **o)), ms, pairs)
-                    for o in architectures(point)}
+                gammas = {a: pool.submit(tr.run_coupled, coupled_key, specs[a], ms,
+                                         point["stability_generations"], pairs) for a in coupled}
+                stabilities = {a: pool.submit(tr.run_stability, stability_key, specs[a], ms, pairs)
+                               for a in specs}
         measured = summarise(out.result(), cal.result(), point)
         if not ms:
             return measured
