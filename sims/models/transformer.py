@@ -185,7 +185,7 @@ def network(spec: TransformerSpec) -> ICLTransformer:
 
 # The flax module is traced once per process and shape: as jitted functions, every program
 # that trains or evaluates the network (loops, calibrations, coupled twins; under vmap and
-# grad) reuses one jaxpr instead of tracing flax again (docs/transformer.md §6).
+# grad) reuses one jaxpr instead of tracing flax again (docs/transformer.md §7).
 @functools.partial(jax.jit, static_argnums=1)
 def init_params(key: jax.Array, spec: TransformerSpec) -> Any:
     """Fresh parameters from a key."""
