@@ -217,6 +217,40 @@ def test_twin_distance_is_the_tv_of_two_gaussians():
     np.testing.assert_allclose(tr.twin_distance(f, f - delta, 0.5), expected, rtol=1e-12)
 
 
+def test_a4_runs_two_at_a_time_and_an_error_cancels_the_runs_not_started(monkeypatch):
+    """Measure's runs are independent: two run at once; when one fails, the error reaches the
+    caller and the runs still queued never start (stand-in runs, no training)."""
+    import threading
+    import time
+    running, most, started = [0], [0], []
+    lock = threading.Lock()
+
+    def stand_in(name, fail=False):
+        def run(*args, **kwargs):
+            with lock:
+                started.append(name)
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            time.sleep(0.2)
+            with lock:
+                running[0] -= 1
+            if fail:
+                raise NonFiniteError("loss", 2, 1)
+        return run
+
+    monkeypatch.setattr(tr, "run_loops", stand_in("loops", fail=True))
+    for name in ("run_calibration", "run_coupled", "run_stability"):
+        monkeypatch.setattr(tr, name, stand_in(name))
+    point = dict(QUICK, architectures=[dict(layers=1), dict(layers=3)])
+    with pytest.raises(NonFiniteError, match="generation 2"):
+        a4.Measure()(jax.random.key(0), point)
+    time.sleep(0.5)           # a run a freed worker had already taken may still finish
+    assert most[0] == a4.RUNS_AT_ONCE
+    # loops and calibration, then at most one run per freed worker of the 4 queued
+    # (quick: the A4 network's coupled loops, three networks' one-fit runs)
+    assert len(started) <= 2 + a4.RUNS_AT_ONCE < 2 + 1 + 3
+
+
 def test_coupled_loops_give_m_back_and_validate_their_input():
     for spec in (TINY, tr.make_spec(train_prompts=4000)):
         ms = (1, 2, 3, 4, 8, 16, 64)

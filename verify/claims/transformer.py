@@ -326,23 +326,26 @@ class Measure:
                  for o in (architectures(point) if ms else [])}
         coupled = [architecture(o) for o in coupled_architectures(point)] if ms else []
         # The runs are independent programs: two at a time, so one is traced while another
-        # computes (numbers do not depend on it: each run has its own keys and program).
-        with concurrent.futures.ThreadPoolExecutor(RUNS_AT_ONCE) as pool:
+        # computes (numbers do not depend on it: each run has its own keys and program). An
+        # error or Ctrl-C cancels the runs not yet started.
+        pool = concurrent.futures.ThreadPoolExecutor(RUNS_AT_ONCE)
+        try:
             out = pool.submit(tr.run_loops, loop_key, spec, point["lams"], point["generations"],
                               point["replicas"], self.rules)
             cal = pool.submit(tr.run_calibration, calibration_key, spec, point["lams"],
                               point["replicas"])
-            if ms:
-                gammas = {a: pool.submit(tr.run_coupled, coupled_key, specs[a], ms,
-                                         point["stability_generations"], pairs) for a in coupled}
-                stabilities = {a: pool.submit(tr.run_stability, stability_key, specs[a], ms, pairs)
-                               for a in specs}
-        measured = summarise(out.result(), cal.result(), point)
-        if not ms:
-            return measured
-        quantities, context = stability_rows({a: f.result() for a, f in gammas.items()},
-                                             {a: f.result() for a, f in stabilities.items()},
-                                             point)
+            gammas = {a: pool.submit(tr.run_coupled, coupled_key, specs[a], ms,
+                                     point["stability_generations"], pairs) for a in coupled}
+            stabilities = {a: pool.submit(tr.run_stability, stability_key, specs[a], ms, pairs)
+                           for a in specs}
+            measured = summarise(out.result(), cal.result(), point)
+            if not ms:
+                return measured
+            quantities, context = stability_rows({a: f.result() for a, f in gammas.items()},
+                                                 {a: f.result() for a, f in stabilities.items()},
+                                                 point)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
         return Measurement(dict(measured.quantities, **quantities),
                            dict(measured.context, stability=context))
 
