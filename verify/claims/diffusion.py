@@ -687,7 +687,7 @@ LOOP_TAU, LOOP_RULE = 2e3, "early"
 # The full mode's 2-D loop points (points without "dim" are 1-D).
 LOOP_2D_GENERATIONS, LOOP_2D_REPLICAS = 10, 32
 # Why the 2-D fully synthetic point (key ``tested=False``) is reported, not tested: measured at
-# seed 0 (docs/diffusion.md §7).
+# seed 0 (docs/diffusion.md §6.1).
 UNMEASURABLE_2D = ("reported, not tested: the 2-D fully synthetic loop's law leaves the "
                    "48 x 48 grid on [-7, 7]^2 (grid budget 0.029 at i = 1, 0.18 at i = 9, "
                    "tolerance 0.02; the relu score extrapolates and the loop refits its "
