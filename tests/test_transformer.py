@@ -546,6 +546,20 @@ def test_coupled_loops_of_every_architecture_run_where_the_point_says(production
         a4.stability_rows({OTHER: np.zeros((2, 2, 1))}, {}, dict(QUICK, stability_m=[1]))
 
 
+def test_the_halved_r2_study_runs_and_says_4_pairs_do_not_resolve_it(production, capsys):
+    """docs/examples/r2_halved_control.py (100 pairs reject R2 at half its constants, measured
+    once: docs/transformer.md §5) runs, and at quick's 4 pairs reports the factor 2 unresolved."""
+    import importlib.util
+    from conftest import ROOT
+    spec = importlib.util.spec_from_file_location(
+        "r2_halved_control", ROOT / "docs" / "examples" / "r2_halved_control.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    assert study.main(4) == 1
+    out = capsys.readouterr().out
+    assert "R2 x 1: 0 of 4 rows rejected" in out and "R2 x 0.5: 0 of 4 rows rejected" in out
+
+
 def test_a_network_with_a_tenth_of_the_steps_fails_the_quality_row():
     # the quality row needs generation 0 only
     record = evaluate(_small(control(a4.A4, spec_of=_tenth_of_the_steps), generations=1),
