@@ -400,7 +400,7 @@ def _planted_loop(point, diverge_from=None, replicas=64, seed=0):
         for leaf in traj.values():
             leaf[: replicas // 2, diverge_from:] = np.nan
     plan = claims_diffusion._loop_plan(point)
-    sizes = tuple(sorted({int(s) for s in claims_diffusion.training_sizes(plan)}))
+    sizes = claims_diffusion.loop_eps_sizes(plan)
     eps = np.linspace(0.09, 0.08, len(sizes))
     return traj, claims_diffusion.loop_rows(traj, plan, sizes, eps, np.full(len(sizes), 2e-3), 48)
 

@@ -840,8 +840,13 @@ def _loop_measure(key, point, shift):
                     D.diffusion_tv_metric(grid, HORIZON, steps, steps // 2),
                     replicas=point["replicas"], batch_size=min(point["replicas"], 32),
                     real_sampler=gaussian_mixture_sampler, nonfinite="return")
-    eps_sizes = tuple(sorted({int(s) for s in training_sizes(plan)}))
+    eps_sizes = loop_eps_sizes(plan)
     return loop_rows(traj, plan, eps_sizes, *predicted_eps(key_eps, point, eps_sizes))
+
+
+def loop_eps_sizes(plan) -> tuple[int, ...]:
+    """The distinct training sizes ``N_i`` of a loop: where R1 needs the one-shot eps."""
+    return tuple(sorted({int(s) for s in training_sizes(plan)}))
 
 
 def loop_rows(traj, plan, eps_sizes, eps_mean, eps_se, eps_replicas) -> Measurement:
