@@ -29,6 +29,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from bounds import validate
 from sims.model import GenerativeModel
+from sims.programs import compile_program
 from sims.schemes import LoopPlan, initial_training_set, next_training_set
 
 Metric = Callable[[jax.Array, "Generation", Any], Any]
@@ -229,7 +230,10 @@ def _compiled_chunk(replica_fn, static_key, batch_size, devices, base_key, truth
     chunk_fn = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("replicas"), P()),
                                      out_specs=P("replicas"), check_vma=False))
     indices = jax.ShapeDtypeStruct((batch_size * len(devices),), jnp.uint32, sharding=sharding)
-    compiled = chunk_fn.lower(base_key, indices, truth_shapes).compile()
+    # Through the program store: a later process loads the lowered program instead of
+    # tracing replica_fn again (sims/programs.py).
+    key_shape = jax.ShapeDtypeStruct(np.shape(base_key), base_key.dtype)
+    compiled = compile_program(chunk_fn, cache_key, key_shape, indices, truth_shapes)
     need = _compiled_bytes(compiled)
     local = [d for d in devices if d.process_index == jax.process_index()]
     have = _available_device_bytes(local[0] if local else jax.local_devices()[0])

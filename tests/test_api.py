@@ -100,7 +100,12 @@ def test_cpu_runtime_flags_are_added_once_and_a_users_choice_is_kept(monkeypatch
     verify.configure_cpu_runtime()
     verify.configure_cpu_runtime()
     assert os.environ["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=2",
-                                               verify.CPU_RUNTIME_FLAGS]
+                                               *verify.CPU_RUNTIME_FLAGS.split()]
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")
     verify.configure_cpu_runtime()
-    assert os.environ["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=true"
+    assert os.environ["XLA_FLAGS"].split() == ["--xla_cpu_multi_thread_eigen=true",
+                                               "--xla_cpu_experimental_ynn_fusion_type="]
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=dot")
+    verify.configure_cpu_runtime()
+    assert os.environ["XLA_FLAGS"].split() == ["--xla_cpu_experimental_ynn_fusion_type=dot",
+                                               "--xla_cpu_multi_thread_eigen=false"]

@@ -27,18 +27,22 @@ _RENAMED = {"load_claims": "load_all"}
 # suite's own hang was two batched eigh kernels waiting on the pool (fixed in
 # sims.models.diffusion, docs/engine.md §4). Single-threaded Eigen kernels cost little here:
 # the suite's parallelism is across worker processes (--jobs) and test workers.
-CPU_RUNTIME_FLAGS = "--xla_cpu_multi_thread_eigen=false"
+# An empty YNNPACK fusion list sends dots to XLA's own kernels: the suite's dots are small
+# (A4's network is 16 wide), and the library call per dot cost A4's quick loop 40% of its
+# running time, and every load of a cached executable its YNN set-up (docs/engine.md §6).
+CPU_RUNTIME_FLAGS = "--xla_cpu_multi_thread_eigen=false --xla_cpu_experimental_ynn_fusion_type="
 
 
 def configure_cpu_runtime() -> None:
     """Add ``CPU_RUNTIME_FLAGS`` to ``XLA_FLAGS`` for this process and the workers it starts.
 
     It takes effect only before JAX creates its CPU backend (the CLI and the tests call it
-    first thing). A ``XLA_FLAGS`` that already sets ``xla_cpu_multi_thread_eigen`` is kept.
+    first thing). A flag that ``XLA_FLAGS`` already sets, to any value, is kept as it is.
     """
     flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_cpu_multi_thread_eigen" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} {CPU_RUNTIME_FLAGS}".strip()
+    missing = [flag for flag in CPU_RUNTIME_FLAGS.split() if flag.split("=")[0] not in flags]
+    if missing:
+        os.environ["XLA_FLAGS"] = " ".join([flags, *missing]).strip()
 
 
 def enable_float64() -> None:

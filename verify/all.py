@@ -40,6 +40,7 @@ verify.configure_cpu_runtime()  # before JAX's backend exists (see its docstring
 import jax  # noqa: E402
 from verify import baseline, plugins, report
 from sims.loop import chunk_progress, compile_count
+from sims.programs import stored_count
 from verify.cache import compile_stats, enable_compilation_cache
 from verify.claim import REGISTRY, evaluate
 from verify.store import PointStore
@@ -297,7 +298,8 @@ def _main(argv) -> int:
           f"pass" + (f", {len(untested)} untested ({', '.join(untested)})" if untested else "")
           + f" in {wall:.1f} s on {cpu / wall:.2f} cores ({compiled['compiled']} compiled, "
           f"{compiled['loaded_from_cache']} cached executables, {compiled['compile_seconds']:.1f}"
-          f" s); report in {out / 'report.md'}")
+          f" s, {compiled['stored_programs']} of {compiled['compiled_loops']} loops untraced);"
+          f" report in {out / 'report.md'}")
     return 0 if status == "pass" else 1
 
 
@@ -316,7 +318,8 @@ def _cpu_seconds() -> float:
 
 
 def _compile_counts() -> dict:
-    return {"compiled_loops": compile_count(), **compile_stats()}
+    return {"compiled_loops": compile_count(), "stored_programs": stored_count(),
+            **compile_stats()}
 
 
 def _compilation(workers: collections.Counter) -> dict:
