@@ -233,7 +233,8 @@ def _compiled_chunk(replica_fn, static_key, batch_size, devices, base_key, truth
     # Through the program store: a later process loads the lowered program instead of
     # tracing replica_fn again (sims/programs.py).
     key_shape = jax.ShapeDtypeStruct(np.shape(base_key), base_key.dtype)
-    compiled = compile_program(chunk_fn, cache_key, key_shape, indices, truth_shapes)
+    compiled = compile_program(chunk_fn, cache_key, key_shape, indices, truth_shapes,
+                               platform=devices[0].platform)
     need = _compiled_bytes(compiled)
     local = [d for d in devices if d.process_index == jax.process_index()]
     have = _available_device_bytes(local[0] if local else jax.local_devices()[0])

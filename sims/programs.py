@@ -2,27 +2,28 @@
 
 JAX's persistent compilation cache stores *executables*, keyed by the lowered program, so
 every process still traces and lowers a program before the cache can answer. For the
-transformer loops (claim A4) that is most of a quick run's start-up: each program traces
-the network's training under three ``vmap`` levels, about 3 s a program, and lowers it,
-1-2 s more. ``compile_program`` stores the lowered program itself (``jax.export``,
+transformer loops (claim A4) that was a third of a quick run: each program traces the
+network's training under several ``vmap`` levels, about 3 s a program, and lowers it, 1-2 s
+more. ``compile_program`` stores the lowered program itself (``jax.export``,
 serialized StableHLO) beside the compilation cache, under a fingerprint of everything that
 determines it, and compiles it through ``jax.jit(exported.call)``: on a later run the
 program comes off disk and its executable out of JAX's cache.
 
-What the fingerprint holds (docs/engine.md §5):
+What the fingerprint holds (docs/engine.md §6):
 
-* the caller's ``static_key`` (which must identify the traced function, as it already must
-  for ``sims.loop``'s in-process cache), described value by value: numbers, strings,
-  arrays (their bytes), named tuples, and functions by module, name, closure and defaults;
+* the platform and the caller's ``static_key`` (which must identify the traced function, as
+  it already must for ``sims.loop``'s in-process cache), described value by value: numbers,
+  strings, arrays and keys (their bytes), named tuples with their type, modules by name, and
+  functions by module, qualified name, bytecode, closure and defaults;
 * the input shapes, dtypes, shardings and tree structure;
 * the source of the ``bounds``, ``sims`` and ``verify`` packages, the versions of Python,
   JAX, jaxlib, NumPy, flax and optax, and JAX's configuration.
 
 Anything it cannot describe stably (a function from outside those packages, whose source
 is not in the fingerprint; an object without a stable description; several processes)
-makes the program in-process only, never wrong. A fresh program takes the same route as a
-stored one (serialize, deserialize, compile), so both give the same executable and the
-same numbers.
+keeps the program in this process: it is traced again next time, never loaded wrongly. A
+fresh program takes the same route as a stored one (serialize, deserialize, compile), so
+both give the same executable and the same numbers.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import enum
 import functools
 import hashlib
 import importlib.metadata
+import importlib.util
 import os
 import pickle
 import sys
@@ -95,15 +97,18 @@ def stored_count() -> int:
     return _FROM_STORE[0]
 
 
-def compile_program(fn: Callable, static_key: tuple, *specs: Any) -> Program:
+def compile_program(fn: Callable, static_key: tuple, *specs: Any,
+                    platform: str | None = None) -> Program:
     """Compile ``fn`` for argument ``specs`` (pytrees of ``ShapeDtypeStruct``), through the store.
 
     ``static_key`` identifies ``fn``: two calls with the same ``static_key`` and specs must
     mean the same program (in this process and, when the key can be described stably, in
-    every later one with the same source and libraries).
+    every later one with the same source and libraries). ``platform``: where it runs
+    (``"cpu"``, ``"gpu"``...; default: JAX's default backend).
     """
+    platform = platform or jax.default_backend()
     leaves, in_tree = jax.tree.flatten(specs)
-    path = _stored_path(static_key, leaves, in_tree)
+    path = _stored_path((platform, static_key), leaves, in_tree)
     stored = _read(path) if path is not None else None
     from_store = stored is not None
     _FROM_STORE[0] += from_store
@@ -115,12 +120,16 @@ def compile_program(fn: Callable, static_key: tuple, *specs: Any) -> Program:
             out_tree.append(tree)
             return out
 
-        blob = jax.export.export(jax.jit(flat))(*leaves).serialize()
-        stored = (bytes(blob), out_tree[0])
+        exported = jax.export.export(jax.jit(flat), platforms=(platform,))(*leaves)
+        try:
+            stored = (bytes(exported.serialize()), out_tree[0])
+        except ImportError:  # no flatbuffers: programs stay in the process
+            stored, path = (None, out_tree[0]), None
         if path is not None:
             _write(path, stored)
     blob, out_tree = stored
-    exported = jax.export.deserialize(bytearray(blob))
+    if blob is not None:  # a fresh program takes the stored one's route: the same executable
+        exported = jax.export.deserialize(bytearray(blob))
     compiled = jax.jit(exported.call).lower(*leaves).compile()
     return Program(compiled, in_tree, out_tree, from_store)
 
@@ -141,9 +150,7 @@ def _read(path: Path):
         with open(path, "rb") as f:
             blob, out_tree = pickle.load(f)
         return bytes(blob), out_tree
-    except FileNotFoundError:
-        return None
-    except Exception:  # a torn or outdated entry is a miss, rewritten below
+    except Exception:  # absent, torn or outdated: a miss, traced and rewritten
         return None
 
 
@@ -163,30 +170,40 @@ def _write(path: Path, stored) -> None:
         pass
 
 
-@functools.lru_cache(maxsize=None)
 def _source_digest() -> str:
     """SHA-256 of every ``.py`` file of the packages whose functions are described by name."""
     digest = hashlib.sha256()
     for package in _PACKAGES:
-        module = sys.modules.get(package)
-        if module is None or not getattr(module, "__file__", None):
+        spec = importlib.util.find_spec(package)  # found, not imported
+        if spec is None or not spec.origin:
             digest.update(f"{package}: absent".encode())
             continue
-        root = Path(module.__file__).parent
+        root = Path(spec.origin).parent
         for file in sorted(root.rglob("*.py")):
             digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes())
     return digest.hexdigest()
 
 
-def _environment() -> tuple:
+def _versions() -> tuple:
     versions = []
     for name in _LIBRARIES:
         try:
             versions.append((name, importlib.metadata.version(name)))
         except importlib.metadata.PackageNotFoundError:
             versions.append((name, None))
+    return (sys.version, tuple(versions))
+
+
+# Read once, when the process loads the engine (with the code it runs): a file edited while a
+# long run goes on must not give that run's programs the new source's name.
+_SOURCE = _source_digest()
+_VERSIONS = _versions()
+
+
+def _environment() -> tuple:
+    """What besides the key decides a program: source, libraries, JAX's configuration now."""
     config = tuple(sorted((k, repr(v)) for k, v in jax.config.values.items()))
-    return (sys.version, tuple(versions), config, _source_digest())
+    return (_VERSIONS, config, _SOURCE)
 
 
 def _in_packages(module: str | None) -> bool:
