@@ -69,8 +69,8 @@ def parse_args(argv):
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true",
-                      help="small grids (about 2 min on 2 cores with the compilation cache "
-                           "filled, 5 min cold); used by tests")
+                      help="small grids (about 1 min on 2 cores with the caches filled, 5 min "
+                           "cold); used by tests")
     size.add_argument("--full", action="store_true", help="large grids and replica counts")
     parser.add_argument("--only", default=None,
                         help="comma-separated claim IDs or families, e.g. P1,P4 or B1 (= B1-*)")
