@@ -69,7 +69,7 @@ def parse_args(argv):
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true",
-                      help="small grids (about 1 min on 2 cores with the caches filled, 5 min "
+                      help="small grids (about 1 min on 2 cores with the caches filled, 6 min "
                            "cold); used by tests")
     size.add_argument("--full", action="store_true", help="large grids and replica counts")
     parser.add_argument("--only", default=None,
