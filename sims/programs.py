@@ -60,13 +60,11 @@ class Program(NamedTuple):
     Attributes:
       compiled: the executable (``jax.stages.Compiled``) of the flattened function.
       in_tree, out_tree: the tree structures of the arguments and of the result.
-      stored: ``True`` when the lowered program came from the store (no tracing).
     """
 
     compiled: Any
     in_tree: Any
     out_tree: Any
-    stored: bool
 
     def __call__(self, *args):
         leaves, tree = jax.tree.flatten(args)
@@ -110,8 +108,7 @@ def compile_program(fn: Callable, static_key: tuple, *specs: Any,
     leaves, in_tree = jax.tree.flatten(specs)
     path = _stored_path((platform, static_key), leaves, in_tree)
     stored = _read(path) if path is not None else None
-    from_store = stored is not None
-    _FROM_STORE[0] += from_store
+    _FROM_STORE[0] += stored is not None
     if stored is None:
         out_tree = []
 
@@ -131,7 +128,7 @@ def compile_program(fn: Callable, static_key: tuple, *specs: Any,
     if blob is not None:  # a fresh program takes the stored one's route: the same executable
         exported = jax.export.deserialize(bytearray(blob))
     compiled = jax.jit(exported.call).lower(*leaves).compile()
-    return Program(compiled, in_tree, out_tree, from_store)
+    return Program(compiled, in_tree, out_tree)
 
 
 def _stored_path(static_key, leaves, in_tree) -> Path | None:
@@ -240,32 +237,33 @@ def _describe(obj, depth: int = 0):
         if _in_packages(obj.__module__) or obj.__module__ in ("builtins", "numpy"):
             return ("type", obj.__module__, obj.__qualname__)
         return None
-    if isinstance(obj, tuple):  # named tuples carry their type
-        parts = tuple(sub(v) for v in obj)
-        if any(p is None for p in parts):
-            return None
-        return ("tuple", sub(type(obj)) if type(obj) is not tuple else None, parts)
+    if isinstance(obj, tuple):  # a named tuple carries its type, which must be described too
+        kind = sub(type(obj)) if type(obj) is not tuple else "tuple"
+        return _joined(kind, [sub(v) for v in obj])
     if isinstance(obj, list):
-        parts = tuple(sub(v) for v in obj)
-        return None if any(p is None for p in parts) else ("list", parts)
+        return _joined("list", [sub(v) for v in obj])
     if isinstance(obj, dict):
-        parts = tuple((sub(k), sub(v)) for k, v in sorted(obj.items(), key=lambda kv: repr(kv[0])))
-        return None if any(p is None for kv in parts for p in kv) else ("dict", parts)
+        items = sorted(obj.items(), key=lambda kv: repr(kv[0]))
+        return _joined("dict", [sub(k) for k, _ in items] + [sub(v) for _, v in items])
     if isinstance(obj, functools.partial):
-        parts = (sub(obj.func), sub(obj.args), sub(obj.keywords))
-        return None if any(p is None for p in parts) else ("partial", parts)
+        return _joined("partial", [sub(obj.func), sub(obj.args), sub(obj.keywords)])
     if isinstance(obj, types.MethodType):
-        parts = (sub(obj.__self__), sub(obj.__func__))
-        return None if any(p is None for p in parts) else ("method", parts)
+        return _joined("method", [sub(obj.__self__), sub(obj.__func__)])
     if isinstance(obj, types.FunctionType):
         return _describe_function(obj, sub)
     if dataclasses.is_dataclass(obj) and getattr(type(obj), "__dataclass_params__").frozen:
         fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-        parts = (sub(type(obj)), sub(fields))
-        return None if any(p is None for p in parts) else ("dataclass", parts)
+        return _joined("dataclass", [sub(type(obj)), sub(fields)])
     if isinstance(obj, jax.tree_util.PyTreeDef):
         return ("treedef", str(obj))
     return None
+
+
+def _joined(kind, parts: list):
+    """``(kind, parts)``, or ``None`` when the kind or any part has no description."""
+    if kind is None or any(p is None for p in parts):
+        return None
+    return (kind, tuple(parts))
 
 
 def _describe_function(fn, sub):
@@ -278,12 +276,8 @@ def _describe_function(fn, sub):
         cells = tuple(sub(c.cell_contents) for c in fn.__closure__ or ())
     except ValueError:  # an empty cell: a closure not yet complete
         return None
-    defaults = sub(fn.__defaults__) if fn.__defaults__ else ()
-    kwdefaults = sub(fn.__kwdefaults__) if fn.__kwdefaults__ else ()
-    if any(c is None for c in cells) or defaults is None or kwdefaults is None:
-        return None
-    return ("function", fn.__module__, fn.__qualname__, _describe_code(fn.__code__), cells,
-            defaults, kwdefaults)
+    return _joined(("function", fn.__module__, fn.__qualname__, _describe_code(fn.__code__)),
+                   [*cells, sub(fn.__defaults__), sub(fn.__kwdefaults__)])
 
 
 def _describe_code(code: types.CodeType) -> tuple:

@@ -89,6 +89,12 @@ def test_a_key_without_a_stable_description_stays_in_the_process(store):
     assert not list(store.glob("*.pkl"))
 
 
+def test_a_named_tuple_from_outside_the_packages_is_not_a_plain_tuple():
+    Point = collections.namedtuple("Point", "a b")  # this test module: not a described package
+    assert programs._describe(Point(1, 2)) is None
+    assert programs._describe((1, 2)) is not None
+
+
 def _two_lambdas():
     return (lambda a, b: a), (lambda a, b: b)
 
